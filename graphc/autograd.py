@@ -1,0 +1,87 @@
+"""Gradient mode (`no_grad`, `enable_grad`) and the source-location override used while
+autodiff emits backward nodes (they carry the location of the forward node they come
+from, not of graphc's own code)."""
+from __future__ import annotations
+
+import functools
+import threading
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_state, "grad_enabled", True)
+
+
+def set_grad_enabled(mode: bool):
+    _state.grad_enabled = bool(mode)
+
+
+def location_override():
+    return getattr(_state, "loc", None)
+
+
+class _GradModeContext:
+    """Context manager and decorator, like torch.no_grad / torch.enable_grad."""
+    mode = True
+
+    def __enter__(self):
+        self._prev = is_grad_enabled()
+        set_grad_enabled(self.mode)
+        return self
+
+    def __exit__(self, *exc):
+        set_grad_enabled(self._prev)
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with type(self)():
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+class no_grad(_GradModeContext):
+    mode = False
+
+
+class enable_grad(_GradModeContext):
+    mode = True
+
+
+class _LocationContext:
+    def __init__(self, loc):
+        self.loc = loc
+
+    def __enter__(self):
+        self._prev = location_override()
+        _state.loc = self.loc
+
+    def __exit__(self, *exc):
+        _state.loc = self._prev
+        return False
+
+
+def emitted_at(loc):
+    """Nodes created inside this context get `loc` as their source location."""
+    return _LocationContext(loc)
+
+
+def literal_scalars():
+    """Inside this context Python floats become IR constants, not runtime inputs (used
+    by graphc's own code: the 0.5 in a VJP rule is a literal, a user's lr is not)."""
+    return _LiteralContext()
+
+
+def scalars_are_literals() -> bool:
+    return getattr(_state, "literals", 0) > 0
+
+
+class _LiteralContext:
+    def __enter__(self):
+        _state.literals = getattr(_state, "literals", 0) + 1
+
+    def __exit__(self, *exc):
+        _state.literals -= 1
+        return False

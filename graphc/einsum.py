@@ -1,0 +1,92 @@
+"""einsum for the common forms, lowered to permute/reshape/matmul/sum.
+
+Operands are contracted left to right, two at a time. For a pair, each label is a batch
+label (in both operands and kept), a contracted label (in both, not kept), or a free
+label of one side; labels that appear in one operand only and are not kept are summed
+out first. The pair then becomes one batched matmul [B, M, K] @ [B, K, N]. Repeated
+labels within one operand (diagonals, `ii->i`) are not supported and raise.
+"""
+from __future__ import annotations
+
+from .ir.errors import at_user_line
+
+
+def _parse(equation, n_operands):
+    eq = equation.replace(" ", "")
+    if "..." in eq:
+        raise at_user_line(ValueError, "einsum: '...' is not supported by graphc yet")
+    if "->" in eq:
+        lhs, out = eq.split("->")
+    else:
+        lhs = eq
+        counts = {}
+        for c in lhs.replace(",", ""):
+            counts[c] = counts.get(c, 0) + 1
+        out = "".join(sorted(c for c, k in counts.items() if k == 1))
+    ins = lhs.split(",")
+    if len(ins) != n_operands:
+        raise at_user_line(ValueError, f"einsum: equation {equation!r} names {len(ins)} "
+                                       f"operands, got {n_operands}")
+    for s in ins + [out]:
+        if len(set(s)) != len(s):
+            raise at_user_line(ValueError, f"einsum: repeated label in {s!r} (diagonals) is "
+                                           "not supported")
+    return ins, out
+
+
+def _sum_out(t, labels, keep):
+    drop = [k for k, c in enumerate(labels) if c not in keep]
+    if drop:
+        t = t.sum(tuple(drop))
+        labels = "".join(c for c in labels if c in keep)
+    return t, labels
+
+
+def _contract(a, la, b, lb, keep):
+    a, la = _sum_out(a, la, set(lb) | keep)
+    b, lb = _sum_out(b, lb, set(la) | keep)
+    batch = [c for c in la if c in lb and c in keep]
+    contract = [c for c in la if c in lb and c not in keep]
+    free_a = [c for c in la if c not in lb]
+    free_b = [c for c in lb if c not in la]
+    size = {}
+    for t, ls in ((a, la), (b, lb)):
+        for c, s in zip(ls, t.shape):
+            if c in size and size[c] != s and 1 not in (size[c], s):
+                raise at_user_line(RuntimeError, f"einsum: label {c!r} has sizes {size[c]} "
+                                                 f"and {s}")
+            size[c] = max(size.get(c, 1), s)
+
+    def arrange(t, ls, first, second):
+        order = [ls.index(c) for c in batch + first + second]
+        t = t.permute(order)
+        t = t.expand(*[size[c] for c in batch + first + second])
+        prod = lambda cs: _prod(size[c] for c in cs)
+        return t.reshape(prod(batch), prod(first), prod(second))
+
+    am = arrange(a, la, free_a, contract)
+    bm = arrange(b, lb, contract, free_b)
+    r = am @ bm
+    labels = batch + free_a + free_b
+    return r.reshape(*[size[c] for c in labels]), "".join(labels)
+
+
+def _prod(xs):
+    n = 1
+    for x in xs:
+        n *= x
+    return n
+
+
+def einsum(equation, *operands):
+    ins, out = _parse(equation, len(operands))
+    for t, ls in zip(operands, ins):
+        if t.ndim != len(ls):
+            raise at_user_line(RuntimeError, f"einsum: operand with shape {list(t.shape)} does "
+                                             f"not fit subscripts {ls!r}")
+    cur, cl = operands[0], ins[0]
+    for k in range(1, len(operands)):
+        later = set(out).union(*[set(s) for s in ins[k + 1:]])
+        cur, cl = _contract(cur, cl, operands[k], ins[k], later)
+    cur, cl = _sum_out(cur, cl, set(out))
+    return cur.permute([cl.index(c) for c in out]) if cl != out else cur

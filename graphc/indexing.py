@@ -1,0 +1,147 @@
+"""Tensor indexing: `x[...]` reads and `x[...] = v` writes, PyTorch's rules.
+
+Reads: ints, slices (any positive step, negative bounds), `None`, `...` become one
+`slice` node plus a `reshape`; integer tensors and lists (advanced indexing) become a
+`gather` over the advanced dims flattened into one, with the result dims placed as
+numpy/PyTorch place them (where the first advanced index was, if the advanced indices
+are adjacent; first otherwise).
+
+Writes are functional: the positions a key selects are computed by indexing an `iota`
+of the tensor's flat positions with the same key, and the new value is a `where` over
+a scatter of those positions. A bool mask of the tensor's own shape is a plain `where`.
+Boolean-mask reads (`x[mask]`) have a data-dependent shape, which a static graph cannot
+express: they raise an error that says so.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import dtypes as dt
+from .ir.errors import at_user_line
+from .tensor import Tensor, tensor
+
+
+def _is_index_tensor(k):
+    return isinstance(k, (Tensor, list, np.ndarray))
+
+
+def _expand_key(x, key):
+    if not isinstance(key, tuple):
+        key = (key,)
+    key = tuple(tensor(k) if isinstance(k, (list, np.ndarray)) else k for k in key)
+    for k in key:
+        if isinstance(k, Tensor) and k.dtype is dt.bool_:
+            raise at_user_line(IndexError, "indexing with a bool mask gives a data-dependent "
+                                           "shape, which graphc's static graphs cannot express; "
+                                           "use graphc.where(mask, x, 0) or masked_fill")
+        if isinstance(k, Tensor) and k.dtype.is_floating:
+            raise at_user_line(IndexError, "tensors used as indices must be long, int or bool "
+                                           f"tensors (got {k.dtype.name})")
+    consumed = sum(1 for k in key if k is not None and k is not Ellipsis)
+    if consumed > x.ndim:
+        raise at_user_line(IndexError, f"too many indices for tensor of dimension {x.ndim}")
+    if sum(1 for k in key if k is Ellipsis) > 1:
+        raise at_user_line(IndexError, "an index can only have a single ellipsis ('...')")
+    out = []
+    for k in key:
+        if k is Ellipsis:
+            out += [slice(None)] * (x.ndim - consumed)
+        else:
+            out.append(k)
+    if not any(k is Ellipsis for k in key):
+        out += [slice(None)] * (x.ndim - consumed)
+    return out
+
+
+def getitem(x: Tensor, key):
+    items = _expand_key(x, key)
+    starts, stops, steps = [], [], []
+    out_shape = []          # shape after the basic part, before advanced indexing
+    adv = []                # (position in out_shape, index tensor)
+    dim = 0
+    for k in items:
+        if k is None:
+            out_shape.append(1)
+            continue
+        size = x.shape[dim]
+        if isinstance(k, Tensor):
+            starts.append(0), stops.append(size), steps.append(1)
+            adv.append((len(out_shape), k, size))
+            out_shape.append(size)
+        elif isinstance(k, slice):
+            st = 1 if k.step is None else int(k.step)
+            if st <= 0:
+                raise at_user_line(ValueError, "step must be greater than zero")
+            a, b, _ = slice(k.start, k.stop, 1).indices(size)
+            b = max(a, b)
+            starts.append(a), stops.append(b), steps.append(st)
+            out_shape.append(max(0, (b - a + st - 1) // st))
+        else:
+            i = int(k)
+            if not -size <= i < size:
+                raise at_user_line(IndexError, f"index {i} is out of bounds for dimension {dim} "
+                                               f"with size {size}")
+            i %= size
+            starts.append(i), stops.append(i + 1), steps.append(1)
+        dim += 1
+    y = x
+    if (starts != [0] * x.ndim or stops != list(x.shape) or steps != [1] * x.ndim):
+        y = x._slice(starts, stops, steps)
+    if tuple(out_shape) != tuple(y.shape):
+        y = y.reshape(tuple(out_shape))
+    if not adv:
+        return y
+    return _advanced(y, adv)
+
+
+def _advanced(y: Tensor, adv):
+    from .tensor_ops import broadcast_shapes
+    positions = [p for p, _, _ in adv]
+    idx_shape = broadcast_shapes(*[tuple(k.shape) for _, k, _ in adv])
+    adjacent = positions == list(range(positions[0], positions[0] + len(positions)))
+    rest = [d for d in range(y.ndim) if d not in positions]
+    moved = y.permute(positions + rest)
+    sizes = [y.shape[p] for p in positions]
+    flat_n = 1
+    for s in sizes:
+        flat_n *= s
+    moved = moved.reshape((flat_n,) + tuple(moved.shape[len(positions):]))
+    lin = None
+    stride = 1
+    for (p, k, size), s in reversed(list(zip(adv, sizes))):
+        k = k._cast(dt.int64)
+        k = k % s if s else k      # negative indices count from the end
+        term = k * stride if stride != 1 else k
+        lin = term if lin is None else lin + term
+        stride *= s
+    lin = lin._expand_to(idx_shape).reshape(-1)
+    out = moved.index_select(0, lin)
+    out = out.reshape(tuple(idx_shape) + tuple(out.shape[1:]))
+    if adjacent and positions[0] > 0:
+        nb = len(idx_shape)
+        p0 = positions[0]
+        order = list(range(nb, nb + p0)) + list(range(nb)) + \
+            list(range(nb + p0, out.ndim))
+        out = out.permute(order)
+    return out
+
+
+def setitem(x: Tensor, key, value):
+    from .tensor_ops import where, zeros
+    if isinstance(key, Tensor) and key.dtype is dt.bool_:
+        v = value if isinstance(value, Tensor) else tensor(value, dtype=x.dtype)
+        return where(key, v._cast(x.dtype), x)
+    n = x.numel()
+    positions = Tensor._apply("iota", shape=(n,), dim=0, dtype=dt.int64).reshape(x.shape)
+    sel = getitem(positions, key)
+    v = value if isinstance(value, Tensor) else tensor(value, dtype=x.dtype)
+    v = v._cast(x.dtype)._expand_to(tuple(sel.shape)).reshape(-1)
+    flat_pos = sel.reshape(-1)
+    hit = zeros(n, dtype=dt.int32).scatter_add(0, flat_pos, _ones_int(flat_pos.shape[0]))
+    vals = zeros(n, dtype=x.dtype).scatter_add(0, flat_pos, v)
+    return where(hit.reshape(x.shape) > 0, vals.reshape(x.shape), x)
+
+
+def _ones_int(n):
+    from .tensor_ops import full
+    return full((n,), 1, dtype=dt.int32)

@@ -1,0 +1,228 @@
+"""The graphc IR: SSA values in a DAG, and graphs that order them.
+
+A `Node` is one SSA value: the result of applying `op` to `inputs` with `attrs`. Every
+node has exactly one result, of type `type` (a shape and a dtype), and remembers the
+line of user code that created it (`loc`). Nodes are immutable recipes: once built,
+their op, inputs, attrs and type never change, which is what lets lazy tensors share
+them, lets autodiff read the forward values they stand for, and lets caches key on them.
+
+Two kinds of node have no inputs:
+  * `input`  a value supplied when the graph runs (a realized buffer, a Python scalar
+             that may change between steps, a parameter). `attrs["name"]` names it.
+  * `const`  a scalar literal baked into the graph (`attrs["value"]`); it is part of
+             the cache key, so only library literals (the 0.5 in gelu, the 1 in 1-y)
+             become constants, never a user's learning rate.
+
+A `Graph` is an ordered list of nodes (every node after its inputs), a list of input
+nodes and a list of output nodes; the nodes in `graph.nodes` belong to that graph only.
+`Graph.from_outputs` extracts a graph from the DAG reachable from some nodes, turning
+the nodes chosen as boundaries into `input` nodes. Invariants (checked by `lint`):
+  1. nodes are in topological order and each appears once;
+  2. every input of a node is an earlier node of the same graph;
+  3. `inputs` are exactly the `input` nodes, `outputs` are nodes of the graph;
+  4. each node's type is what its op's inference rule gives for its inputs and attrs.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from . import dtypes as _dt
+
+_ids = itertools.count()
+
+
+@dataclass(frozen=True, slots=True)
+class TensorType:
+    shape: tuple
+    dtype: _dt.DType
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def numel(self):
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    def __str__(self):
+        return f"{self.dtype.short}[{','.join(map(str, self.shape))}]"
+
+
+class Node:
+    """One SSA value. `data`, `leaf` and `requires_grad` are runtime state used by lazy
+    tensors and autograd; they are not part of the IR and never printed."""
+
+    __slots__ = ("op", "inputs", "attrs", "type", "loc", "id", "requires_grad", "data",
+                 "leaf", "__weakref__")
+
+    def __init__(self, op: str, inputs: Sequence["Node"], attrs: dict, type: TensorType,
+                 loc: str | None = None):
+        self.op = op
+        self.inputs = tuple(inputs)
+        self.attrs = attrs
+        self.type = type
+        self.loc = loc
+        self.id = next(_ids)
+        self.requires_grad = False
+        self.data = None   # realized numpy value, once computed
+        self.leaf = None   # weakref to the leaf Tensor whose grad this node accumulates
+
+    @property
+    def shape(self):
+        return self.type.shape
+
+    @property
+    def dtype(self):
+        return self.type.dtype
+
+    def __repr__(self):
+        return f"<Node {self.id} {self.op} {self.type}>"
+
+
+def toposort(outputs: Iterable[Node], stop=lambda n: False) -> list[Node]:
+    """Nodes reachable from `outputs`, every node after its inputs. Nodes for which
+    `stop(node)` is true are included but not walked through. Iterative: graphs of
+    training loops are deep."""
+    order, state = [], {}
+    for root in outputs:
+        if id(root) in state:
+            continue
+        stack = [(root, False)]
+        while stack:
+            n, expanded = stack.pop()
+            if expanded:
+                state[id(n)] = 2
+                order.append(n)
+                continue
+            if state.get(id(n)):
+                continue
+            state[id(n)] = 1
+            stack.append((n, True))
+            if not stop(n):
+                for i in reversed(n.inputs):
+                    if not state.get(id(i)):
+                        stack.append((i, False))
+    return order
+
+
+class Graph:
+    def __init__(self, nodes: list[Node], inputs: list[Node], outputs: list[Node]):
+        self.nodes = nodes
+        self.inputs = inputs
+        self.outputs = outputs
+
+    # ------------------------------------------------------------------ building
+    @staticmethod
+    def from_outputs(outputs: Sequence[Node], boundary=lambda n: n.op == "input",
+                     input_order: Sequence[Node] = ()) -> tuple["Graph", list[Node]]:
+        """Copy the DAG reachable from `outputs` into a fresh graph.
+
+        Nodes for which `boundary(node)` holds become `input` nodes of the new graph.
+        Returns the graph and the original boundary nodes, in the order of
+        `graph.inputs` (nodes in `input_order` first, then the others as reached)."""
+        order = toposort(outputs, stop=boundary)
+        mapping: dict[int, Node] = {}
+        boundary_nodes = [n for n in input_order]
+        seen = {id(n) for n in boundary_nodes}
+        for n in order:
+            if boundary(n) and id(n) not in seen:
+                boundary_nodes.append(n)
+                seen.add(id(n))
+        inputs = []
+        for k, n in enumerate(boundary_nodes):
+            name = n.attrs.get("name") if n.op == "input" else None
+            c = Node("input", (), {"name": name or f"in{k}"}, n.type, n.loc)
+            mapping[id(n)] = c
+            inputs.append(c)
+        nodes = list(inputs)
+        for n in order:
+            if id(n) in mapping:
+                continue
+            c = Node(n.op, tuple(mapping[id(i)] for i in n.inputs), n.attrs, n.type, n.loc)
+            mapping[id(n)] = c
+            nodes.append(c)
+        return Graph(nodes, inputs, [mapping[id(o)] for o in outputs]), boundary_nodes
+
+    # ------------------------------------------------------------------ checking
+    def lint(self):
+        """Check the invariants in the module docstring; raise `IRError` naming the node."""
+        from .registry import get_op
+        from .errors import IRError
+        pos = {}
+        for k, n in enumerate(self.nodes):
+            if id(n) in pos:
+                raise IRError(f"node {k} ({n.op}) appears twice")
+            for i in n.inputs:
+                if id(i) not in pos:
+                    raise IRError(f"node {k} ({n.op}) uses a value that is not defined "
+                                  f"earlier in the graph")
+            pos[id(n)] = k
+            if n.op == "input":
+                continue
+            try:
+                opdef = get_op(n.op)
+            except KeyError:
+                raise IRError(f"node {k}: unknown op {n.op!r}") from None
+            try:
+                expected = opdef.infer([i.type for i in n.inputs], n.attrs)
+            except Exception as e:  # the rule's own message names the problem
+                raise IRError(f"node {k} ({n.op}): {e}") from None
+            if expected != n.type:
+                raise IRError(f"node {k} ({n.op}): recorded type {n.type} but inputs give "
+                              f"{expected}")
+        ins = [n for n in self.nodes if n.op == "input"]
+        if [id(n) for n in ins] != [id(n) for n in self.inputs]:
+            raise IRError("graph.inputs must list exactly the input nodes, in order")
+        for o in self.outputs:
+            if id(o) not in pos:
+                raise IRError(f"output {o} is not a node of the graph")
+        return True
+
+    # ------------------------------------------------------------------ comparing
+    def structure_key(self, with_locs=False) -> tuple:
+        """A hashable key of everything that makes two graphs compute the same thing:
+        ops, attrs, types and edges (and, if asked, source locations)."""
+        pos = {id(n): k for k, n in enumerate(self.nodes)}
+        key = []
+        for n in self.nodes:
+            item = (n.op, freeze_attrs(n.attrs), n.type.shape, n.type.dtype.short,
+                    tuple(pos[id(i)] for i in n.inputs))
+            key.append(item + ((n.loc,) if with_locs else ()))
+        key.append(tuple(pos[id(o)] for o in self.outputs))
+        return tuple(key)
+
+    def __eq__(self, other):
+        return isinstance(other, Graph) and \
+            self.structure_key(True) == other.structure_key(True)
+
+    def __hash__(self):
+        return hash(self.structure_key())
+
+    def __str__(self):
+        from .printer import print_graph
+        return print_graph(self)
+
+    def users(self) -> dict[int, list[Node]]:
+        """Map id(node) -> nodes that use it (each user listed once per use)."""
+        out = {id(n): [] for n in self.nodes}
+        for n in self.nodes:
+            for i in n.inputs:
+                out[id(i)].append(n)
+        return out
+
+
+def freeze_attrs(attrs: dict):
+    def f(v):
+        if isinstance(v, (list, tuple)):
+            return tuple(f(x) for x in v)
+        if isinstance(v, (bool, float)):  # keep 1, 1.0, True and 0.0, -0.0 apart
+            return (type(v).__name__, repr(v))
+        if isinstance(v, _dt.DType):
+            return ("dtype", v.short)
+        return v
+    return tuple(sorted((k, f(v)) for k, v in attrs.items()))

@@ -1,0 +1,726 @@
+"""The built-in primitive ops.
+
+The IR is deliberately strict so that passes and backends stay simple:
+  * elementwise ops take operands of identical shape and dtype; broadcasting is an
+    explicit `expand`, promotion an explicit `cast` (the tensor layer inserts both);
+  * comparisons and `isnan`/`isfinite` give bool; everything else keeps its dtype;
+  * reductions take `dims` (a sorted tuple of non-negative ints) and `keepdim`.
+
+Each op is one `OpDef` (see registry.py). VJP rules use graphc tensor ops; `ctx.inputs`
+and `ctx.out` are tensors standing for the forward values.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import dtypes as dt
+from .errors import DTypeError, ShapeError, at_user_line
+from .graph import TensorType
+from .registry import FusionClass as F, OpDef, register
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _shape_err(msg):
+    return at_user_line(ShapeError, msg)
+
+
+def _dtype_err(msg):
+    return at_user_line(DTypeError, msg)
+
+
+def _same(op, types):
+    t0 = types[0]
+    for t in types[1:]:
+        if t.shape != t0.shape:
+            raise _shape_err(f"{op}: operand shapes {list(t0.shape)} and {list(t.shape)} differ")
+        if t.dtype is not t0.dtype:
+            raise _dtype_err(f"{op}: operand dtypes {t0.dtype.name} and {t.dtype.name} differ")
+    return t0
+
+
+def _tensor_mod():
+    """graphc.tensor_ops, imported late: VJP rules build IR with tensor ops."""
+    import importlib
+    return importlib.import_module("graphc.tensor_ops")
+
+
+# ---------------------------------------------------------------------------- elementwise
+
+def _unary(name, fn, vjp, float_only=True, out_dtype=None, doc=""):
+    def infer(types, attrs):
+        (t,) = types
+        if float_only and not t.dtype.is_floating:
+            raise _dtype_err(f"{name}: expected a floating-point operand, got {t.dtype.name}")
+        return TensorType(t.shape, out_dtype or t.dtype)
+
+    register(OpDef(name, infer, lambda attrs, x: fn(x, **attrs) if attrs else fn(x), vjp,
+                   F.ELEMENTWISE, 1, doc))
+
+
+def _zeros_like(ctx, g):
+    return (ctx.inputs[0] * 0,)
+
+
+def _erf_np(x):
+    return np.frompyfunc(math.erf, 1, 1)(x).astype(x.dtype)
+
+
+def _gelu_np(x, approximate="none"):
+    x64 = x.astype(np.float64)
+    if approximate == "tanh":
+        y = 0.5 * x64 * (1 + np.tanh(math.sqrt(2 / math.pi) * (x64 + 0.044715 * x64 ** 3)))
+    else:
+        y = 0.5 * x64 * (1 + _erf_np(x64 / math.sqrt(2)))
+    return y.astype(x.dtype)
+
+
+def _sigmoid_np(x):
+    with np.errstate(over="ignore"):
+        return (1 / (1 + np.exp(-x))).astype(x.dtype)
+
+
+def _gelu_vjp(ctx, g):
+    x = ctx.inputs[0]
+    if ctx.attrs.get("approximate", "none") == "tanh":
+        k = math.sqrt(2 / math.pi)
+        inner = k * (x + 0.044715 * x * x * x)
+        t = inner.tanh()
+        dinner = k * (1 + 3 * 0.044715 * x * x)
+        return (g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dinner),)
+    cdf = 0.5 * (1 + (x * (1 / math.sqrt(2))).erf())
+    pdf = (x * x * -0.5).exp() * (1 / math.sqrt(2 * math.pi))
+    return (g * (cdf + x * pdf),)
+
+
+def _silu_vjp(ctx, g):
+    x = ctx.inputs[0]
+    s = x.sigmoid()
+    return (g * (s * (1 + x * (1 - s))),)
+
+
+def _relu_vjp(ctx, g):
+    x = ctx.inputs[0]
+    return (_tensor_mod().where(x > 0, g, g * 0),)
+
+
+def _abs_vjp(ctx, g):
+    return (g * ctx.inputs[0].sign(),)
+
+
+_unary("neg", np.negative, lambda c, g: (-g,), float_only=False)
+_unary("abs", np.abs, _abs_vjp, float_only=False)
+_unary("sign", np.sign, _zeros_like, float_only=False)
+_unary("exp", np.exp, lambda c, g: (g * c.out,))
+_unary("log", np.log, lambda c, g: (g / c.inputs[0],))
+_unary("log1p", np.log1p, lambda c, g: (g / (c.inputs[0] + 1),))
+_unary("expm1", np.expm1, lambda c, g: (g * (c.out + 1),))
+_unary("sqrt", np.sqrt, lambda c, g: (g / (c.out * 2),))
+_unary("rsqrt", lambda x: (1 / np.sqrt(x)).astype(x.dtype),
+       lambda c, g: (g * c.out * c.out * c.out * -0.5,))
+_unary("sin", np.sin, lambda c, g: (g * c.inputs[0].cos(),))
+_unary("cos", np.cos, lambda c, g: (-g * c.inputs[0].sin(),))
+_unary("tanh", np.tanh, lambda c, g: (g * (1 - c.out * c.out),))
+_unary("sigmoid", _sigmoid_np, lambda c, g: (g * c.out * (1 - c.out),))
+_unary("relu", lambda x: np.maximum(x, 0).astype(x.dtype), _relu_vjp, float_only=False)
+_unary("gelu", _gelu_np, _gelu_vjp)
+_unary("silu", lambda x: (x * _sigmoid_np(x)).astype(x.dtype), _silu_vjp)
+_unary("erf", _erf_np,
+       lambda c, g: (g * (c.inputs[0] * c.inputs[0] * -1).exp() * (2 / math.sqrt(math.pi)),))
+_unary("floor", np.floor, _zeros_like)
+_unary("ceil", np.ceil, _zeros_like)
+_unary("round", np.round, _zeros_like)  # numpy and PyTorch both round half to even
+_unary("reciprocal", lambda x: (1 / x).astype(x.dtype), lambda c, g: (-g * c.out * c.out,))
+_unary("isnan", np.isnan, None, out_dtype=dt.bool_, float_only=False)
+_unary("isfinite", np.isfinite, None, out_dtype=dt.bool_, float_only=False)
+
+
+def _logical_not_infer(types, attrs):
+    (t,) = types
+    if not t.dtype.is_bool:
+        raise _dtype_err(f"logical_not: expected a bool operand, got {t.dtype.name}")
+    return t
+
+
+register(OpDef("logical_not", _logical_not_infer, lambda a, x: np.logical_not(x), None,
+               F.ELEMENTWISE, 1))
+
+
+def _binary(name, fn, vjp, out_bool=False, kinds="any"):
+    def infer(types, attrs):
+        t = _same(name, types)
+        if kinds == "float" and not t.dtype.is_floating:
+            raise _dtype_err(f"{name}: expected floating-point operands, got {t.dtype.name}")
+        if kinds == "bool" and not t.dtype.is_bool:
+            raise _dtype_err(f"{name}: expected bool operands, got {t.dtype.name}")
+        if kinds == "numeric" and t.dtype.is_bool:
+            raise _dtype_err(f"{name}: bool operands are not supported")
+        return TensorType(t.shape, dt.bool_) if out_bool else t
+
+    register(OpDef(name, infer, lambda attrs, a, b: fn(a, b), vjp, F.ELEMENTWISE, 2))
+
+
+def _div_vjp(c, g):
+    a, b = c.inputs
+    return (g / b, -g * c.out / b)
+
+
+def _pow_vjp(c, g):
+    a, b = c.inputs
+    T = _tensor_mod()
+    ga = g * b * a ** (b - 1)
+    # d/db a**b = a**b * log(a); PyTorch defines it as 0 where a == 0 and b >= 0.
+    gb = T.where((a == 0) & (b >= 0), g * 0, g * c.out * a.log())
+    return (ga, gb)
+
+
+def _minmax_vjp(is_max):
+    def vjp(c, g):
+        a, b = c.inputs
+        T = _tensor_mod()
+        win = (a > b) if is_max else (a < b)
+        tie = a == b
+        half = g * 0.5
+        ga = T.where(win, g, T.where(tie, half, g * 0))
+        gb = T.where(win, g * 0, T.where(tie, half, g))
+        return (ga, gb)
+    return vjp
+
+
+def _floordiv_np(a, b):
+    if np.issubdtype(a.dtype, np.integer):
+        with np.errstate(divide="ignore"):
+            return np.floor_divide(a, b)
+    return np.floor(a / b)
+
+
+def _mod_np(a, b):
+    if np.issubdtype(a.dtype, np.integer):
+        with np.errstate(divide="ignore"):
+            return np.remainder(a, b)
+    return (a - np.floor(a / b) * b).astype(a.dtype)
+
+
+def _pow_np(a, b):
+    if np.issubdtype(a.dtype, np.integer):
+        return np.power(a, np.maximum(b, 0))  # PyTorch: integer ** negative is an error
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return np.power(a, b)
+
+
+def _mod_vjp(c, g):
+    a, b = c.inputs
+    return (g, -g * (a / b).floor())
+
+
+_binary("add", np.add, lambda c, g: (g, g))
+_binary("sub", np.subtract, lambda c, g: (g, -g), kinds="numeric")
+_binary("mul", np.multiply, lambda c, g: (g * c.inputs[1], g * c.inputs[0]))
+_binary("div", lambda a, b: np.divide(a, b), _div_vjp, kinds="float")
+_binary("floordiv", _floordiv_np, lambda c, g: (g * 0, g * 0), kinds="numeric")
+_binary("mod", _mod_np, _mod_vjp, kinds="numeric")
+_binary("pow", _pow_np, _pow_vjp, kinds="numeric")
+_binary("maximum", np.maximum, _minmax_vjp(True))
+_binary("minimum", np.minimum, _minmax_vjp(False))
+for _name, _fn in [("eq", np.equal), ("ne", np.not_equal), ("lt", np.less),
+                   ("le", np.less_equal), ("gt", np.greater), ("ge", np.greater_equal)]:
+    _binary(_name, _fn, None, out_bool=True)
+_binary("logical_and", np.logical_and, None, kinds="bool")
+_binary("logical_or", np.logical_or, None, kinds="bool")
+_binary("logical_xor", np.logical_xor, None, kinds="bool")
+
+
+def _where_infer(types, attrs):
+    c, a, b = types
+    if not c.dtype.is_bool:
+        raise _dtype_err(f"where: condition must be bool, got {c.dtype.name}")
+    if c.shape != a.shape:
+        raise _shape_err(f"where: condition shape {list(c.shape)} differs from {list(a.shape)}")
+    return _same("where", [a, b])
+
+
+def _where_vjp(c, g):
+    T = _tensor_mod()
+    cond = c.inputs[0]
+    z = g * 0
+    return (None, T.where(cond, g, z), T.where(cond, z, g))
+
+
+register(OpDef("where", _where_infer, lambda attrs, c, a, b: np.where(c, a, b), _where_vjp,
+               F.ELEMENTWISE, 3))
+
+
+def _cast_infer(types, attrs):
+    return TensorType(types[0].shape, attrs["dtype"])
+
+
+def _cast_np(attrs, x):
+    d = attrs["dtype"]
+    if d.is_bool:
+        return x != 0
+    if not d.is_floating and x.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            return np.trunc(x).astype(d.np)  # PyTorch truncates toward zero
+    return x.astype(d.np)
+
+
+def _cast_vjp(c, g):
+    x = c.inputs[0]
+    if not x.dtype.is_floating:
+        return (None,)
+    return (g.to(x.dtype),)
+
+
+register(OpDef("cast", _cast_infer, _cast_np, _cast_vjp, F.ELEMENTWISE, 1))
+
+# ---------------------------------------------------------------------------- sources
+
+
+def _const_infer(types, attrs):
+    return TensorType((), attrs["dtype"])
+
+
+register(OpDef("const", _const_infer,
+               lambda attrs: np.array(attrs["value"], dtype=attrs["dtype"].np), None,
+               F.SOURCE, 0, "a scalar literal"))
+
+
+def _iota_infer(types, attrs):
+    shape = tuple(attrs["shape"])
+    if not 0 <= attrs["dim"] < max(len(shape), 1):
+        raise _shape_err(f"iota: dim {attrs['dim']} out of range for shape {list(shape)}")
+    return TensorType(shape, attrs["dtype"])
+
+
+def _iota_np(attrs):
+    shape = tuple(attrs["shape"])
+    if not shape:
+        return np.zeros((), attrs["dtype"].np)
+    idx = np.arange(shape[attrs["dim"]], dtype=attrs["dtype"].np)
+    view = [1] * len(shape)
+    view[attrs["dim"]] = shape[attrs["dim"]]
+    return np.broadcast_to(idx.reshape(view), shape).copy()
+
+
+register(OpDef("iota", _iota_infer, _iota_np, None, F.SOURCE, 0,
+               "index along `dim`, counting from 0"))
+
+# Counter-based random numbers: value i of a draw is a pure function of (seed, offset + i),
+# so a compiled step draws fresh numbers when the runtime `offset` input moves on, with no
+# state inside the kernel. The mixer is SplitMix64's finaliser, cheap in any backend.
+_M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), \
+    np.uint64(0x9E3779B97F4A7C15)
+
+
+def rng_bits(seed, counter):
+    """64 random bits per counter value (uint64 arrays in, uint64 out)."""
+    with np.errstate(over="ignore"):
+        z = (np.uint64(seed) * _GOLDEN + counter.astype(np.uint64) * _GOLDEN) + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        return z ^ (z >> np.uint64(31))
+
+
+def rng_uniform(seed, offset, n):
+    """Uniform [0, 1) doubles with 53 random bits; the backends produce the same bits."""
+    bits = rng_bits(seed, np.arange(n, dtype=np.uint64) + np.uint64(offset))
+    return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
+def _rand_infer(types, attrs):
+    for t in types:
+        if t.shape != () or t.dtype is not dt.int64:
+            raise _dtype_err("rand: seed and offset must be int64 scalars")
+    return TensorType(tuple(attrs["shape"]), attrs["dtype"])
+
+
+def _rand_np(attrs, seed, offset):
+    shape = tuple(attrs["shape"])
+    n = int(np.prod(shape, dtype=np.int64))
+    u = rng_uniform(int(seed), int(offset), n).reshape(shape)
+    if attrs.get("normal"):
+        # Box-Muller on a second, independent stream (counter offset by 2**62).
+        u2 = rng_uniform(int(seed), int(offset) + (1 << 62), n).reshape(shape)
+        u = np.sqrt(-2.0 * np.log1p(-u)) * np.cos(2 * math.pi * u2)
+    return u.astype(attrs["dtype"].np)
+
+
+register(OpDef("rand", _rand_infer, _rand_np, None, F.SOURCE, 2,
+               "counter-based uniform [0,1) (or standard normal with normal=true)"))
+
+# ---------------------------------------------------------------------------- movement
+
+
+def _reshape_infer(types, attrs):
+    (t,) = types
+    shape = tuple(attrs["shape"])
+    n = 1
+    for s in shape:
+        n *= s
+    if n != t.numel:
+        raise _shape_err(f"reshape: cannot view shape {list(t.shape)} ({t.numel} elements) "
+                         f"as {list(shape)} ({n} elements)")
+    return TensorType(shape, t.dtype)
+
+
+register(OpDef("reshape", _reshape_infer,
+               lambda attrs, x: np.reshape(x, tuple(attrs["shape"])),
+               lambda c, g: (g.reshape(c.inputs[0].shape),), F.MOVEMENT, 1))
+
+
+def _permute_infer(types, attrs):
+    (t,) = types
+    perm = tuple(attrs["dims"])
+    if sorted(perm) != list(range(t.ndim)):
+        raise _shape_err(f"permute: {list(perm)} is not a permutation of the "
+                         f"{t.ndim} dims of shape {list(t.shape)}")
+    return TensorType(tuple(t.shape[p] for p in perm), t.dtype)
+
+
+def _permute_vjp(c, g):
+    perm = c.attrs["dims"]
+    inv = [0] * len(perm)
+    for k, p in enumerate(perm):
+        inv[p] = k
+    return (g.permute(*inv),)
+
+
+register(OpDef("permute", _permute_infer, lambda attrs, x: np.transpose(x, attrs["dims"]),
+               _permute_vjp, F.MOVEMENT, 1))
+
+
+def _expand_infer(types, attrs):
+    (t,) = types
+    shape = tuple(attrs["shape"])
+    if len(shape) != t.ndim or any(a != b and a != 1 for a, b in zip(t.shape, shape)):
+        raise _shape_err(f"expand: cannot expand shape {list(t.shape)} to {list(shape)}")
+    return TensorType(shape, t.dtype)
+
+
+def _expand_vjp(c, g):
+    x = c.inputs[0]
+    dims = tuple(k for k, (a, b) in enumerate(zip(x.shape, g.shape)) if a != b)
+    return (g.sum(dims, keepdim=True) if dims else g,)
+
+
+register(OpDef("expand", _expand_infer,
+               lambda attrs, x: np.broadcast_to(x, tuple(attrs["shape"])),
+               _expand_vjp, F.MOVEMENT, 1))
+
+
+def slice_out_len(size, start, stop, step):
+    return max(0, (stop - start + step - 1) // step)
+
+
+def _slice_infer(types, attrs):
+    (t,) = types
+    starts, stops, steps = attrs["starts"], attrs["stops"], attrs["steps"]
+    if not len(starts) == len(stops) == len(steps) == t.ndim:
+        raise _shape_err(f"slice: need one start/stop/step per dim of {list(t.shape)}")
+    out = []
+    for size, a, b, s in zip(t.shape, starts, stops, steps):
+        if s <= 0 or not 0 <= a <= size or not a <= b <= size:
+            raise _shape_err(f"slice: [{a}:{b}:{s}] out of range for a dim of size {size}")
+        out.append(slice_out_len(size, a, b, s))
+    return TensorType(tuple(out), t.dtype)
+
+
+def _slice_np(attrs, x):
+    return x[tuple(slice(a, b, s) for a, b, s in
+                   zip(attrs["starts"], attrs["stops"], attrs["steps"]))]
+
+
+def _slice_vjp(c, g):
+    x = c.inputs[0]
+    low, high, interior = [], [], []
+    for size, a, s, n in zip(x.shape, c.attrs["starts"], c.attrs["steps"], g.shape):
+        low.append(a)
+        interior.append(s - 1)
+        used = a + (n - 1) * s + 1 if n else a
+        high.append(size - used if n else size - a)
+    return (g._pad(low, high, interior),)
+
+
+register(OpDef("slice", _slice_infer, _slice_np, _slice_vjp, F.MOVEMENT, 1))
+
+
+def _pad_infer(types, attrs):
+    (t,) = types
+    low, high, interior = attrs["low"], attrs["high"], attrs["interior"]
+    if not len(low) == len(high) == len(interior) == t.ndim:
+        raise _shape_err(f"pad: need one low/high/interior per dim of {list(t.shape)}")
+    out = []
+    for size, lo, hi, it in zip(t.shape, low, high, interior):
+        if lo < 0 or hi < 0 or it < 0:
+            raise _shape_err("pad: negative padding")
+        out.append(lo + hi + size + max(size - 1, 0) * it)
+    return TensorType(tuple(out), t.dtype)
+
+
+def _pad_np(attrs, x):
+    out_t = _pad_infer([TensorType(x.shape, dt.from_numpy(x.dtype))], attrs)
+    out = np.zeros(out_t.shape, x.dtype)
+    idx = tuple(slice(lo, lo + (size - 1) * (it + 1) + 1 if size else lo, it + 1)
+                for size, lo, it in zip(x.shape, attrs["low"], attrs["interior"]))
+    out[idx] = x
+    return out
+
+
+def _pad_vjp(c, g):
+    x = c.inputs[0]
+    starts = list(c.attrs["low"])
+    steps = [it + 1 for it in c.attrs["interior"]]
+    stops = [lo + (n - 1) * s + 1 if n else lo for lo, n, s in zip(starts, x.shape, steps)]
+    return (g._slice(starts, stops, steps),)
+
+
+register(OpDef("pad", _pad_infer, _pad_np, _pad_vjp, F.MOVEMENT, 1,
+               "zero padding: low/high per dim, `interior` zeros between elements"))
+
+
+def _concat_infer(types, attrs):
+    d = attrs["dim"]
+    t0 = types[0]
+    if not types:
+        raise _shape_err("concat: no operands")
+    if not 0 <= d < t0.ndim:
+        raise _shape_err(f"concat: dim {d} out of range for shape {list(t0.shape)}")
+    total = 0
+    for t in types:
+        if t.dtype is not t0.dtype:
+            raise _dtype_err(f"concat: dtypes {t0.dtype.name} and {t.dtype.name} differ")
+        if t.ndim != t0.ndim or any(a != b for k, (a, b) in enumerate(zip(t.shape, t0.shape))
+                                    if k != d):
+            raise _shape_err(f"concat: shapes {list(t0.shape)} and {list(t.shape)} differ "
+                             f"outside dim {d}")
+        total += t.shape[d]
+    shape = list(t0.shape)
+    shape[d] = total
+    return TensorType(tuple(shape), t0.dtype)
+
+
+def _concat_vjp(c, g):
+    d = c.attrs["dim"]
+    out, start = [], 0
+    for x in c.inputs:
+        n = x.shape[d]
+        starts = [0] * g.ndim
+        stops = list(g.shape)
+        starts[d], stops[d] = start, start + n
+        out.append(g._slice(starts, stops, [1] * g.ndim))
+        start += n
+    return tuple(out)
+
+
+register(OpDef("concat", _concat_infer,
+               lambda attrs, *xs: np.concatenate(xs, axis=attrs["dim"]),
+               _concat_vjp, F.MOVEMENT, None))
+
+# ---------------------------------------------------------------------------- reductions
+
+
+def _reduce_infer_for(name, out_dtype=None, numeric=True):
+    def infer(types, attrs):
+        (t,) = types
+        dims = tuple(attrs["dims"])
+        if any(not 0 <= d < t.ndim for d in dims) or list(dims) != sorted(set(dims)):
+            raise _shape_err(f"{name}: dims {list(dims)} invalid for shape {list(t.shape)}")
+        if name in ("max", "min") and any(t.shape[d] == 0 for d in dims):
+            raise _shape_err(f"{name}: cannot reduce over a zero-size dim of shape "
+                             f"{list(t.shape)}")
+        if attrs["keepdim"]:
+            shape = tuple(1 if k in dims else s for k, s in enumerate(t.shape))
+        else:
+            shape = tuple(s for k, s in enumerate(t.shape) if k not in dims)
+        return TensorType(shape, out_dtype or t.dtype)
+    return infer
+
+
+def _expand_back(c, g):
+    """Gradient of a reduction's output, laid out like its input."""
+    x = c.inputs[0]
+    dims = c.attrs["dims"]
+    if not c.attrs["keepdim"]:
+        g = g.reshape(tuple(1 if k in dims else s for k, s in enumerate(x.shape)))
+    return g.expand(*x.shape)
+
+
+def _out_back(c):
+    x = c.inputs[0]
+    out = c.out
+    if not c.attrs["keepdim"]:
+        out = out.reshape(tuple(1 if k in c.attrs["dims"] else s
+                                for k, s in enumerate(x.shape)))
+    return out.expand(*x.shape)
+
+
+def _sum_vjp(c, g):
+    return (_expand_back(c, g),)
+
+
+def _prod_vjp(c, g):
+    # d prod / d x_i = prod / x_i; exact while no element is zero (documented limitation).
+    return (_expand_back(c, g) * _out_back(c) / c.inputs[0],)
+
+
+def _minmax_reduce_vjp(c, g):
+    T = _tensor_mod()
+    x = c.inputs[0]
+    mask = (x == _out_back(c)).to(x.dtype)
+    # PyTorch's amax/amin: the gradient is shared evenly among tied maxima.
+    count = mask.sum(c.attrs["dims"], keepdim=True).expand(*x.shape)
+    return (_expand_back(c, g) * mask / count,)
+
+
+def _np_reduce(fn):
+    def impl(attrs, x):
+        return fn(x, axis=tuple(attrs["dims"]), keepdims=attrs["keepdim"])
+    return impl
+
+
+register(OpDef("sum", _reduce_infer_for("sum"), _np_reduce(np.sum), _sum_vjp, F.REDUCTION, 1))
+register(OpDef("prod", _reduce_infer_for("prod"), _np_reduce(np.prod), _prod_vjp,
+               F.REDUCTION, 1))
+register(OpDef("max", _reduce_infer_for("max"), _np_reduce(np.max), _minmax_reduce_vjp,
+               F.REDUCTION, 1))
+register(OpDef("min", _reduce_infer_for("min"), _np_reduce(np.min), _minmax_reduce_vjp,
+               F.REDUCTION, 1))
+
+
+def _argreduce(name, fn):
+    def infer(types, attrs):
+        (t,) = types
+        d = attrs["dim"]
+        if not 0 <= d < max(t.ndim, 1):
+            raise _shape_err(f"{name}: dim {d} out of range for shape {list(t.shape)}")
+        if t.ndim and t.shape[d] == 0:
+            raise _shape_err(f"{name}: cannot reduce a zero-size dim of {list(t.shape)}")
+        if not t.ndim:
+            return TensorType((), dt.int64)
+        if attrs["keepdim"]:
+            shape = tuple(1 if k == d else s for k, s in enumerate(t.shape))
+        else:
+            shape = tuple(s for k, s in enumerate(t.shape) if k != d)
+        return TensorType(shape, dt.int64)
+
+    def impl(attrs, x):
+        if x.ndim == 0:
+            return np.zeros((), np.int64)
+        r = fn(x, axis=attrs["dim"])
+        if attrs["keepdim"]:
+            r = np.expand_dims(r, attrs["dim"])
+        return r.astype(np.int64)
+
+    register(OpDef(name, infer, impl, None, F.REDUCTION, 1,
+                   "index of the first extreme element along `dim`"))
+
+
+_argreduce("argmax", np.argmax)
+_argreduce("argmin", np.argmin)
+
+# ---------------------------------------------------------------------------- indexing
+
+
+def _gather_infer(types, attrs):
+    x, idx = types
+    d = attrs["dim"]
+    if idx.dtype is not dt.int64:
+        raise _dtype_err(f"gather: index must be int64, got {idx.dtype.name}")
+    if x.ndim != idx.ndim or not 0 <= d < max(x.ndim, 1):
+        raise _shape_err(f"gather: index shape {list(idx.shape)} and input shape "
+                         f"{list(x.shape)} need the same number of dims (dim={d})")
+    for k, (a, b) in enumerate(zip(x.shape, idx.shape)):
+        if k != d and b > a:
+            raise _shape_err(f"gather: index shape {list(idx.shape)} exceeds input shape "
+                             f"{list(x.shape)} in dim {k}")
+    return TensorType(idx.shape, x.dtype)
+
+
+def _gather_np(attrs, x, idx):
+    d = attrs["dim"]
+    if idx.size and (idx.min() < -x.shape[d] or idx.max() >= x.shape[d]):
+        raise IndexError(f"gather: index out of range for dim {d} of size {x.shape[d]}")
+    sl = tuple(slice(0, s) for s in idx.shape)
+    sl = sl[:d] + (slice(None),) + sl[d + 1:]
+    return np.take_along_axis(x[sl], idx % max(x.shape[d], 1), axis=d)
+
+
+def _gather_vjp(c, g):
+    x, idx = c.inputs
+    T = _tensor_mod()
+    return (T.zeros(x.shape, dtype=g.dtype).scatter_add(c.attrs["dim"], idx, g), None)
+
+
+register(OpDef("gather", _gather_infer, _gather_np, _gather_vjp, F.GATHER, 2,
+               "torch.gather: out[i][j] = x[index[i][j]][j] for dim=0"))
+
+
+def _scatter_add_infer(types, attrs):
+    x, idx, src = types
+    d = attrs["dim"]
+    if idx.dtype is not dt.int64:
+        raise _dtype_err(f"scatter_add: index must be int64, got {idx.dtype.name}")
+    if src.dtype is not x.dtype:
+        raise _dtype_err(f"scatter_add: src dtype {src.dtype.name} differs from "
+                         f"{x.dtype.name}")
+    if not (x.ndim == idx.ndim == src.ndim) or not 0 <= d < max(x.ndim, 1):
+        raise _shape_err(f"scatter_add: input {list(x.shape)}, index {list(idx.shape)} and "
+                         f"src {list(src.shape)} need the same number of dims")
+    for k in range(x.ndim):
+        if idx.shape[k] > src.shape[k] or (k != d and idx.shape[k] > x.shape[k]):
+            raise _shape_err(f"scatter_add: index shape {list(idx.shape)} too large for "
+                             f"input {list(x.shape)} / src {list(src.shape)}")
+    return x
+
+
+def _scatter_add_np(attrs, x, idx, src):
+    d = attrs["dim"]
+    out = np.array(x, copy=True)
+    if idx.size == 0:
+        return out
+    if idx.min() < -x.shape[d] or idx.max() >= x.shape[d]:
+        raise IndexError(f"scatter_add: index out of range for dim {d} of size {x.shape[d]}")
+    grids = list(np.indices(idx.shape, sparse=True))
+    grids[d] = idx % x.shape[d]
+    src_view = src[tuple(slice(0, s) for s in idx.shape)]
+    np.add.at(out, tuple(grids), src_view)
+    return out
+
+
+def _scatter_add_vjp(c, g):
+    x, idx, src = c.inputs
+    gs = g.gather(c.attrs["dim"], idx)
+    if tuple(gs.shape) != tuple(src.shape):
+        gs = gs._pad([0] * src.ndim, [a - b for a, b in zip(src.shape, gs.shape)],
+                     [0] * src.ndim)
+    return (g, None, gs)
+
+
+register(OpDef("scatter_add", _scatter_add_infer, _scatter_add_np, _scatter_add_vjp,
+               F.OPAQUE, 3, "torch.scatter_add: out = x; out[index[i][j]][j] += src[i][j]"))
+
+# ---------------------------------------------------------------------------- matmul
+
+
+def _matmul_infer(types, attrs):
+    a, b = types
+    if a.dtype is not b.dtype:
+        raise _dtype_err(f"matmul: dtypes {a.dtype.name} and {b.dtype.name} differ")
+    if a.dtype.is_bool:
+        raise _dtype_err("matmul: bool operands are not supported")
+    if a.ndim < 2 or a.ndim != b.ndim or a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
+        raise _shape_err(f"matmul: shapes {list(a.shape)} and {list(b.shape)} cannot be "
+                         f"multiplied ({a.shape[-1] if a.ndim else '?'} vs "
+                         f"{b.shape[-2] if b.ndim >= 2 else '?'})")
+    return TensorType(a.shape[:-1] + (b.shape[-1],), a.dtype)
+
+
+def _matmul_vjp(c, g):
+    a, b = c.inputs
+    return (g @ b.mT, a.mT @ g)
+
+
+register(OpDef("matmul", _matmul_infer, lambda attrs, a, b: np.matmul(a, b), _matmul_vjp,
+               F.OPAQUE, 2, "batched [..., M, K] @ [..., K, N]; batch dims equal"))

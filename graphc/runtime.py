@@ -1,0 +1,93 @@
+"""Lazy realization: turning pending tensors into values.
+
+Tensor ops only record nodes. When a value is read (`numpy()`, `item()`, `repr`, ...),
+`realize` gathers the requested tensor together with every other live tensor whose
+value is still pending (a parameter updated in place under `no_grad`, a gradient just
+computed by `backward()`), extracts one graph for all of them (already-realized values
+become its inputs), and runs it. Realizing the pending updates with what is read is
+what keeps a training loop's graph from growing step after step.
+
+Compiled programs are cached by the graph's structure (ops, attrs, types, edges) and
+input signature. Python floats a user passes to ops are runtime inputs of that graph,
+so a changing learning rate hits the cache. With `GRAPHC_LOG=recompiles`, each compile
+is logged to stderr with its reason.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+import weakref
+
+from .backends import get_backend
+from .ir.graph import Graph
+
+# Live tensors whose node has no value yet, keyed by id: a WeakSet would compare tensors
+# with ==, which for tensors builds an op.
+_pending: "weakref.WeakValueDictionary[int, object]" = weakref.WeakValueDictionary()
+_cache: dict = {}
+_shapeless_keys: dict = {}
+stats = {"compiles": 0, "cache_hits": 0, "realizations": 0}
+
+
+def track(tensor):
+    if tensor._node.data is None:
+        _pending[id(tensor)] = tensor
+
+
+def _log_enabled(topic):
+    return topic in os.environ.get("GRAPHC_LOG", "").split(",")
+
+
+def _shapeless(key):
+    return tuple(k[:2] + k[4:] if isinstance(k, tuple) and len(k) == 5 else k for k in key)
+
+
+def compiled_for(graph: Graph, backend_name=None):
+    """The cached executable for `graph`, compiling it on a miss."""
+    from . import backends
+    backend_name = backend_name or backends.default_backend_name()
+    key = (backend_name, graph.structure_key())
+    exe = _cache.get(key)
+    if exe is not None:
+        stats["cache_hits"] += 1
+        return exe
+    if _log_enabled("recompiles"):
+        sk = (backend_name, _shapeless(key[1]))
+        reason = ("input shapes or dtypes changed: " +
+                  ", ".join(str(n.type) for n in graph.inputs)) if sk in _shapeless_keys \
+            else f"new graph ({len(graph.nodes)} nodes, {len(graph.inputs)} inputs)"
+        print(f"graphc: compiling for {backend_name}: {reason}", file=sys.stderr)
+        _shapeless_keys[sk] = True
+    t0 = time.perf_counter()
+    exe = get_backend(backend_name).compile(graph)
+    exe.compile_seconds = time.perf_counter() - t0
+    stats["compiles"] += 1
+    _cache[key] = exe
+    return exe
+
+
+def realize(*tensors):
+    """Compute the values of `tensors` and of every other pending live tensor."""
+    wanted = [t._node for t in tensors if t._node.data is None]
+    if not wanted:
+        return
+    others = [t._node for t in list(_pending.values()) if t._node.data is None]
+    seen, targets = set(), []
+    for n in wanted + others:
+        if id(n) not in seen:
+            seen.add(id(n))
+            targets.append(n)
+    graph, boundary = Graph.from_outputs(targets, boundary=lambda n: n.data is not None)
+    exe = compiled_for(graph)
+    values = exe([n.data for n in boundary])
+    stats["realizations"] += 1
+    for n, v in zip(targets, values):
+        n.data = v
+        # A realized value that autodiff will never walk through (it needs no gradient,
+        # or it is a leaf) no longer needs its recipe: drop it so old steps can be freed.
+        if n.leaf is not None or not n.requires_grad:
+            n.inputs = ()
+    for k, t in list(_pending.items()):
+        if t._node.data is not None:
+            _pending.pop(k, None)

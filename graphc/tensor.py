@@ -1,0 +1,720 @@
+"""Lazy tensors: PyTorch's Tensor API over IR nodes.
+
+A `Tensor` holds one IR node (`_node`). Every op builds a new node through `_apply`,
+which infers the result type from the op registry (raising shape and dtype errors at
+the user's line), records the user's file:line, and decides whether the result needs a
+gradient. Nothing is computed until a value is read; see runtime.py.
+
+In-place ops (`add_`, `+=`, `zero_`, ...) rebind `_node` to a new node: values are
+immutable, so a value saved for backward is never overwritten. A leaf that requires a
+gradient may be updated in place only under `no_grad`; its new node becomes the leaf.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import weakref
+
+import numpy as np
+
+from . import autograd, runtime
+from .ir import dtypes as dt
+from .ir.errors import ShapeError, at_user_line, user_location
+from .ir.graph import Node, TensorType
+from .ir.registry import get_op
+
+
+class Size(tuple):
+    """torch.Size: a tuple of ints with numel()."""
+
+    def numel(self):
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+    def __repr__(self):
+        return f"graphc.Size([{', '.join(map(str, self))}])"
+
+
+def _norm_dim(d, ndim, name="dim"):
+    n = max(ndim, 1)
+    if not -n <= d < n:
+        raise at_user_line(IndexError, f"Dimension out of range (expected to be in range of "
+                                       f"[{-n}, {n - 1}], but got {d})")
+    return d % n
+
+
+def _norm_dims(dims, ndim):
+    if dims is None:
+        return tuple(range(ndim))
+    if isinstance(dims, numbers.Integral):
+        dims = (dims,)
+    return tuple(sorted({_norm_dim(int(d), ndim) for d in dims}))
+
+
+def broadcast_shapes(*shapes):
+    ndim = max((len(s) for s in shapes), default=0)
+    out = [1] * ndim
+    for s in shapes:
+        for k, size in enumerate(s):
+            j = ndim - len(s) + k
+            if out[j] == 1:
+                out[j] = size
+            elif size != 1 and size != out[j]:
+                raise at_user_line(ShapeError, "shapes " + " and ".join(str(list(x)) for x in shapes)
+                                   + f" cannot be broadcast together (dim {j - ndim}: "
+                                   f"{out[j]} vs {size})")
+    return tuple(out)
+
+
+def _node_of(x):
+    return x._node
+
+
+class Tensor:
+    __slots__ = ("_node", "_grad", "_requires_grad_leaf", "_is_leaf", "__weakref__",
+                 "_retains_grad")
+
+    # ----------------------------------------------------------------- construction
+    def __init__(self, *args, **kwargs):
+        raise TypeError("use graphc.tensor(...) or a factory function to make a tensor")
+
+    @classmethod
+    def _wrap(cls, node: Node, is_leaf=None) -> "Tensor":
+        t = object.__new__(cls)
+        t._node = node
+        t._grad = None
+        t._requires_grad_leaf = False
+        t._is_leaf = (not node.requires_grad) if is_leaf is None else is_leaf
+        t._retains_grad = False
+        runtime.track(t)
+        return t
+
+    @classmethod
+    def _from_array(cls, array: np.ndarray, dtype: dt.DType, requires_grad=False):
+        node = Node("input", (), {"name": "data"}, TensorType(tuple(array.shape), dtype),
+                    user_location())
+        node.data = array
+        t = cls._wrap(node, is_leaf=True)
+        if requires_grad:
+            t.requires_grad_(True)
+        return t
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def shape(self) -> Size:
+        return Size(self._node.type.shape)
+
+    def size(self, dim=None):
+        if dim is None:
+            return self.shape
+        return self._node.type.shape[_norm_dim(dim, self.ndim)]
+
+    @property
+    def ndim(self):
+        return len(self._node.type.shape)
+
+    def dim(self):
+        return self.ndim
+
+    def numel(self):
+        return self._node.type.numel
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    @property
+    def dtype(self) -> dt.DType:
+        return self._node.type.dtype
+
+    @property
+    def device(self):
+        from .device import cpu_device
+        return cpu_device
+
+    @property
+    def is_leaf(self):
+        return self._is_leaf
+
+    @property
+    def requires_grad(self):
+        return self._node.requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        self.requires_grad_(value)
+
+    def requires_grad_(self, requires_grad=True):
+        if not self._is_leaf:
+            if not requires_grad:
+                raise RuntimeError("you can only change requires_grad flags of leaf variables. "
+                                   "If you want to use a computed variable in a subgraph that "
+                                   "doesn't require differentiation use var_no_grad = var.detach().")
+            return self
+        if requires_grad and not self.dtype.is_floating:
+            raise at_user_line(RuntimeError, "only Tensors of floating point dtype can require "
+                                             f"gradients (got {self.dtype.name})")
+        self._become_leaf(bool(requires_grad))
+        return self
+
+    def _become_leaf(self, requires_grad):
+        """Make this tensor's node its own gradient boundary. A node is owned by one leaf
+        only: a shared node (or one owned by no leaf yet) gets an identity copy first,
+        which costs nothing once realized or fused."""
+        node = self._node
+        if node.leaf is None or node.leaf() is not self:
+            node = self._identity_node()
+            self._node = node
+            runtime.track(self)
+        node.requires_grad = requires_grad
+        node.leaf = weakref.ref(self) if requires_grad else None
+        self._is_leaf = True
+
+    def _identity_node(self):
+        n = self._node
+        if n.data is not None:
+            c = Node("input", (), {"name": "data"}, n.type, n.loc)
+            c.data = n.data
+            return c
+        return Node("reshape", (n,), {"shape": n.type.shape}, n.type, n.loc)
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None and tuple(value.shape) != tuple(self.shape):
+            raise RuntimeError(f"assigned grad has data of a different size: "
+                               f"{list(value.shape)} vs {list(self.shape)}")
+        self._grad = value
+
+    def retain_grad(self):
+        self._retains_grad = True
+
+    @property
+    def grad_fn(self):
+        return None if self._is_leaf or not self.requires_grad else self._node.op
+
+    @property
+    def data(self):
+        return self.detach()
+
+    @data.setter
+    def data(self, value):
+        keep = self.requires_grad
+        self._node = value._node if value._node.data is not None else value.detach()._node
+        if self._is_leaf:
+            self._become_leaf(keep)
+
+    # ----------------------------------------------------------------- reading values
+    def numpy(self) -> np.ndarray:
+        if self.requires_grad:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. "
+                               "Use tensor.detach().numpy() instead.")
+        return self._value()
+
+    def _value(self) -> np.ndarray:
+        runtime.realize(self)
+        return self._node.data
+
+    def __array__(self, dtype=None, copy=None):
+        v = self._value()
+        return v.astype(dtype) if dtype is not None else v
+
+    def item(self):
+        if self.numel() != 1:
+            raise RuntimeError(f"a Tensor with {self.numel()} elements cannot be converted to "
+                               "Scalar")
+        return self._value().reshape(()).item()
+
+    def tolist(self):
+        return self._value().tolist()
+
+    def __bool__(self):
+        if self.numel() != 1:
+            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous")
+        return bool(self._value().reshape(()))
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self.dtype.is_floating or self.numel() != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an "
+                            "index")
+        return int(self.item())
+
+    def __repr__(self):
+        v = self._value()
+        body = np.array2string(v, separator=", ", precision=4, threshold=1000,
+                               prefix="tensor(")
+        extra = ""
+        if self.dtype not in (dt.float32, dt.int64, dt.bool_):
+            extra += f", dtype={self.dtype!r}"
+        if self.requires_grad:
+            extra += ", grad_fn=<" + self._node.op + ">" if not self._is_leaf \
+                else ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    def __hash__(self):
+        return id(self)
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    # ----------------------------------------------------------------- autograd
+    def detach(self):
+        n = self._node
+        if n.data is not None:
+            c = Node("input", (), {"name": "data"}, n.type, n.loc)
+            c.data = n.data
+        else:
+            c = Node("reshape", (n,), {"shape": n.type.shape}, n.type, n.loc)
+        return Tensor._wrap(c, is_leaf=True)
+
+    def detach_(self):
+        self._node = self.detach()._node
+        self._is_leaf = True
+        return self
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        from .passes.autodiff import backward_nodes
+        if not self.requires_grad:
+            raise at_user_line(RuntimeError, "element 0 of tensors does not require grad and "
+                                             "does not have a grad_fn")
+        if gradient is None:
+            if self.numel() != 1:
+                raise at_user_line(RuntimeError, "grad can be implicitly created only for "
+                                                 f"scalar outputs (shape {list(self.shape)})")
+            with autograd.literal_scalars():
+                gradient = ones_like_node(self)
+        elif not isinstance(gradient, Tensor):
+            gradient = tensor(gradient, dtype=self.dtype)
+        if tuple(gradient.shape) != tuple(self.shape):
+            raise at_user_line(RuntimeError, f"Mismatch in shape: grad_output has a shape of "
+                                             f"{list(gradient.shape)} and output has a shape of "
+                                             f"{list(self.shape)}")
+        if not create_graph:
+            gradient = gradient.detach()
+        leaves = backward_nodes([self._node], [gradient], create_graph=create_graph)
+        wanted = None if inputs is None else {id(t._node) for t in inputs}
+        for node, g in leaves.values():
+            owner = node.leaf() if node.leaf is not None else None
+            if owner is None or (wanted is not None and id(node) not in wanted):
+                continue
+            gt = Tensor._wrap(g)
+            if not create_graph:
+                gt._is_leaf = True
+            owner._grad = gt if owner._grad is None else owner._grad + gt
+
+    # ----------------------------------------------------------------- conversion
+    def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
+        from .device import device as _device
+        for a in args:
+            if isinstance(a, dt.DType):
+                dtype = a
+            elif isinstance(a, Tensor):
+                dtype = a.dtype
+            elif a is not None:
+                device = a
+        if device is not None:
+            _device(device)._check_usable()
+        if dtype is None or dt.to_dtype(dtype) is self.dtype:
+            return self.clone() if copy else self
+        return self._cast(dt.to_dtype(dtype))
+
+    def cpu(self):
+        return self
+
+    def cuda(self, device=None):
+        from .device import device as _device
+        _device("cuda" if device is None else device)._check_usable()
+        return self
+
+    def type_as(self, other):
+        return self.to(other.dtype)
+
+    def float(self):
+        return self.to(dt.float32)
+
+    def double(self):
+        return self.to(dt.float64)
+
+    def half(self):
+        return self.to(dt.float16)
+
+    def bfloat16(self):
+        return self.to(dt.bfloat16)
+
+    def long(self):
+        return self.to(dt.int64)
+
+    def int(self):
+        return self.to(dt.int32)
+
+    def bool(self):
+        return self.to(dt.bool_)
+
+    def is_floating_point(self):
+        return self.dtype.is_floating
+
+    def clone(self):
+        return self._apply("reshape", self, shape=self._node.type.shape)
+
+    def contiguous(self):
+        return self
+
+    def _cast(self, dtype):
+        if dtype is self.dtype:
+            return self
+        return self._apply("cast", self, dtype=dtype)
+
+    # ----------------------------------------------------------------- node building
+    @staticmethod
+    def _apply(op, *inputs, **attrs):
+        """Record `op` on tensor inputs; return the result tensor."""
+        opdef = get_op(op)
+        nodes = [x._node for x in inputs]
+        ty = opdef.infer([n.type for n in nodes], attrs)
+        loc = autograd.location_override() or user_location()
+        node = Node(op, nodes, attrs, ty, loc)
+        if (opdef.vjp is not None and ty.dtype.is_floating and autograd.is_grad_enabled()
+                and any(n.requires_grad for n in nodes)):
+            node.requires_grad = True
+        return Tensor._wrap(node)
+
+    def _expand_to(self, shape):
+        shape = tuple(shape)
+        if tuple(self.shape) == shape:
+            return self
+        x = self
+        if x.ndim < len(shape):
+            x = x._apply("reshape", x, shape=(1,) * (len(shape) - x.ndim) + tuple(x.shape))
+        return x._apply("expand", x, shape=shape)
+
+    def _slice(self, starts, stops, steps):
+        return self._apply("slice", self, starts=tuple(starts), stops=tuple(stops),
+                           steps=tuple(steps))
+
+    def _pad(self, low, high, interior):
+        return self._apply("pad", self, low=tuple(low), high=tuple(high),
+                           interior=tuple(interior))
+
+    def _zeros_like_node(self):
+        return zeros(self.shape, dtype=self.dtype)._node
+
+    # ----------------------------------------------------------------- in place
+    def _assign(self, result: "Tensor"):
+        """Rebind this tensor to `result`'s value: the core of every in-place op."""
+        if self._is_leaf and self.requires_grad and autograd.is_grad_enabled():
+            raise at_user_line(RuntimeError, "a leaf Variable that requires grad is being used "
+                                             "in an in-place operation.")
+        if tuple(result.shape) != tuple(self.shape):
+            raise at_user_line(ShapeError, f"output with shape {list(self.shape)} doesn't match "
+                                           f"the broadcast shape {list(result.shape)}")
+        result = result._cast(self.dtype)
+        was_leaf_rg = self._is_leaf and self.requires_grad
+        self._node = result._node
+        if was_leaf_rg:
+            self._become_leaf(True)
+        else:
+            self._is_leaf = self._is_leaf and not self._node.requires_grad
+        runtime.track(self)
+        return self
+
+    def zero_(self):
+        with autograd.literal_scalars():
+            return self._assign(zeros(self.shape, dtype=self.dtype))
+
+    def fill_(self, value):
+        return self._assign(full(self.shape, value, dtype=self.dtype))
+
+    def copy_(self, src):
+        src = src if isinstance(src, Tensor) else tensor(src)
+        return self._assign(src._cast(self.dtype)._expand_to(self.shape))
+
+    def __setitem__(self, key, value):
+        from .indexing import setitem
+        self._assign(setitem(self, key, value))
+
+    def __getitem__(self, key):
+        from .indexing import getitem
+        return getitem(self, key)
+
+
+def ones_like_node(t):
+    return full(t.shape, 1, dtype=t.dtype)
+
+
+# ============================================================================ creation
+
+def _infer_data_dtype(data):
+    arr = np.asarray(data)
+    if arr.dtype == np.bool_:
+        return dt.bool_
+    if arr.dtype.kind in "iu":
+        return dt.int64 if arr.dtype != np.int32 or not isinstance(data, np.ndarray) else dt.int32
+    if arr.dtype.kind == "f":
+        if isinstance(data, np.ndarray):
+            return dt.from_numpy(arr.dtype)
+        return dt.DEFAULT_FLOAT
+    raise TypeError(f"cannot make a tensor from data of type {type(data).__name__}")
+
+
+def _to_array(data):
+    if isinstance(data, Tensor):
+        return data._value()
+    if isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in data):
+        return np.stack([_to_array(x) for x in data])
+    return np.asarray(data)
+
+
+def tensor(data, dtype=None, requires_grad=False, device=None):
+    from .device import device as _device
+    if device is not None:
+        _device(device)._check_usable()
+    arr = _to_array(data)
+    d = dt.to_dtype(dtype) if dtype is not None else (
+        data.dtype if isinstance(data, Tensor) else _infer_data_dtype(
+            arr if isinstance(data, np.ndarray) else data))
+    arr = np.array(arr, dtype=d.np, copy=True)
+    if d.short == "bf16":
+        from .backends.interp import round_to_bfloat16
+        arr = round_to_bfloat16(arr)
+    return Tensor._from_array(arr, d, requires_grad)
+
+
+def from_numpy(array: np.ndarray):
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"expected np.ndarray (got {type(array).__name__})")
+    d = dt.from_numpy(array.dtype)
+    if array.dtype != d.np:
+        array = array.astype(d.np)
+    return Tensor._from_array(array, d)
+
+
+def _shape_arg(size):
+    if len(size) == 1 and isinstance(size[0], (tuple, list, Size)):
+        size = tuple(size[0])
+    out = []
+    for s in size:
+        s = int(s)
+        if s < 0:
+            raise at_user_line(RuntimeError, f"negative dimension {s} in size {list(size)}")
+        out.append(s)
+    return tuple(out)
+
+
+def _scalar_node(value, dtype):
+    """A Python scalar as an IR node: a literal constant inside graphc's own code or
+    for ints/bools, a runtime input for a user's float (see runtime.py)."""
+    if isinstance(value, Tensor):
+        return value._cast(dtype)
+    if dtype.is_floating and isinstance(value, float) and not autograd.scalars_are_literals() \
+            and math.isfinite(value):
+        node = Node("input", (), {"name": "scalar"}, TensorType((), dtype), user_location())
+        node.data = np.array(value, dtype=dtype.np)
+        return Tensor._wrap(node, is_leaf=True)
+    if dtype.is_bool:
+        v = bool(value)
+    elif dtype.is_floating:
+        v = float(value)
+    else:
+        v = int(value)
+    return Tensor._apply("const", value=v, dtype=dtype)
+
+
+def full(size, fill_value, *, dtype=None, requires_grad=False, device=None):
+    from .device import device as _device
+    if device is not None:
+        _device(device)._check_usable()
+    shape = _shape_arg((size,) if isinstance(size, int) else size)
+    if dtype is None:
+        dtype = dt.result_type([], [], [fill_value]) if not isinstance(fill_value, bool) \
+            else dt.bool_
+    dtype = dt.to_dtype(dtype)
+    t = _scalar_node(fill_value, dtype)._expand_to(shape)
+    if requires_grad:
+        t = t.detach().requires_grad_(True)
+    return t
+
+
+def zeros(*size, dtype=None, requires_grad=False, device=None):
+    d = dt.to_dtype(dtype) if dtype is not None else dt.DEFAULT_FLOAT
+    with autograd.literal_scalars():
+        return full(_shape_arg(size), 0, dtype=d, requires_grad=requires_grad, device=device)
+
+
+def ones(*size, dtype=None, requires_grad=False, device=None):
+    d = dt.to_dtype(dtype) if dtype is not None else dt.DEFAULT_FLOAT
+    with autograd.literal_scalars():
+        return full(_shape_arg(size), 1, dtype=d, requires_grad=requires_grad, device=device)
+
+
+def empty(*size, dtype=None, requires_grad=False, device=None):
+    return zeros(*size, dtype=dtype, requires_grad=requires_grad, device=device)
+
+
+def zeros_like(t, dtype=None, requires_grad=False):
+    return zeros(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+def ones_like(t, dtype=None, requires_grad=False):
+    return ones(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+def empty_like(t, dtype=None, requires_grad=False):
+    return zeros_like(t, dtype=dtype, requires_grad=requires_grad)
+
+
+def full_like(t, fill_value, dtype=None, requires_grad=False):
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+def arange(start, end=None, step=1, *, dtype=None, requires_grad=False, device=None):
+    if end is None:
+        start, end = 0, start
+    vals = [v.item() if isinstance(v, Tensor) else v for v in (start, end, step)]
+    if step == 0:
+        raise at_user_line(RuntimeError, "arange: step must be nonzero")
+    if dtype is None:
+        dtype = dt.DEFAULT_FLOAT if any(isinstance(v, float) for v in vals) else dt.int64
+    dtype = dt.to_dtype(dtype)
+    n = max(0, math.ceil((vals[1] - vals[0]) / vals[2]))
+    arr = (vals[0] + np.arange(n, dtype=np.float64) * vals[2]) if dtype.is_floating or \
+        any(isinstance(v, float) for v in vals) else np.arange(vals[0], vals[1], vals[2])
+    return tensor(arr, dtype=dtype, requires_grad=requires_grad, device=device)
+
+
+def linspace(start, end, steps, *, dtype=None, requires_grad=False, device=None):
+    dtype = dt.to_dtype(dtype) if dtype is not None else dt.DEFAULT_FLOAT
+    # PyTorch's formula: the first half counts up from start, the second down from end.
+    npd = dtype.np if dtype.is_floating else np.float64
+    i = np.arange(steps, dtype=npd)
+    if steps == 1:
+        arr = np.array([start], dtype=npd)
+    else:
+        step = (npd.type(end) - npd.type(start)) / npd.type(steps - 1) if isinstance(npd, np.dtype) \
+            else (end - start) / (steps - 1)
+        step = np.asarray(step, dtype=npd)
+        half = steps // 2
+        arr = np.where(i < half, np.asarray(start, npd) + step * i,
+                       np.asarray(end, npd) - step * (steps - 1 - i)).astype(npd)
+    return tensor(arr, dtype=dtype, requires_grad=requires_grad, device=device)
+
+
+def eye(n, m=None, *, dtype=None, requires_grad=False, device=None):
+    m = n if m is None else m
+    return tensor(np.eye(n, m), dtype=dtype or dt.DEFAULT_FLOAT, requires_grad=requires_grad,
+                  device=device)
+
+
+class Generator:
+    """Counter-based random stream: `seed` fixes the stream, `offset` counts draws."""
+
+    def __init__(self, seed=0):
+        self.seed = int(seed)
+        self.offset = 0
+
+    def manual_seed(self, seed):
+        self.seed = int(seed) & ((1 << 63) - 1)
+        self.offset = 0
+        return self
+
+    def initial_seed(self):
+        return self.seed
+
+    def get_state(self):
+        return (self.seed, self.offset)
+
+    def set_state(self, state):
+        self.seed, self.offset = int(state[0]), int(state[1])
+
+    def draw(self, n):
+        """Reserve `n` counters; returns (seed, offset) tensors for a `rand` node."""
+        off = self.offset
+        self.offset += max(int(n), 1)
+        seed_t = _int_input(self.seed)
+        off_t = _int_input(off)
+        return seed_t, off_t
+
+
+def _int_input(v):
+    node = Node("input", (), {"name": "rng"}, TensorType((), dt.int64))
+    node.data = np.array(v, dtype=np.int64)
+    return Tensor._wrap(node, is_leaf=True)
+
+
+default_generator = Generator(0)
+
+
+def manual_seed(seed):
+    default_generator.manual_seed(seed)
+    return default_generator
+
+
+def seed():
+    import random
+    s = random.getrandbits(62)
+    default_generator.manual_seed(s)
+    return s
+
+
+def initial_seed():
+    return default_generator.seed
+
+
+def _random(size, normal, dtype, generator, requires_grad):
+    shape = _shape_arg(size)
+    dtype = dt.to_dtype(dtype) if dtype is not None else dt.DEFAULT_FLOAT
+    gen = generator or default_generator
+    seed_t, off_t = gen.draw(Size(shape).numel())
+    t = Tensor._apply("rand", seed_t, off_t, shape=shape, dtype=dtype, normal=normal)
+    if requires_grad:
+        t = t.detach().requires_grad_(True)
+    return t
+
+
+def rand(*size, dtype=None, generator=None, requires_grad=False, device=None):
+    return _random(size, False, dtype, generator, requires_grad)
+
+
+def randn(*size, dtype=None, generator=None, requires_grad=False, device=None):
+    return _random(size, True, dtype, generator, requires_grad)
+
+
+def rand_like(t, dtype=None):
+    return rand(t.shape, dtype=dtype or t.dtype)
+
+
+def randn_like(t, dtype=None):
+    return randn(t.shape, dtype=dtype or t.dtype)
+
+
+def randint(low, high=None, size=None, *, dtype=None, generator=None, device=None):
+    if size is None:
+        raise TypeError("randint() missing required argument 'size'")
+    if high is None:
+        low, high = 0, low
+    u = _random(tuple(size), False, dt.float64, generator, False)
+    r = (u * float(high - low)).floor() + float(low)
+    return r.to(dt.to_dtype(dtype) if dtype is not None else dt.int64)
+
+
+def randperm(n, *, generator=None, dtype=None):
+    keys = _random((n,), False, dt.float64, generator, False)
+    return tensor(np.argsort(keys._value(), kind="stable"), dtype=dtype or dt.int64)
+
+
+# The ops themselves (operators, math, reductions, shapes) are attached to Tensor in
+# tensor_ops.py, which also defines the module-level function forms.
+from . import tensor_ops  # noqa: E402,F401
