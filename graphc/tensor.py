@@ -533,6 +533,19 @@ def _scalar_node(value, dtype):
     return Tensor._apply("const", value=v, dtype=dtype)
 
 
+def scalar_input(value, dtype=None, source=None):
+    """A 0-d tensor that is a runtime input of every graph that uses it.
+
+    `source`, if given, is a callable returning the current value: a compiled program
+    (graphc.compile) calls it on every replay, which is how an optimizer's learning rate,
+    changed by a scheduler, reaches a program compiled once."""
+    dtype = dt.to_dtype(dtype) if dtype is not None else dt.result_type([], [], [value])
+    node = Node("input", (), {"name": "scalar"}, TensorType((), dtype), user_location())
+    node.data = np.array(value, dtype=dtype.np)
+    node.source = source
+    return Tensor._wrap(node, is_leaf=True)
+
+
 def full(size, fill_value, *, dtype=None, requires_grad=False, device=None):
     from .device import device as _device
     if device is not None:

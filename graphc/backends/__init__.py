@@ -18,18 +18,7 @@ def available() -> list[str]:
 
 
 def default_backend_name() -> str:
-    name = os.environ.get("GRAPHC_BACKEND")
-    if name:
-        return name
-    return "llvm" if _llvm_usable() else "interp"
-
-
-def _llvm_usable() -> bool:
-    try:
-        importlib.import_module(_BACKENDS["llvm"])
-        return True
-    except ImportError:
-        return False
+    return os.environ.get("GRAPHC_BACKEND") or "interp"
 
 
 def get_backend(name: str | None = None):

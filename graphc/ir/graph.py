@@ -58,7 +58,7 @@ class Node:
     tensors and autograd; they are not part of the IR and never printed."""
 
     __slots__ = ("op", "inputs", "attrs", "type", "loc", "id", "requires_grad", "data",
-                 "leaf", "__weakref__")
+                 "leaf", "source", "__weakref__")
 
     def __init__(self, op: str, inputs: Sequence["Node"], attrs: dict, type: TensorType,
                  loc: str | None = None):
@@ -71,6 +71,7 @@ class Node:
         self.requires_grad = False
         self.data = None   # realized numpy value, once computed
         self.leaf = None   # weakref to the leaf Tensor whose grad this node accumulates
+        self.source = None  # for a runtime scalar input: a callable giving its current value
 
     @property
     def shape(self):

@@ -62,4 +62,4 @@ def all_ops() -> dict[str, OpDef]:
 
 def _ensure_loaded():
     if not _REGISTRY:
-        from . import ops  # noqa: F401  (registers the built-in ops)
+        from . import ops, ops_nn  # noqa: F401  (registers the built-in ops)
