@@ -43,3 +43,4 @@ def get_default_dtype():
 
 def promote_types(a, b):
     return _dt.promote_types(a, b)
+from .compile import compile  # noqa: E402,F401

@@ -28,6 +28,7 @@ _pending: "weakref.WeakValueDictionary[int, object]" = weakref.WeakValueDictiona
 _cache: dict = {}
 _shapeless_keys: dict = {}
 stats = {"compiles": 0, "cache_hits": 0, "realizations": 0}
+tracer = None   # a graphc.compile Tracer while a step is being captured
 
 
 def track(tensor):
@@ -57,7 +58,7 @@ def compiled_for(graph: Graph, backend_name=None):
         reason = ("input shapes or dtypes changed: " +
                   ", ".join(str(n.type) for n in graph.inputs)) if sk in _shapeless_keys \
             else f"new graph ({len(graph.nodes)} nodes, {len(graph.inputs)} inputs)"
-        print(f"graphc: compiling for {backend_name}: {reason}", file=sys.stderr)
+        log_recompile(f"graphc: compiling for {backend_name}: {reason}")
         _shapeless_keys[sk] = True
     t0 = time.perf_counter()
     exe = get_backend(backend_name).compile(graph)
@@ -67,11 +68,25 @@ def compiled_for(graph: Graph, backend_name=None):
     return exe
 
 
+def log_recompile(message):
+    if _log_enabled("recompiles"):
+        print(message, file=sys.stderr)
+
+
+def realize_all():
+    """Realize every pending live tensor."""
+    pending = [t for t in list(_pending.values()) if t._node.data is None]
+    if pending:
+        realize(*pending)
+
+
 def realize(*tensors):
     """Compute the values of `tensors` and of every other pending live tensor."""
     wanted = [t._node for t in tensors if t._node.data is None]
     if not wanted:
         return
+    if tracer is not None:
+        tracer.on_realize()
     others = [t._node for t in list(_pending.values()) if t._node.data is None]
     seen, targets = set(), []
     for n in wanted + others:

@@ -89,6 +89,8 @@ class Tensor:
         t._is_leaf = (not node.requires_grad) if is_leaf is None else is_leaf
         t._retains_grad = False
         runtime.track(t)
+        if runtime.tracer is not None:
+            runtime.tracer.on_create(t)
         return t
 
     @classmethod
@@ -178,6 +180,8 @@ class Tensor:
         if n.data is not None:
             c = Node("input", (), {"name": "data"}, n.type, n.loc)
             c.data = n.data
+            if runtime.tracer is not None:
+                runtime.tracer.on_read(self, c)
             return c
         return Node("reshape", (n,), {"shape": n.type.shape}, n.type, n.loc)
 
@@ -190,6 +194,11 @@ class Tensor:
         if value is not None and tuple(value.shape) != tuple(self.shape):
             raise RuntimeError(f"assigned grad has data of a different size: "
                                f"{list(value.shape)} vs {list(self.shape)}")
+        self._set_grad(value)
+
+    def _set_grad(self, value):
+        if runtime.tracer is not None:
+            runtime.tracer.on_grad(self)
         self._grad = value
 
     def retain_grad(self):
@@ -277,6 +286,8 @@ class Tensor:
         if n.data is not None:
             c = Node("input", (), {"name": "data"}, n.type, n.loc)
             c.data = n.data
+            if runtime.tracer is not None:
+                runtime.tracer.on_read(self, c)
         else:
             c = Node("reshape", (n,), {"shape": n.type.shape}, n.type, n.loc)
         return Tensor._wrap(c, is_leaf=True)
@@ -314,7 +325,7 @@ class Tensor:
             gt = Tensor._wrap(g)
             if not create_graph:
                 gt._is_leaf = True
-            owner._grad = gt if owner._grad is None else owner._grad + gt
+            owner._set_grad(gt if owner._grad is None else owner._grad + gt)
 
     # ----------------------------------------------------------------- conversion
     def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
@@ -384,6 +395,9 @@ class Tensor:
         """Record `op` on tensor inputs; return the result tensor."""
         opdef = get_op(op)
         nodes = [x._node for x in inputs]
+        if runtime.tracer is not None:
+            for x in inputs:
+                runtime.tracer.on_read(x)
         ty = opdef.infer([n.type for n in nodes], attrs)
         loc = autograd.location_override() or user_location()
         node = Node(op, nodes, attrs, ty, loc)
@@ -422,6 +436,8 @@ class Tensor:
             raise at_user_line(ShapeError, f"output with shape {list(self.shape)} doesn't match "
                                            f"the broadcast shape {list(result.shape)}")
         result = result._cast(self.dtype)
+        if runtime.tracer is not None:
+            runtime.tracer.on_assign(self)
         was_leaf_rg = self._is_leaf and self.requires_grad
         self._node = result._node
         if was_leaf_rg:
@@ -652,19 +668,17 @@ class Generator:
     def set_state(self, state):
         self.seed, self.offset = int(state[0]), int(state[1])
 
-    def draw(self, n):
-        """Reserve `n` counters; returns (seed, offset) tensors for a `rand` node."""
+    def _reserve(self, n):
         off = self.offset
         self.offset += max(int(n), 1)
-        seed_t = _int_input(self.seed)
-        off_t = _int_input(off)
+        return off
+
+    def draw(self, n):
+        """Reserve `n` counters; returns (seed, offset) tensors for a `rand` node. Both
+        carry a source, so a compiled step replayed later draws fresh numbers."""
+        seed_t = scalar_input(self.seed, dt.int64, source=lambda: self.seed)
+        off_t = scalar_input(self._reserve(n), dt.int64, source=lambda: self._reserve(n))
         return seed_t, off_t
-
-
-def _int_input(v):
-    node = Node("input", (), {"name": "rng"}, TensorType((), dt.int64))
-    node.data = np.array(v, dtype=np.int64)
-    return Tensor._wrap(node, is_leaf=True)
 
 
 default_generator = Generator(0)
