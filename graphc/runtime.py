@@ -41,7 +41,31 @@ def _log_enabled(topic):
 
 
 def _shapeless(key):
-    return tuple(k[:2] + k[4:] if isinstance(k, tuple) and len(k) == 5 else k for k in key)
+    """Ops and edges only: attrs hold shapes too (expand, reshape), so keeping them would
+    make every shape change look like a new graph."""
+    return tuple((k[0], k[4]) if isinstance(k, tuple) and len(k) == 5 else k for k in key)
+
+
+def _recompile_reason(graph, key, previous):
+    """Why `graph` (structure key `key`) missed the cache: new, or the first node that
+    differs from `previous`, the key of the last graph with the same ops and edges."""
+    if previous is None:
+        return f"new graph ({len(graph.nodes)} nodes, {len(graph.inputs)} inputs)"
+    for k, (old, new) in enumerate(zip(previous, key)):
+        if old != new and k < len(graph.nodes):
+            n = graph.nodes[k]
+            what = "input shapes or dtypes changed" if n.op == "input" else \
+                "shapes, dtypes or attributes changed"
+            at = f" at {n.loc}" if n.loc else ""
+            return (f"{what}: node {k} ({n.op}{at}) was {_describe(old)}, "
+                    f"now {_describe(new)}")
+    return "outputs changed"
+
+
+def _describe(item):
+    op, attrs, shape, dtype, _ = item
+    text = f"{dtype}[{','.join(map(str, shape))}]"
+    return text + (f" {dict(attrs)}" if attrs and op != "input" else "")
 
 
 def compiled_for(graph: Graph, backend_name=None):
@@ -55,12 +79,12 @@ def compiled_for(graph: Graph, backend_name=None):
         return exe
     if _log_enabled("recompiles"):
         sk = (backend_name, _shapeless(key[1]))
-        reason = ("input shapes or dtypes changed: " +
-                  ", ".join(str(n.type) for n in graph.inputs)) if sk in _shapeless_keys \
-            else f"new graph ({len(graph.nodes)} nodes, {len(graph.inputs)} inputs)"
+        reason = _recompile_reason(graph, key[1], _shapeless_keys.get(sk))
         log_recompile(f"graphc: compiling for {backend_name}: {reason}")
-        _shapeless_keys[sk] = True
+        _shapeless_keys[sk] = key[1]
     t0 = time.perf_counter()
+    from .passes.pipeline import optimize  # keeps inputs and outputs, in order
+    graph = optimize(graph)
     exe = get_backend(backend_name).compile(graph)
     exe.compile_seconds = time.perf_counter() - t0
     stats["compiles"] += 1
@@ -93,10 +117,14 @@ def realize(*tensors):
         if id(n) not in seen:
             seen.add(id(n))
             targets.append(n)
-    graph, boundary = Graph.from_outputs(targets, boundary=lambda n: n.data is not None)
-    exe = compiled_for(graph)
-    values = exe([n.data for n in boundary])
-    stats["realizations"] += 1
+    try:
+        targets, values = _run(targets)
+    except Exception:
+        if len(targets) == len(wanted):
+            raise
+        # A pending value the caller did not ask for failed to compute: it must not make
+        # every later read fail too. Compute what was asked for on its own.
+        targets, values = _run(wanted)
     for n, v in zip(targets, values):
         n.data = v
         # A realized value that autodiff will never walk through (it needs no gradient,
@@ -106,3 +134,11 @@ def realize(*tensors):
     for k, t in list(_pending.items()):
         if t._node.data is not None:
             _pending.pop(k, None)
+
+
+def _run(targets):
+    graph, boundary = Graph.from_outputs(targets, boundary=lambda n: n.data is not None)
+    exe = compiled_for(graph)
+    values = exe([n.data for n in boundary])
+    stats["realizations"] += 1
+    return targets, values

@@ -13,11 +13,12 @@ from ..ir.registry import get_op
 
 def round_to_bfloat16(x: np.ndarray) -> np.ndarray:
     """Round float32 values to the nearest bfloat16 (ties to even), kept as float32."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    shape = np.shape(x)
+    x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)  # view() needs >= 1 dim
     bits = x.view(np.uint32).astype(np.uint64)
     rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000).astype(np.uint32)
     out = rounded.view(np.float32)
-    return np.where(np.isnan(x), x, out)
+    return np.where(np.isnan(x), x, out).reshape(shape)
 
 
 def coerce(value: np.ndarray, node_type) -> np.ndarray:

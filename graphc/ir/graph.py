@@ -20,13 +20,22 @@ the nodes chosen as boundaries into `input` nodes. Invariants (checked by `lint`
   1. nodes are in topological order and each appears once;
   2. every input of a node is an earlier node of the same graph;
   3. `inputs` are exactly the `input` nodes, `outputs` are nodes of the graph;
-  4. each node's type is what its op's inference rule gives for its inputs and attrs.
+  4. each node's op is registered, gets as many inputs as its arity says, and its type
+     is what the op's inference rule gives for its inputs and attrs;
+  5. a `const` holds a Python scalar of its dtype's kind (bool, int or float).
+
+Two graphs are equal when they compute the same thing the same way: same ops, attrs,
+types, edges, source locations and outputs, node for node. An input's `name` is a
+label, like the printer's names for other values, and not part of that structure: the
+text form must rename inputs whose names clash or are not identifiers.
 """
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
 from typing import Iterable, Sequence
+
+import numpy as np
 
 from . import dtypes as _dt
 
@@ -152,10 +161,11 @@ class Graph:
     # ------------------------------------------------------------------ checking
     def lint(self):
         """Check the invariants in the module docstring; raise `IRError` naming the node."""
-        from .registry import get_op
         from .errors import IRError
         pos = {}
         for k, n in enumerate(self.nodes):
+            if not isinstance(n, Node):
+                raise IRError(f"node {k} is a {type(n).__name__}, not a Node")
             if id(n) in pos:
                 raise IRError(f"node {k} ({n.op}) appears twice")
             for i in n.inputs:
@@ -163,19 +173,9 @@ class Graph:
                     raise IRError(f"node {k} ({n.op}) uses a value that is not defined "
                                   f"earlier in the graph")
             pos[id(n)] = k
-            if n.op == "input":
-                continue
-            try:
-                opdef = get_op(n.op)
-            except KeyError:
-                raise IRError(f"node {k}: unknown op {n.op!r}") from None
-            try:
-                expected = opdef.infer([i.type for i in n.inputs], n.attrs)
-            except Exception as e:  # the rule's own message names the problem
-                raise IRError(f"node {k} ({n.op}): {e}") from None
-            if expected != n.type:
-                raise IRError(f"node {k} ({n.op}): recorded type {n.type} but inputs give "
-                              f"{expected}")
+            problem = node_problem(n)
+            if problem:
+                raise IRError(f"node {k} ({n.op}): {problem}")
         ins = [n for n in self.nodes if n.op == "input"]
         if [id(n) for n in ins] != [id(n) for n in self.inputs]:
             raise IRError("graph.inputs must list exactly the input nodes, in order")
@@ -191,7 +191,8 @@ class Graph:
         pos = {id(n): k for k, n in enumerate(self.nodes)}
         key = []
         for n in self.nodes:
-            item = (n.op, freeze_attrs(n.attrs), n.type.shape, n.type.dtype.short,
+            attrs = () if n.op == "input" else freeze_attrs(n.attrs)  # names are labels
+            item = (n.op, attrs, n.type.shape, n.type.dtype.short,
                     tuple(pos[id(i)] for i in n.inputs))
             key.append(item + ((n.loc,) if with_locs else ()))
         key.append(tuple(pos[id(o)] for o in self.outputs))
@@ -217,12 +218,43 @@ class Graph:
         return out
 
 
+def node_problem(n: Node) -> str | None:
+    """What is wrong with one node on its own (invariants 4 and 5), or None. The parser
+    calls this as it reads each node, so that its errors point at the node's line."""
+    from .registry import all_ops
+    if n.op == "input":
+        return "an input node has inputs" if n.inputs else None
+    opdef = all_ops().get(n.op)
+    if opdef is None:
+        return f"unknown op {n.op!r}"
+    if opdef.arity is not None and len(n.inputs) != opdef.arity:
+        return f"takes {opdef.arity} input(s), got {len(n.inputs)}"
+    try:
+        expected = opdef.infer([i.type for i in n.inputs], n.attrs)
+    except KeyError as e:
+        return f"missing attribute {e.args[0]!r}"
+    except Exception as e:  # the rule's own message names the problem
+        return str(e)
+    if expected != n.type:
+        return f"recorded type {n.type} but inputs give {expected}"
+    if n.op == "const":
+        v, d = n.attrs.get("value"), n.type.dtype
+        kind = bool if d.is_bool else (float if d.is_floating else int)
+        if type(v) is not kind:
+            return f"value {v!r} is not a Python {kind.__name__} (dtype {d.short})"
+    return None
+
+
 def freeze_attrs(attrs: dict):
     def f(v):
         if isinstance(v, (list, tuple)):
             return tuple(f(x) for x in v)
-        if isinstance(v, (bool, float)):  # keep 1, 1.0, True and 0.0, -0.0 apart
-            return (type(v).__name__, repr(v))
+        if isinstance(v, (bool, np.bool_)):  # keep 1, 1.0, True and 0.0, -0.0 apart
+            return ("bool", repr(bool(v)))
+        if isinstance(v, np.integer):
+            return int(v)
+        if isinstance(v, (float, np.floating)):
+            return ("float", repr(float(v)))
         if isinstance(v, _dt.DType):
             return ("dtype", v.short)
         return v

@@ -65,7 +65,9 @@ def _zeros_like(ctx, g):
 
 
 def _erf_np(x):
-    return np.frompyfunc(math.erf, 1, 1)(x).astype(x.dtype)
+    # numpy has no erf; math.erf per element is exact and the reference need not be fast.
+    x = np.asarray(x)
+    return np.asarray(np.frompyfunc(math.erf, 1, 1)(x), dtype=x.dtype).reshape(x.shape)
 
 
 def _gelu_np(x, approximate="none"):
@@ -112,7 +114,8 @@ def _abs_vjp(ctx, g):
 
 _unary("neg", np.negative, lambda c, g: (-g,), float_only=False)
 _unary("abs", np.abs, _abs_vjp, float_only=False)
-_unary("sign", np.sign, _zeros_like, float_only=False)
+_unary("sign", lambda x: np.where(np.isnan(x), 0, np.sign(x)).astype(x.dtype), _zeros_like,
+       float_only=False)  # PyTorch: sign(nan) = 0
 _unary("exp", np.exp, lambda c, g: (g * c.out,))
 _unary("log", np.log, lambda c, g: (g / c.inputs[0],))
 _unary("log1p", np.log1p, lambda c, g: (g / (c.inputs[0] + 1),))
@@ -170,7 +173,8 @@ def _div_vjp(c, g):
 def _pow_vjp(c, g):
     a, b = c.inputs
     T = _tensor_mod()
-    ga = g * b * a ** (b - 1)
+    # PyTorch: the gradient for the base is 0 where the exponent is 0 (not 0 * 0**-1).
+    ga = T.where(b == 0, g * 0, g * b * a ** (b - 1))
     # d/db a**b = a**b * log(a); PyTorch defines it as 0 where a == 0 and b >= 0.
     gb = T.where((a == 0) & (b >= 0), g * 0, g * c.out * a.log())
     return (ga, gb)
@@ -561,8 +565,19 @@ def _sum_vjp(c, g):
 
 
 def _prod_vjp(c, g):
-    # d prod / d x_i = prod / x_i; exact while no element is zero (documented limitation).
-    return (_expand_back(c, g) * _out_back(c) / c.inputs[0],)
+    # d prod / d x_i is the product of the other elements. prod / x_i gives it while no
+    # element is zero; with one zero only that element gets a gradient (the product of
+    # the nonzero ones), with two or more every gradient is zero, as in PyTorch.
+    T = _tensor_mod()
+    x, dims = c.inputs[0], c.attrs["dims"]
+    zero = x == 0
+    zeros_n = zero.to(x.dtype).sum(dims, keepdim=True).expand(*x.shape)
+    x_safe = T.where(zero, x * 0 + 1, x)
+    prod_nonzero = x_safe.prod(dims, keepdim=True).expand(*x.shape)
+    none_zero = prod_nonzero / x_safe
+    one_zero = T.where(zero, prod_nonzero, x * 0)
+    local = T.where(zeros_n == 0, none_zero, T.where(zeros_n == 1, one_zero, x * 0))
+    return (_expand_back(c, g) * local,)
 
 
 def _minmax_reduce_vjp(c, g):
@@ -574,9 +589,17 @@ def _minmax_reduce_vjp(c, g):
     return (_expand_back(c, g) * mask / count,)
 
 
+def _contiguous(x):
+    """A C-contiguous array of the same shape (np.ascontiguousarray turns 0-d into 1-d)."""
+    x = np.asarray(x)
+    return x if x.flags.c_contiguous else np.array(x, order="C")
+
+
 def _np_reduce(fn):
     def impl(attrs, x):
-        return fn(x, axis=tuple(attrs["dims"]), keepdims=attrs["keepdim"])
+        # numpy's float summation order follows the memory layout: reduce a contiguous
+        # copy so the reference's bits depend on values only, not on views.
+        return fn(_contiguous(x), axis=tuple(attrs["dims"]), keepdims=attrs["keepdim"])
     return impl
 
 
@@ -722,5 +745,7 @@ def _matmul_vjp(c, g):
     return (g @ b.mT, a.mT @ g)
 
 
-register(OpDef("matmul", _matmul_infer, lambda attrs, a, b: np.matmul(a, b), _matmul_vjp,
+register(OpDef("matmul", _matmul_infer,
+               lambda attrs, a, b: np.matmul(_contiguous(a), _contiguous(b)),
+               _matmul_vjp,
                F.OPAQUE, 2, "batched [..., M, K] @ [..., K, N]; batch dims equal"))

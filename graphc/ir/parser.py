@@ -1,8 +1,10 @@
 """Parse the IR text form (see printer.py) back into a `Graph`.
 
 Errors name the line and column. The parser builds nodes with the types written in the
-text and then runs the verifier, so a graph whose written types disagree with its ops
-is rejected too. Parsing never evaluates anything from the text.
+text and checks each node as it reads it (`graph.node_problem`: known op, arity, the
+written type against the op's inference rule), so a graph whose written types disagree
+with its ops is rejected at the offending node's line; the whole-graph verifier runs
+at the end. Parsing never evaluates anything from the text.
 """
 from __future__ import annotations
 
@@ -11,13 +13,14 @@ import re
 
 from . import dtypes as dt
 from .errors import IRError, ParseError
-from .graph import Graph, Node, TensorType
+from .graph import Graph, Node, TensorType, node_problem
 
 _TOKEN = re.compile(r"""
     (?P<ws>[ \t\r]+|\#[^\n]*)
   | (?P<nl>\n)
   | (?P<value>%[A-Za-z0-9_.]+)
   | (?P<string>"(?:[^"\\\n]|\\.)*")
+  | (?P<unterminated>")
   | (?P<number>-?(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\.\d+(?:[eE][-+]?\d+)?|\d+))
   | (?P<ident>-?[A-Za-z_][A-Za-z0-9_]*)
   | (?P<punct>[(){}\[\],:=@])
@@ -33,6 +36,8 @@ class _Lexer:
             if not m:
                 raise ParseError(f"unexpected character {text[pos]!r}", line, pos - col_start + 1)
             kind = m.lastgroup
+            if kind == "unterminated":
+                raise ParseError("unterminated string", line, pos - col_start + 1)
             if kind == "nl":
                 line += 1
                 col_start = m.end()
@@ -107,7 +112,7 @@ def _parse_attr_value(lx):
     if kind == "number":
         return float(text) if any(ch in text for ch in ".eE") else int(text)
     if kind == "string":
-        return json.loads(text)
+        return _string_value(text, line, col)
     if kind == "ident":
         if text in _KEYWORDS:
             return _KEYWORDS[text]
@@ -118,9 +123,17 @@ def _parse_attr_value(lx):
     raise ParseError(f"bad attribute value {text!r}", line, col)
 
 
+def _string_value(text, line, col):
+    try:
+        return json.loads(text)
+    except ValueError as e:  # a bad escape such as "\q"
+        raise ParseError(f"bad string {text}: {e.msg}", line, col) from None
+
+
 def _parse_loc(lx):
     if lx.accept("@"):
-        return json.loads(lx.expect("string")[1])
+        _, text, line, col = lx.expect("string")
+        return _string_value(text, line, col)
     return None
 
 
@@ -151,7 +164,7 @@ def parse(text: str, verify: bool = True) -> Graph:
         tok = lx.peek()
         if tok[0] == "ident" and tok[1] == "return":
             lx.next()
-            while True:
+            while lx.peek()[1] != "}":  # `return` alone: a graph with no outputs
                 vt = lx.expect("value")
                 if vt[1][1:] not in env:
                     raise lx.error(f"undefined value {vt[1]}", vt)
@@ -182,7 +195,10 @@ def parse(text: str, verify: bool = True) -> Graph:
         attrs = {}
         if lx.accept("{"):
             while True:
-                key = lx.expect("ident")[1]
+                keytok = lx.expect("ident")
+                key = keytok[1]
+                if key in attrs:
+                    raise lx.error(f"attribute {key} given twice", keytok)
                 lx.expect("punct", "=")
                 attrs[key] = _parse_attr_value(lx)
                 if lx.accept("}"):
@@ -192,6 +208,9 @@ def parse(text: str, verify: bool = True) -> Graph:
         if optok[1] not in all_ops() or optok[1] == "input":
             raise lx.error(f"unknown op {optok[1]!r}", optok)
         n = Node(optok[1], args, attrs, ty, _parse_loc(lx))
+        problem = node_problem(n) if verify else None
+        if problem:
+            raise ParseError(f"%{name} = {optok[1]}(...): {problem}", optok[2], optok[3])
         env[name] = n
         nodes.append(n)
     if lx.peek()[0] != "eof":

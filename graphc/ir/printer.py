@@ -9,12 +9,19 @@
 Every value shows its type. Attributes are ints, floats (`inf`, `nan` spelled out),
 `true`/`false`/`none`, JSON strings, dtypes by short name and `[...]` lists. The source
 location follows `@`. `parser.parse(print_graph(g)) == g` holds for every graph.
+
+Inputs print under their `name` when it is an identifier not taken by an earlier input,
+otherwise as `%in<k>` (the first such name that is free); other values are numbered.
+A graph with no outputs prints a bare `return`. The grammar is in docs/ir.md.
 """
 from __future__ import annotations
 
 import json
 import math
+import numbers
 import re
+
+import numpy as np
 
 from .dtypes import DType
 
@@ -22,15 +29,16 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*$")
 
 
 def format_attr(v) -> str:
-    if isinstance(v, bool):
+    if isinstance(v, (bool, np.bool_)):
         return "true" if v else "false"
     if v is None:
         return "none"
     if isinstance(v, DType):
         return v.short
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
+    if isinstance(v, numbers.Integral):  # numpy integers too: shapes computed with numpy
+        return str(int(v))
+    if isinstance(v, numbers.Real):
+        v = float(v)
         if math.isnan(v):
             return "nan"
         if math.isinf(v):
@@ -48,7 +56,10 @@ def value_names(graph) -> dict[int, str]:
     for k, n in enumerate(graph.inputs):
         nm = n.attrs.get("name")
         if not (isinstance(nm, str) and _IDENT.match(nm)) or nm in used:
-            nm = f"in{k}"
+            nm, j = f"in{k}", k
+            while nm in used:
+                j += 1
+                nm = f"in{j}"
         names[id(n)] = nm
         used.add(nm)
     k = 0
@@ -80,6 +91,7 @@ def print_graph(graph, with_locs=True) -> str:
         if with_locs and n.loc:
             line += f" @ {json.dumps(n.loc)}"
         lines.append(line)
-    lines.append("  return " + ", ".join(f"%{names[id(o)]}" for o in graph.outputs))
+    outs = ", ".join(f"%{names[id(o)]}" for o in graph.outputs)
+    lines.append(f"  return {outs}" if outs else "  return")
     lines.append("}")
     return "\n".join(lines) + "\n"

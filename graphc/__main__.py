@@ -1,0 +1,4 @@
+"""`python -m graphc ...` runs the `graphc` command line (graphc/cli.py)."""
+from .cli import main
+
+raise SystemExit(main())
