@@ -448,8 +448,18 @@ def register_dump_ir(subparsers):
     p.set_defaults(handler=run_dump_ir)
 
 
-# More commands (run, export, bench) register themselves here.
-COMMANDS = [register_dump_ir]
+def register_bench(subparsers):
+    from . import bench   # building the parser does not import torch
+    p = subparsers.add_parser("bench", help="run the benchmark suite beside numpy and PyTorch",
+                              description="Time graphc's workloads beside numpy, PyTorch "
+                                          "(eager, torch.compile) and jax where installed; "
+                                          "print a table and write a JSON file.")
+    bench.add_arguments(p)
+    p.set_defaults(handler=bench.run)
+
+
+# More commands (run, export) register themselves here.
+COMMANDS = [register_dump_ir, register_bench]
 
 
 def build_parser():
