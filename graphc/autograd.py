@@ -13,8 +13,35 @@ def is_grad_enabled() -> bool:
     return getattr(_state, "grad_enabled", True)
 
 
-def set_grad_enabled(mode: bool):
+def _set_mode(mode: bool):
     _state.grad_enabled = bool(mode)
+
+
+class set_grad_enabled:
+    """torch.set_grad_enabled: sets the mode when called, and used as a context manager
+    restores the previous mode on exit."""
+
+    def __init__(self, mode: bool):
+        self._prev = is_grad_enabled()
+        self.mode = bool(mode)
+        _set_mode(mode)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _set_mode(self._prev)
+        return False
+
+    def __call__(self, fn):
+        _set_mode(self._prev)  # as a decorator it changes the mode only inside `fn`
+        mode = self.mode
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with set_grad_enabled(mode):
+                return fn(*args, **kwargs)
+        return wrapper
 
 
 def location_override():
@@ -25,13 +52,18 @@ class _GradModeContext:
     """Context manager and decorator, like torch.no_grad / torch.enable_grad."""
     mode = True
 
+    def __new__(cls, orig_func=None):
+        if orig_func is None:
+            return super().__new__(cls)
+        return cls()(orig_func)  # the bare form: `@no_grad` without parentheses
+
     def __enter__(self):
         self._prev = is_grad_enabled()
-        set_grad_enabled(self.mode)
+        _set_mode(self.mode)
         return self
 
     def __exit__(self, *exc):
-        set_grad_enabled(self._prev)
+        _set_mode(self._prev)
         return False
 
     def __call__(self, fn):

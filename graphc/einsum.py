@@ -3,35 +3,56 @@
 Operands are contracted left to right, two at a time. For a pair, each label is a batch
 label (in both operands and kept), a contracted label (in both, not kept), or a free
 label of one side; labels that appear in one operand only and are not kept are summed
-out first. The pair then becomes one batched matmul [B, M, K] @ [B, K, N]. Repeated
+out first. The pair then becomes one batched matmul [B, M, K] @ [B, K, N]. `...` stands
+for broadcast dims: it becomes fresh labels, right-aligned across operands. Repeated
 labels within one operand (diagonals, `ii->i`) are not supported and raise.
 """
 from __future__ import annotations
 
+import string
+
 from .ir.errors import at_user_line
 
 
-def _parse(equation, n_operands):
+def _parse(equation, operands):
     eq = equation.replace(" ", "")
-    if "..." in eq:
-        raise at_user_line(ValueError, "einsum: '...' is not supported by graphc yet")
-    if "->" in eq:
-        lhs, out = eq.split("->")
-    else:
-        lhs = eq
-        counts = {}
-        for c in lhs.replace(",", ""):
-            counts[c] = counts.get(c, 0) + 1
-        out = "".join(sorted(c for c, k in counts.items() if k == 1))
+    lhs, arrow, out = eq.partition("->")
     ins = lhs.split(",")
-    if len(ins) != n_operands:
+    if len(ins) != len(operands):
         raise at_user_line(ValueError, f"einsum: equation {equation!r} names {len(ins)} "
-                                       f"operands, got {n_operands}")
+                                       f"operands, got {len(operands)}")
+    ins, ellipsis = _expand_ellipsis(ins, operands, eq)
+    if arrow:
+        out = out.replace("...", ellipsis)
+    else:
+        # implicit output: the broadcast ('...') dims, then the labels used once, sorted
+        counts = {}
+        for c in "".join(ins):
+            counts[c] = counts.get(c, 0) + 1
+        out = ellipsis + "".join(sorted(c for c, k in counts.items()
+                                        if k == 1 and c not in ellipsis))
     for s in ins + [out]:
         if len(set(s)) != len(s):
             raise at_user_line(ValueError, f"einsum: repeated label in {s!r} (diagonals) is "
                                            "not supported")
     return ins, out
+
+
+def _expand_ellipsis(ins, operands, eq):
+    """Replace '...' by labels of their own, right-aligned across operands (so the
+    broadcast dims line up as in broadcasting). Returns the new subscripts and the
+    labels standing for the longest '...'."""
+    spare = [c for c in string.ascii_letters if c not in eq]
+    counts = []
+    for s, t in zip(ins, operands):
+        n = t.ndim - (len(s) - 3) if "..." in s else 0
+        if n < 0:
+            raise at_user_line(RuntimeError, f"einsum: operand with shape {list(t.shape)} "
+                                             f"has fewer dims than subscripts {s!r}")
+        counts.append(n)
+    width = max(counts, default=0)
+    labels = "".join(spare[:width])
+    return [s.replace("...", labels[width - n:]) for s, n in zip(ins, counts)], labels
 
 
 def _sum_out(t, labels, keep):
@@ -54,7 +75,8 @@ def _contract(a, la, b, lb, keep):
         for c, s in zip(ls, t.shape):
             if c in size and size[c] != s and 1 not in (size[c], s):
                 raise at_user_line(RuntimeError, f"einsum: label {c!r} has sizes {size[c]} "
-                                                 f"and {s}")
+                                                 f"and {s} (operand shapes {list(a.shape)} "
+                                                 f"and {list(b.shape)})")
             size[c] = max(size.get(c, 1), s)
 
     def arrange(t, ls, first, second):
@@ -79,7 +101,7 @@ def _prod(xs):
 
 
 def einsum(equation, *operands):
-    ins, out = _parse(equation, len(operands))
+    ins, out = _parse(equation, operands)
     for t, ls in zip(operands, ins):
         if t.ndim != len(ls):
             raise at_user_line(RuntimeError, f"einsum: operand with shape {list(t.shape)} does "

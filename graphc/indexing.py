@@ -106,14 +106,21 @@ def _advanced(y: Tensor, adv):
     for s in sizes:
         flat_n *= s
     moved = moved.reshape((flat_n,) + tuple(moved.shape[len(positions):]))
-    lin = None
+    from .tensor_ops import where
+    lin, valid = None, None
     stride = 1
     for (p, k, size), s in reversed(list(zip(adv, sizes))):
         k = k._cast(dt.int64)
-        k = k % s if s else k      # negative indices count from the end
+        ok = (k >= -s) & (k < s)
+        k = where(k < 0, k + s, k)      # negative indices count from the end
         term = k * stride if stride != 1 else k
         lin = term if lin is None else lin + term
+        valid = ok if valid is None else valid & ok
         stride *= s
+    # An index out of range must not wrap around (k % s) or alias another element of
+    # the flattened dims: it becomes flat_n, for which the gather raises IndexError
+    # when the value is computed (index values are data, unknown while tracing).
+    lin = where(valid, lin, flat_n)
     lin = lin._expand_to(idx_shape).reshape(-1)
     out = moved.index_select(0, lin)
     out = out.reshape(tuple(idx_shape) + tuple(out.shape[1:]))
@@ -128,9 +135,10 @@ def _advanced(y: Tensor, adv):
 
 def setitem(x: Tensor, key, value):
     from .tensor_ops import where, zeros
+    if isinstance(key, (list, np.ndarray)) and np.asarray(key).dtype == np.bool_:
+        key = tensor(key)
     if isinstance(key, Tensor) and key.dtype is dt.bool_:
-        v = value if isinstance(value, Tensor) else tensor(value, dtype=x.dtype)
-        return where(key, v._cast(x.dtype), x)
+        return _setitem_mask(x, key, value)
     n = x.numel()
     positions = Tensor._apply("iota", shape=(n,), dim=0, dtype=dt.int64).reshape(x.shape)
     sel = getitem(positions, key)
@@ -139,7 +147,37 @@ def setitem(x: Tensor, key, value):
     flat_pos = sel.reshape(-1)
     hit = zeros(n, dtype=dt.int32).scatter_add(0, flat_pos, _ones_int(flat_pos.shape[0]))
     vals = zeros(n, dtype=x.dtype).scatter_add(0, flat_pos, v)
+    keys = key if isinstance(key, tuple) else (key,)
+    if any(_is_index_tensor(k) for k in keys) and not x.dtype.is_bool:
+        # Index arrays may repeat a position; the scatter summed its values. PyTorch
+        # leaves which write wins undefined; dividing by the count makes repeated
+        # writes of one value (x[idx] = 3.0) exact, where the sum would double it.
+        count = hit.clamp(min=1)._cast(x.dtype)
+        vals = vals / count if x.dtype.is_floating else vals // count
     return where(hit.reshape(x.shape) > 0, vals.reshape(x.shape), x)
+
+
+def _setitem_mask(x: Tensor, mask: Tensor, value):
+    """x[mask] = value: the mask covers x's leading dims (PyTorch's rule); the value
+    must broadcast to x's remaining dims (one value per True needs the mask's data)."""
+    from .tensor_ops import where
+    if mask.ndim > x.ndim or tuple(mask.shape) != tuple(x.shape[:mask.ndim]):
+        raise at_user_line(IndexError, f"The shape of the mask {list(mask.shape)} does not "
+                                       f"match the shape of the indexed tensor "
+                                       f"{list(x.shape)}")
+    v = value if isinstance(value, Tensor) else tensor(value, dtype=x.dtype)
+    trailing = tuple(x.shape[mask.ndim:])
+    v_shape = tuple(v.shape)
+    while v_shape and v_shape[0] == 1 and len(v_shape) > len(trailing):
+        v_shape = v_shape[1:]
+    if len(v_shape) > len(trailing):
+        raise at_user_line(IndexError, f"x[mask] = value: a value of shape {list(v.shape)} "
+                                       f"gives one value per selected element, which needs the "
+                                       f"mask's data; graphc's static graphs need a value that "
+                                       f"broadcasts to {list(trailing)}")
+    v = v.reshape(v_shape)
+    m = mask.reshape(tuple(mask.shape) + (1,) * (x.ndim - mask.ndim))
+    return where(m, v._cast(x.dtype), x)
 
 
 def _ones_int(n):

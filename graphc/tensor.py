@@ -74,7 +74,10 @@ def _node_of(x):
 
 class Tensor:
     __slots__ = ("_node", "_grad", "_requires_grad_leaf", "_is_leaf", "__weakref__",
-                 "_retains_grad")
+                 "_retains_grad", "_data_of")
+    # Above numpy's arrays and scalars: `np.float64(2) + t` calls Tensor.__radd__ rather
+    # than numpy turning `t` into an array.
+    __array_priority__ = 1000
 
     # ----------------------------------------------------------------- construction
     def __init__(self, *args, **kwargs):
@@ -88,6 +91,7 @@ class Tensor:
         t._requires_grad_leaf = False
         t._is_leaf = (not node.requires_grad) if is_leaf is None else is_leaf
         t._retains_grad = False
+        t._data_of = None   # for `x.data`: a weakref to x, which in-place ops write through to
         runtime.track(t)
         if runtime.tracer is not None:
             runtime.tracer.on_create(t)
@@ -202,7 +206,10 @@ class Tensor:
         self._grad = value
 
     def retain_grad(self):
+        if self._is_leaf:
+            return  # a leaf keeps its gradient anyway
         self._retains_grad = True
+        _retaining[id(self)] = self
 
     @property
     def grad_fn(self):
@@ -210,7 +217,9 @@ class Tensor:
 
     @property
     def data(self):
-        return self.detach()
+        d = self.detach()
+        d._data_of = weakref.ref(self)  # x.data.mul_(2) changes x, as in PyTorch
+        return d
 
     @data.setter
     def data(self, value):
@@ -272,6 +281,11 @@ class Tensor:
                 else ", requires_grad=True"
         return f"tensor({body}{extra})"
 
+    def __format__(self, spec):
+        if self.ndim == 0:  # f"{loss:.4f}" formats the value, as PyTorch does
+            return format(self.item(), spec)
+        return object.__format__(self, spec)
+
     def __hash__(self):
         return id(self)
 
@@ -316,10 +330,13 @@ class Tensor:
                                              f"{list(self.shape)}")
         if not create_graph:
             gradient = gradient.detach()
-        leaves = backward_nodes([self._node], [gradient], create_graph=create_graph)
+        retained = {id(t._node): t for t in list(_retaining.values())
+                    if t._retains_grad and not t._is_leaf and t.requires_grad}
+        leaves = backward_nodes([self._node], [gradient], create_graph=create_graph,
+                                retain=retained.keys())
         wanted = None if inputs is None else {id(t._node) for t in inputs}
         for node, g in leaves.values():
-            owner = node.leaf() if node.leaf is not None else None
+            owner = node.leaf() if node.leaf is not None else retained.get(id(node))
             if owner is None or (wanted is not None and id(node) not in wanted):
                 continue
             gt = Tensor._wrap(g)
@@ -445,6 +462,11 @@ class Tensor:
         else:
             self._is_leaf = self._is_leaf and not self._node.requires_grad
         runtime.track(self)
+        owner = self._data_of() if self._data_of is not None else None
+        if owner is not None:
+            if runtime.tracer is not None:
+                runtime.tracer.on_assign(owner)
+            owner.data = self
         return self
 
     def zero_(self):
@@ -467,6 +489,11 @@ class Tensor:
         return getitem(self, key)
 
 
+# Non-leaf tensors that called retain_grad(), keyed by id (a WeakSet would compare
+# tensors with ==, which builds an op).
+_retaining: "weakref.WeakValueDictionary[int, Tensor]" = weakref.WeakValueDictionary()
+
+
 def ones_like_node(t):
     return full(t.shape, 1, dtype=t.dtype)
 
@@ -478,7 +505,8 @@ def _infer_data_dtype(data):
     if arr.dtype == np.bool_:
         return dt.bool_
     if arr.dtype.kind in "iu":
-        return dt.int64 if arr.dtype != np.int32 or not isinstance(data, np.ndarray) else dt.int32
+        # numpy arrays keep their integer dtype where graphc has it (as torch.tensor does)
+        return dt.from_numpy(arr.dtype) if isinstance(data, np.ndarray) else dt.int64
     if arr.dtype.kind == "f":
         if isinstance(data, np.ndarray):
             return dt.from_numpy(arr.dtype)
@@ -700,7 +728,10 @@ def initial_seed():
     return default_generator.seed
 
 
-def _random(size, normal, dtype, generator, requires_grad):
+def _random(size, normal, dtype, generator, requires_grad, device=None):
+    if device is not None:  # refuse cuda without a GPU, as the other factories do
+        from .device import device as _device
+        _device(device)._check_usable()
     shape = _shape_arg(size)
     dtype = dt.to_dtype(dtype) if dtype is not None else dt.DEFAULT_FLOAT
     gen = generator or default_generator
@@ -712,11 +743,11 @@ def _random(size, normal, dtype, generator, requires_grad):
 
 
 def rand(*size, dtype=None, generator=None, requires_grad=False, device=None):
-    return _random(size, False, dtype, generator, requires_grad)
+    return _random(size, False, dtype, generator, requires_grad, device)
 
 
 def randn(*size, dtype=None, generator=None, requires_grad=False, device=None):
-    return _random(size, True, dtype, generator, requires_grad)
+    return _random(size, True, dtype, generator, requires_grad, device)
 
 
 def rand_like(t, dtype=None):
@@ -728,11 +759,13 @@ def randn_like(t, dtype=None):
 
 
 def randint(low, high=None, size=None, *, dtype=None, generator=None, device=None):
+    if size is None and isinstance(high, (tuple, list, Size)):
+        high, size = None, high     # torch.randint(high, size)
     if size is None:
         raise TypeError("randint() missing required argument 'size'")
     if high is None:
         low, high = 0, low
-    u = _random(tuple(size), False, dt.float64, generator, False)
+    u = _random(tuple(size), False, dt.float64, generator, False, device)
     r = (u * float(high - low)).floor() + float(low)
     return r.to(dt.to_dtype(dtype) if dtype is not None else dt.int64)
 

@@ -17,6 +17,9 @@ import math
 import numbers
 
 from . import autograd
+# Load the einsum submodule now: importing it for the first time later (inside `einsum`)
+# would rebind the package attribute `graphc.einsum` from this function to the module.
+from .einsum import einsum as _einsum
 from .ir import dtypes as dt
 from .ir.errors import DTypeError, ShapeError, at_user_line
 from .tensor import (Size, Tensor, _norm_dim, _norm_dims, _scalar_node, broadcast_shapes,
@@ -80,10 +83,12 @@ def add(input, other, *, alpha=1):
 def sub(input, other, *, alpha=1):
     if alpha != 1:
         other = mul(other, alpha)
-    if _dtype_of(input) is dt.bool_ and _dtype_of(other) is dt.bool_:
-        raise at_user_line(RuntimeError, "Subtraction, the `-` operator, with two bool tensors "
-                                         "is not supported. Use the `^` or `logical_xor()` "
-                                         "operator instead.")
+    # PyTorch refuses subtraction as soon as either operand is bool, not only both.
+    if _dtype_of(input) is dt.bool_ or _dtype_of(other) is dt.bool_:
+        raise at_user_line(RuntimeError, "Subtraction, the `-` operator, with a bool tensor "
+                                         "is not supported. If you are trying to invert a "
+                                         "mask, use the `~` or `logical_not()` operator "
+                                         "instead.")
     return _elementwise("sub", input, other)
 
 
@@ -101,11 +106,9 @@ def div(input, other, *, rounding_mode=None):
     if rounding_mode == "floor":
         return floor_divide(input, other)
     if rounding_mode == "trunc":
-        q = div(input, other)
-        r = _apply("where", *_prepare([q < 0, q.ceil(), q.floor()], q.dtype)) \
-            if q.dtype.is_floating else q
+        q = div(input, other)  # floating: truncate it, then cast to the promoted type
         d = result_type(_as_tensor_operand(input), _as_tensor_operand(other))
-        return r._cast(d)
+        return trunc(q)._cast(d)
     return _elementwise("div", input, other,
                         compute_dtype=_float_compute(_as_tensor_operand(input),
                                                      _as_tensor_operand(other)))
@@ -128,6 +131,9 @@ def pow(input, exponent):
     if _is_scalar(input) and isinstance(exponent, Tensor):
         return _elementwise("pow", input, exponent)
     if _is_scalar(exponent):
+        if isinstance(exponent, int) and exponent < 0 and not input.dtype.is_floating:
+            raise at_user_line(RuntimeError, "Integers to negative integer powers are not "
+                                             "allowed.")
         if exponent == 2 and isinstance(exponent, int):
             return mul(input, input)
         if exponent == 1 and isinstance(exponent, int):
@@ -176,12 +182,13 @@ def clamp(input, min=None, max=None):
     if min is None and max is None:
         raise at_user_line(RuntimeError, "clamp: at least one of 'min' or 'max' must not be None")
     out = input
-    # torch.clamp(x, min, max) = min(max(x, min), max); the result keeps x's dtype
-    # promoted with the bounds.
+    # torch.clamp(x, min, max) = min(max(x, min), max), the dtype promoted with the bounds.
+    # Written with `where`, not maximum/minimum: PyTorch passes the whole gradient to x
+    # where x equals a bound (maximum/minimum would split it in half at the tie).
     if min is not None:
-        out = maximum(out, min)
+        out = where(lt(out, min), min, out)
     if max is not None:
-        out = minimum(out, max)
+        out = where(gt(out, max), max, out)
     return out
 
 
@@ -367,12 +374,17 @@ def _reduce(op, input, dim, keepdim):
     return _apply(op, input, dims=dims, keepdim=bool(keepdim))
 
 
+def _all_dims_if_empty(dim):
+    """sum/mean/var/std/norm read `dim=()` as every dim (all/any read it as none)."""
+    return None if isinstance(dim, (tuple, list)) and not dim else dim
+
+
 def sum(input, dim=None, keepdim=False, *, dtype=None):
     if dtype is not None:
         input = input._cast(dt.to_dtype(dtype))
     elif not input.dtype.is_floating:
         input = input._cast(dt.int64)
-    return _reduce("sum", input, dim, keepdim)
+    return _reduce("sum", input, _all_dims_if_empty(dim), keepdim)
 
 
 def prod(input, dim=None, keepdim=False, *, dtype=None):
@@ -385,7 +397,7 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
 
 def _count(input, dim):
     n = 1
-    for d in _norm_dims(dim, input.ndim):
+    for d in _norm_dims(_all_dims_if_empty(dim), input.ndim):
         n *= input.shape[d]
     return n
 
@@ -461,7 +473,17 @@ def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
 
 
 def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
-    return sqrt(var(input, dim, unbiased, keepdim, correction=correction))
+    return _root_zero_grad_at_zero(var(input, dim, unbiased, keepdim, correction=correction))
+
+
+def _root_zero_grad_at_zero(x, root=None):
+    """sqrt(x) (or `root(x)`) whose gradient is 0, not inf * 0 = nan, where x == 0, as
+    PyTorch's std and norm backward define it: the root runs on 1 there and the result
+    is replaced by 0."""
+    with autograd.literal_scalars():
+        zero = eq(x, 0)
+        safe = where(zero, 1.0, x)
+        return where(zero, 0.0, sqrt(safe) if root is None else root(safe))
 
 
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
@@ -476,9 +498,18 @@ def logsumexp(input, dim, keepdim=False):
         return s if keepdim else s.squeeze(_norm_dims(dim, input.ndim))
 
 
+def _require_float(name, input):
+    # PyTorch has no integer kernels for these; computing them in float silently would
+    # hide a missing .float() that PyTorch would report.
+    if not input.dtype.is_floating:
+        raise at_user_line(RuntimeError, f"{name}: expected a floating-point input, got "
+                                         f"{input.dtype.name} (pass dtype= or call .float())")
+
+
 def softmax(input, dim, dtype=None):
     if dtype is not None:
         input = input._cast(dt.to_dtype(dtype))
+    _require_float("softmax", input)
     with autograd.literal_scalars():
         e = exp(input - amax(input, dim, keepdim=True).detach())
         return e / sum(e, dim, keepdim=True)
@@ -487,6 +518,7 @@ def softmax(input, dim, dtype=None):
 def log_softmax(input, dim, dtype=None):
     if dtype is not None:
         input = input._cast(dt.to_dtype(dtype))
+    _require_float("log_softmax", input)
     with autograd.literal_scalars():
         shifted = input - amax(input, dim, keepdim=True).detach()
         return shifted - sum(exp(shifted), dim, keepdim=True).log()
@@ -495,9 +527,10 @@ def log_softmax(input, dim, dtype=None):
 def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     if dtype is not None:
         input = input._cast(dt.to_dtype(dtype))
+    _require_float("norm", input)
     with autograd.literal_scalars():
         if p in ("fro", 2, 2.0):
-            return sqrt(sum(input * input, dim, keepdim))
+            return _root_zero_grad_at_zero(sum(input * input, dim, keepdim))
         if p in (1, 1.0):
             return sum(abs(input), dim, keepdim)
         if p == math.inf:
@@ -506,17 +539,20 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
             return amin(abs(input), () if dim is None else dim, keepdim)
         if p == 0:
             return sum((input != 0)._cast(input.dtype), dim, keepdim)
-        return sum(abs(input) ** float(p), dim, keepdim) ** (1.0 / p)
+        return _root_zero_grad_at_zero(sum(abs(input) ** float(p), dim, keepdim),
+                                       lambda s: s ** (1.0 / p))
 
 
 def all(input, dim=None, keepdim=False):
-    return _reduce("min", input._cast(dt.bool_), dim, keepdim) if input.numel() else \
+    r = _reduce("min", input._cast(dt.bool_), dim, keepdim) if input.numel() else \
         full(_reduced_shape(input, dim, keepdim), True, dtype=dt.bool_)
+    return r._cast(dt.uint8) if input.dtype is dt.uint8 else r  # PyTorch keeps uint8
 
 
 def any(input, dim=None, keepdim=False):
-    return _reduce("max", input._cast(dt.bool_), dim, keepdim) if input.numel() else \
+    r = _reduce("max", input._cast(dt.bool_), dim, keepdim) if input.numel() else \
         full(_reduced_shape(input, dim, keepdim), False, dtype=dt.bool_)
+    return r._cast(dt.uint8) if input.dtype is dt.uint8 else r  # PyTorch keeps uint8
 
 
 def _reduced_shape(input, dim, keepdim):
@@ -828,7 +864,12 @@ def matmul(input, other):
         raise at_user_line(ShapeError, f"mat1 and mat2 shapes cannot be multiplied "
                                        f"({'x'.join(map(str, input.shape))} and "
                                        f"{'x'.join(map(str, other.shape))})")
-    batch = broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+    try:
+        batch = broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+    except ShapeError:  # name the operands, not only their batch dims
+        raise at_user_line(ShapeError, f"matmul: the batch dims of shapes "
+                                       f"{list(input.shape)} and {list(other.shape)} cannot "
+                                       f"be broadcast together") from None
     a = a._expand_to(batch + tuple(a.shape[-2:]))
     b = b._expand_to(batch + tuple(b.shape[-2:]))
     out = _apply("matmul", a, b)
@@ -855,7 +896,8 @@ def bmm(input, mat2):
                                          f"{mat2.ndim}D")
     if input.shape[0] != mat2.shape[0]:
         raise at_user_line(ShapeError, f"bmm: batch sizes {input.shape[0]} and "
-                                       f"{mat2.shape[0]} differ")
+                                       f"{mat2.shape[0]} of shapes {list(input.shape)} and "
+                                       f"{list(mat2.shape)} differ")
     return matmul(input, mat2)
 
 
@@ -868,7 +910,6 @@ def outer(input, vec2):
 
 
 def einsum(equation, *operands):
-    from .einsum import einsum as _einsum
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
     return _einsum(equation, *operands)
@@ -882,7 +923,13 @@ def _rev(fn):
 
 def _inplace(fn):
     def method(self, *args, **kwargs):
-        return self._assign(fn(self, *args, **kwargs))
+        result = fn(self, *args, **kwargs)
+        # PyTorch refuses an in-place op whose result is of a higher category than the
+        # tensor (float into int, int into bool) instead of silently truncating.
+        if result.dtype.category > self.dtype.category:
+            raise at_user_line(RuntimeError, f"result type {result.dtype.name} can't be cast "
+                                             f"to the desired output type {self.dtype.name}")
+        return self._assign(result)
     return method
 
 

@@ -28,10 +28,12 @@ class VJPContext:
         self.attrs = node.attrs
 
 
-def backward_nodes(outputs, grads, create_graph=False) -> dict[int, tuple[Node, Node]]:
+def backward_nodes(outputs, grads, create_graph=False,
+                   retain=()) -> dict[int, tuple[Node, Node]]:
     """Gradients of sum(output * grad) with respect to every reachable leaf node.
 
-    Returns {id(leaf node): (leaf node, gradient node)}. `grads` are tensors (the
+    Returns {id(leaf node): (leaf node, gradient node)}, plus the same for the non-leaf
+    nodes whose ids are in `retain` (Tensor.retain_grad). `grads` are tensors (the
     upstream gradients), one per output node.
     """
     from ..tensor import Tensor
@@ -46,6 +48,8 @@ def backward_nodes(outputs, grads, create_graph=False) -> dict[int, tuple[Node, 
             g = acc.pop(id(n), None)
             if g is None or not n.requires_grad:
                 continue
+            if id(n) in retain:
+                leaves[id(n)] = (n, g._node)
             if n.leaf is not None:
                 leaves[id(n)] = (n, g._node)
                 continue

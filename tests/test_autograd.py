@@ -1,0 +1,351 @@
+"""Autograd semantics as PyTorch defines them: accumulation, requires_grad propagation,
+grad modes, detach, leaves and in-place rules, explicit upstream gradients, errors, and
+gradients of gradients. Each scenario runs on graphc and torch where both apply.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import graphc as gc
+from conftest import assert_close, to_torch
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph")
+
+X0 = np.array([[0.5, -1.2, 2.0], [1.5, 0.3, -0.7]])
+
+
+def _leaf(m, data=X0, dtype=None):
+    return m.tensor(data, dtype=dtype or m.float32, requires_grad=True)
+
+
+def test_gradients_accumulate_across_backward_calls():
+    def run(m):
+        x = _leaf(m)
+        (x * x).sum().backward()
+        (x.sin() * 3).sum().backward()
+        return x.grad
+    assert_close(run(gc), run(torch))
+
+
+def test_second_backward_on_the_same_graph_accumulates():
+    def run(m):
+        x = _leaf(m)
+        y = (x.exp() * x).sum()
+        y.backward(retain_graph=True)
+        y.backward()
+        return x.grad
+    assert_close(run(gc), run(torch))
+
+
+def test_requires_grad_propagation():
+    for m in (gc, torch):
+        x = _leaf(m)
+        c = m.ones(2, 3)
+        assert x.requires_grad and x.is_leaf and x.grad_fn is None
+        assert not c.requires_grad
+        y = x * c + 1
+        assert y.requires_grad and not y.is_leaf and y.grad_fn is not None
+        assert not (c * 2).requires_grad
+        assert not (x > 0).requires_grad, m
+        assert not x.long().requires_grad
+        assert not x.argmax().requires_grad
+        assert x.double().requires_grad
+        assert not x.detach().requires_grad and x.detach().is_leaf
+        z = m.zeros(3)
+        assert not z.requires_grad
+        z.requires_grad_()
+        assert z.requires_grad and z.is_leaf
+
+
+def test_requires_grad_errors():
+    with pytest.raises(RuntimeError, match="floating point"):
+        gc.tensor([1, 2]).requires_grad_()
+    y = _leaf(gc) * 2
+    with pytest.raises(RuntimeError, match="leaf variables"):
+        y.requires_grad_(False)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        gc.ones(2).sum().backward()
+
+
+def test_no_grad_context_and_decorator():
+    x = _leaf(gc)
+    with gc.no_grad():
+        assert not gc.is_grad_enabled()
+        y = x * 2
+    assert gc.is_grad_enabled()
+    assert not y.requires_grad and y.is_leaf
+
+    @gc.no_grad()
+    def double(t):
+        return t * 2
+
+    assert not double(x).requires_grad
+    assert (x * 2).requires_grad
+    assert double.__name__ == "double"
+
+    @gc.no_grad
+    def triple(t):
+        return t * 3
+
+    assert not triple(x).requires_grad and gc.is_grad_enabled()
+
+
+def test_enable_grad_inside_no_grad():
+    x = _leaf(gc)
+    with gc.no_grad():
+        with gc.enable_grad():
+            y = x * 2
+        z = x * 2
+
+        @gc.enable_grad()
+        def f(t):
+            return t * 3
+        w = f(x)
+    assert y.requires_grad and not z.requires_grad and w.requires_grad
+    y.sum().backward()
+    assert_close(x.grad, torch.full((2, 3), 2.0))
+
+
+def test_no_grad_restores_mode_after_exception():
+    with pytest.raises(ValueError):
+        with gc.no_grad():
+            raise ValueError("boom")
+    assert gc.is_grad_enabled()
+
+
+def test_set_grad_enabled_function_and_context():
+    gc.set_grad_enabled(False)
+    try:
+        assert not gc.is_grad_enabled()
+    finally:
+        gc.set_grad_enabled(True)
+    x = _leaf(gc)
+    with gc.set_grad_enabled(False):
+        assert not (x * 2).requires_grad
+    assert gc.is_grad_enabled() and (x * 2).requires_grad
+
+    @gc.set_grad_enabled(False)
+    def double(t):
+        return t * 2
+
+    assert gc.is_grad_enabled()
+    assert not double(x).requires_grad and gc.is_grad_enabled()
+
+
+def test_detach_blocks_gradient():
+    def run(m):
+        x = _leaf(m)
+        y = x * x.detach() + x.detach().exp()
+        y.sum().backward()
+        return x.grad, x.detach()
+    assert_close(run(gc), run(torch))
+
+
+def test_detached_value_is_shared_but_not_tracked():
+    x = _leaf(gc)
+    d = x.detach()
+    np.testing.assert_array_equal(d.numpy(), X0.astype(np.float32))
+    with pytest.raises(RuntimeError, match="detach"):
+        x.numpy()
+
+
+def test_non_scalar_backward_needs_gradient():
+    y = _leaf(gc) * 2
+    with pytest.raises(RuntimeError, match="only for scalar outputs"):
+        y.backward()
+
+
+def test_backward_with_explicit_gradient():
+    g = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0]])
+
+    def run(m):
+        x = _leaf(m)
+        y = x.tanh() * 3
+        y.backward(gradient=m.tensor(g, dtype=m.float32))
+        return x.grad
+    assert_close(run(gc), run(torch))
+
+
+def test_backward_gradient_shape_mismatch_raises():
+    y = _leaf(gc) * 2
+    with pytest.raises(RuntimeError, match=r"\[3\].*\[2, 3\]"):
+        y.backward(gc.ones(3))
+
+
+def test_inplace_on_leaf_requiring_grad_raises():
+    for m in (gc, torch):
+        x = _leaf(m)
+        for op in (lambda t: t.add_(1), lambda t: t.mul_(2), lambda t: t.zero_(),
+                   lambda t: t.fill_(1.0), lambda t: t.copy_(m.ones(2, 3))):
+            with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+                op(x)
+        with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+            x += 1
+
+
+def test_setitem_on_leaf_requiring_grad_raises():
+    x = _leaf(gc)
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        x[0] = 1.0
+
+
+def test_inplace_under_no_grad_keeps_leaf():
+    def run(m):
+        x = _leaf(m)
+        (x * x).sum().backward()
+        with m.no_grad():
+            x -= 0.1 * x.grad
+            x.mul_(2)
+            x[0, 0] = 5.0
+        assert x.is_leaf and x.requires_grad and x.grad_fn is None
+        x.grad = None
+        (x ** 3).sum().backward()
+        return x.detach(), x.grad
+    assert_close(run(gc), run(torch))
+
+
+def test_inplace_through_data_changes_the_tensor_and_keeps_it_a_leaf():
+    def run(m):
+        x = _leaf(m)
+        x.data.mul_(2)
+        x.data[0] = 1.0
+        x.data.add_(m.ones(3))
+        assert x.is_leaf and x.requires_grad
+        (x * x).sum().backward()
+        x.data = m.zeros(2, 3)
+        assert x.is_leaf and x.requires_grad
+        return x.detach(), x.grad
+    assert_close(run(gc), run(torch))
+
+
+def test_inplace_on_non_leaf_is_differentiated():
+    def run(m):
+        x = _leaf(m)
+        y = x * 2
+        y += x.exp()
+        y.mul_(x)
+        y[:, 1] = 0.0
+        y.sum().backward()
+        return y.detach(), x.grad
+    assert_close(run(gc), run(torch))
+
+
+def test_inplace_add_of_grad_tensor_into_plain_tensor():
+    def run(m):
+        x = _leaf(m)
+        acc = m.zeros(2, 3)
+        acc += x * x
+        assert acc.requires_grad and not acc.is_leaf
+        acc.sum().backward()
+        return x.grad
+    assert_close(run(gc), run(torch))
+
+
+def test_grad_of_non_leaf_is_none():
+    x = _leaf(gc)
+    y = x * 2
+    y.sum().backward()
+    assert y.grad is None and x.grad is not None
+
+
+def test_retain_grad_on_non_leaf():
+    def run(m):
+        x = _leaf(m)
+        y = x * 2
+        y.retain_grad()
+        z = (y * y).sum()
+        z.backward()
+        return y.grad, x.grad
+    assert_close(run(gc), run(torch))
+
+
+def test_grad_is_plain_tensor_and_can_be_reset():
+    x = _leaf(gc)
+    (x * 3).sum().backward()
+    assert not x.grad.requires_grad and x.grad.is_leaf
+    x.grad = None
+    (x * 2).sum().backward()
+    assert_close(x.grad, torch.full((2, 3), 2.0))
+    x.grad.zero_()
+    assert_close(x.grad, torch.zeros(2, 3))
+    with pytest.raises(RuntimeError, match="different size"):
+        x.grad = gc.zeros(3)
+
+
+def test_reading_values_before_backward():
+    def run(m):
+        x = _leaf(m)
+        h = (x * 1.5).tanh()
+        loss = (h * h).mean()
+        first = loss.item()
+        loss.backward()
+        return first, x.grad
+    assert_close(run(gc), run(torch))
+
+
+# ---------------------------------------------------------------------------- higher order
+
+@pytest.mark.parametrize("fn", [lambda x: x ** 3, lambda x: x.tanh(), lambda x: x.sigmoid() * x,
+                                lambda x: (x * x).exp(), lambda x: x.softmax(-1)],
+                         ids=["cube", "tanh", "x_sigmoid", "exp_square", "softmax"])
+def test_second_derivative_with_create_graph(fn):
+    def run(m):
+        x = _leaf(m, dtype=m.float64)
+        fn(x).sum().backward(create_graph=True)
+        g = x.grad
+        assert g.requires_grad
+        x.grad = None
+        (g * g).sum().backward()
+        return g.detach(), x.grad
+    assert_close(run(gc), run(torch))
+
+
+def test_second_derivative_values_of_cube_and_tanh():
+    x = _leaf(gc, dtype=gc.float64)
+    (x ** 3).sum().backward(create_graph=True)
+    g = x.grad
+    x.grad = None
+    g.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 6 * X0, rtol=1e-12)
+    x = _leaf(gc, dtype=gc.float64)
+    x.tanh().sum().backward(create_graph=True)
+    g = x.grad
+    x.grad = None
+    g.sum().backward()
+    t = np.tanh(X0)
+    np.testing.assert_allclose(x.grad.numpy(), -2 * t * (1 - t * t), rtol=1e-12)
+
+
+def test_third_derivative():
+    x = _leaf(gc, dtype=gc.float64)
+    (x ** 4).sum().backward(create_graph=True)
+    g1 = x.grad
+    x.grad = None
+    g1.sum().backward(create_graph=True)
+    g2 = x.grad
+    x.grad = None
+    g2.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 24 * X0, rtol=1e-12)
+
+
+def test_gradient_penalty_mixed_second_order():
+    w0 = np.array([[0.3, -0.2], [0.1, 0.4], [-0.5, 0.2]])
+
+    def run(m):
+        x = _leaf(m, dtype=m.float64)
+        w = m.tensor(w0, requires_grad=True)
+        out = (x @ w).tanh().sum()
+        out.backward(create_graph=True)
+        gx = x.grad
+        x.grad, w.grad = None, None
+        (gx * gx).sum().backward()
+        return w.grad, x.grad
+    assert_close(run(gc), run(torch))
+
+
+def test_to_torch_roundtrip_of_gradients():
+    x = _leaf(gc)
+    (x * 2).sum().backward()
+    assert torch.equal(to_torch(x.grad), torch.full((2, 3), 2.0))

@@ -1,0 +1,192 @@
+"""`x[key]` reads and `x[key] = value` writes against PyTorch, one line per key.
+
+Keys are written once and used with both frameworks: index tensors are given as nested
+lists or numpy arrays (converted per framework by `_key`), everything else (ints,
+slices, None, ...) is shared.
+"""
+from __future__ import annotations
+
+import gc as pygc
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from conftest import run_both
+
+_rng = np.random.default_rng(7)
+X = _rng.standard_normal((4, 5, 6)).astype(np.float32)
+
+
+class A:
+    """An index array, turned into a tensor of the framework under test."""
+
+    def __init__(self, data, dtype=np.int64):
+        self.data = np.asarray(data, dtype=dtype)
+
+
+def _key(m, key):
+    if isinstance(key, tuple):
+        return tuple(_key(m, k) for k in key)
+    if isinstance(key, A):
+        return m.tensor(key.data.copy())
+    return key
+
+
+GET_KEYS = [
+    pytest.param(1, id="int"),
+    pytest.param(-1, id="neg_int"),
+    pytest.param((1, 2), id="two_ints"),
+    pytest.param((-1, -2, -3), id="three_neg_ints"),
+    pytest.param(slice(1, 3), id="slice"),
+    pytest.param(slice(None, None, 2), id="step"),
+    pytest.param((slice(1, None, 2), slice(None, None, 3)), id="steps_two_dims"),
+    pytest.param(slice(-3, -1), id="neg_bounds"),
+    pytest.param((slice(None), slice(-4, None, 3), -2), id="neg_start_step_int"),
+    pytest.param(slice(10, None), id="past_end_empty"),
+    pytest.param(slice(3, 1), id="reversed_bounds_empty"),
+    pytest.param(slice(-100, 2), id="clamped_start"),
+    pytest.param(None, id="none"),
+    pytest.param((slice(None), None), id="none_middle"),
+    pytest.param((None, 0, None, slice(None, 2)), id="none_int_none"),
+    pytest.param(Ellipsis, id="ellipsis_alone"),
+    pytest.param((Ellipsis, 1), id="ellipsis_int"),
+    pytest.param((1, Ellipsis), id="int_ellipsis"),
+    pytest.param((Ellipsis, None), id="ellipsis_none"),
+    pytest.param((0, Ellipsis, slice(None, None, 2)), id="int_ellipsis_step"),
+    pytest.param((slice(None), 0), id="slice_int"),
+    pytest.param(A([0, 2]), id="array"),
+    pytest.param(A([3, -1, 0, 0]), id="array_neg_repeat"),
+    pytest.param(A([[0, 1], [2, 3]]), id="array_2d"),
+    pytest.param(A(2), id="array_0d"),
+    pytest.param([0, 2, -1], id="list"),
+    pytest.param(A([1, 3], np.int32), id="array_int32"),
+    pytest.param((A([0, 1]), A([2, 0])), id="two_arrays"),
+    pytest.param((A([[0], [3]]), A([1, 2, 4])), id="arrays_broadcast"),
+    pytest.param((slice(None), A([4, 0])), id="slice_array"),
+    pytest.param((slice(None), A([1, 0]), A([5, -6])), id="adjacent_arrays_middle"),
+    pytest.param((A([0, 3]), slice(None), A([1, 2])), id="non_adjacent_arrays"),
+    pytest.param((A([0, 3]), slice(1, 4), A([[1], [2]])), id="non_adjacent_broadcast"),
+    pytest.param((1, A([0, 2])), id="int_then_array"),
+    pytest.param((A([0, 2]), 1), id="array_then_int"),
+    pytest.param((A([0, 2]), slice(None), 3), id="array_slice_int"),
+    pytest.param((slice(None), 2, A([0, 5])), id="slice_int_array"),
+    pytest.param((A([1, 2]), None), id="array_none"),
+    pytest.param((None, A([1, 2])), id="none_array"),
+    pytest.param((Ellipsis, A([0, -1])), id="ellipsis_array"),
+    pytest.param((A([1, 2]), Ellipsis, A([0, 5])), id="array_ellipsis_array"),
+    pytest.param((slice(None, None, 2), A([[0, 4]]), slice(1, None, 2)), id="step_array_step"),
+]
+
+
+@pytest.mark.parametrize("key", GET_KEYS)
+def test_getitem(key):
+    run_both(lambda m, x: x[_key(m, key)], X)
+
+
+def test_getitem_on_int_and_bool_tensors():
+    run_both(lambda m, x: x[1:, _key(m, A([0, 0]))], np.arange(12).reshape(3, 4))
+    run_both(lambda m, x: x[::2], np.array([True, False, True]))
+
+
+def test_index_out_of_range_raises():
+    x = gc.zeros(3, 4)
+    with pytest.raises(IndexError, match="out of bounds"):
+        x[3]
+    with pytest.raises(IndexError, match="out of bounds"):
+        x[:, -5]
+    with pytest.raises(IndexError, match="too many indices"):
+        x[0, 0, 0]
+    with pytest.raises(IndexError, match="single ellipsis"):
+        x[..., ...]
+    with pytest.raises(IndexError, match="long, int or bool"):
+        x[gc.tensor([0.0])]
+
+
+@pytest.mark.parametrize("key", [[0, 4], [-5], ([0, 1], [2, 5])],
+                         ids=["past_end", "before_start", "second_of_two"])
+def test_index_array_out_of_range_raises_when_computed(key):
+    x = gc.zeros(4, 5)
+    key = tuple(gc.tensor(k) for k in key) if isinstance(key, tuple) else gc.tensor(key)
+    y = x[key]
+    with pytest.raises(IndexError, match="out of range"):
+        y.numpy()
+    z = x.clone()
+    z[key] = 1.0
+    with pytest.raises(IndexError, match="out of range"):
+        z.numpy()
+    del y, z  # pending values that fail would be retried by every later realization
+    pygc.collect()
+
+
+def test_bool_mask_read_is_refused_with_advice():
+    x = gc.zeros(3)
+    with pytest.raises(IndexError, match="data-dependent"):
+        x[x > 0]
+
+
+# ---------------------------------------------------------------------------- setitem
+
+def _set(m, x, key, value):
+    x = x.clone()
+    x[_key(m, key)] = _key(m, value) if isinstance(value, A) else value
+    return x
+
+
+SET_CASES = [
+    pytest.param(1, 2.5, id="int_scalar"),
+    pytest.param(-1, A(np.ones((5, 6)), np.float32), id="neg_int_tensor"),
+    pytest.param((slice(None), 1), A(np.arange(6), np.float32), id="row_broadcast"),
+    pytest.param(slice(None, None, 2), 0.0, id="step"),
+    pytest.param((Ellipsis, -1), A(np.arange(5), np.float32), id="ellipsis_column"),
+    pytest.param((slice(1, 3), slice(None, None, 2), 0), -1.0, id="mixed_slices"),
+    pytest.param(A([0, 2]), 3.0, id="array"),
+    pytest.param((A([0, 1]), A([1, 4])), A([[7.0], [8.0]], np.float32), id="two_arrays"),
+    pytest.param((A([0, 1]), A([1, 4]), A([0, 5])), A([7.0, 8.0], np.float32),
+                 id="three_arrays_elementwise"),
+    pytest.param(A([1, 1, 2]), 3.0, id="repeated_index_scalar"),
+    pytest.param((A([2, 0, 2]), 1), A([[5.0]], np.float32), id="repeated_index_same_value"),
+    pytest.param((A([0, 3]), slice(None), A([1, 2])), A(np.zeros((2, 5)), np.float32),
+                 id="non_adjacent_arrays"),
+    pytest.param((slice(None), A([-1, 0])), 1, id="neg_array_int_value"),
+    pytest.param((None, 0), 4.0, id="none_int"),
+    pytest.param((0, 0, 0), A(9.0, np.float32), id="element_0d_tensor"),
+    pytest.param(A(X > 0, bool), 0.0, id="bool_mask_same_shape"),
+    pytest.param(A(X[:, :, 0] > 0, bool), A(np.arange(6), np.float32), id="bool_mask_leading"),
+    pytest.param(A([True, False, True, True], bool), -2.0, id="bool_mask_rows"),
+    pytest.param(A([True, False, True, True], bool), A(np.arange(6), np.float32),
+                 id="bool_mask_rows_broadcast_value"),
+]
+
+
+@pytest.mark.parametrize("key,value", SET_CASES)
+def test_setitem(key, value):
+    run_both(lambda m, x: _set(m, x, key, value), X)
+
+
+def test_setitem_casts_value_to_tensor_dtype():
+    run_both(lambda m, x: _set(m, x, slice(0, 2), 7.9), np.arange(6).reshape(3, 2))
+    run_both(lambda m, x: _set(m, x, 1, A([1, 2])), np.zeros((3, 2), np.float32))
+    run_both(lambda m, x: _set(m, x, 0, True), np.zeros(3, bool))
+
+
+def test_setitem_does_not_change_earlier_reads():
+    run_both(lambda m, x: (lambda y: (y, _set(m, y, 0, 0.0)))(x[1:] * 1), X)
+
+
+def test_setitem_repeated_index_int_tensor():
+    run_both(lambda m, x: _set(m, x, A([0, 0, 2]), 5), np.zeros(4, np.int64))
+
+
+def test_setitem_mask_value_per_selected_element_is_refused():
+    x = gc.zeros(3)
+    with pytest.raises(IndexError, match="needs the mask's data"):
+        x[gc.tensor([True, False, True])] = gc.tensor([1.0, 2.0])
+    with pytest.raises(IndexError, match="shape of the mask"):
+        x[gc.tensor([True, False])] = 1.0
+
+
+def test_setitem_with_value_of_wrong_shape_raises():
+    x = gc.zeros(3, 4)
+    with pytest.raises(RuntimeError, match=r"\[5\]"):
+        x[0] = gc.ones(5)

@@ -1,0 +1,199 @@
+"""The lazy runtime: nothing computes until a value is read; reading realizes every
+pending live tensor in one graph; graphs are cached by structure, so a training loop
+(whose learning rate, a Python float, changes every step) compiles once, keeps a
+constant number of live nodes, and runs each step in constant time.
+"""
+from __future__ import annotations
+
+import gc as pygc
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import graphc as gc
+from graphc import runtime
+from graphc.ir.graph import Node
+
+
+def _stats():
+    return dict(runtime.stats)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_pending_tensors():
+    """These tests count realizations and compiles: free the garbage of earlier tests
+    (tensors kept alive only by reference cycles would still be pending)."""
+    pygc.collect()
+
+
+def test_nothing_computes_until_read():
+    before = _stats()
+    x = gc.tensor([[1.0, 2.0], [3.0, 4.0]])
+    y = (x @ x.t()).exp().sum(1) * 0.5
+    z = y.softmax(0)
+    assert _stats() == before
+    assert z._node.data is None and y._node.data is None
+    assert z.shape == (2,) and z.dtype is gc.float32  # metadata needs no computation
+    assert _stats() == before
+    t = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_allclose(z.numpy(), ((t @ t.t()).exp().sum(1) * 0.5).softmax(0).numpy(),
+                               rtol=1e-6)
+    assert runtime.stats["realizations"] == before["realizations"] + 1
+
+
+def test_read_realizes_all_pending_tensors_in_one_graph():
+    x = gc.tensor([1.0, 2.0, 3.0])
+    a, b = x * 2, x.exp()
+    before = runtime.stats["realizations"]
+    a.tolist()
+    assert runtime.stats["realizations"] == before + 1
+    assert b._node.data is not None  # computed along with `a`
+    b.tolist()
+    assert runtime.stats["realizations"] == before + 1
+
+
+def test_failing_pending_value_does_not_break_other_reads():
+    good = gc.tensor([1.0, 2.0]) + 1
+    bad = gc.tensor([0, 1]).gather(0, gc.tensor([5]))   # index out of range: fails at run
+    np.testing.assert_array_equal(good.numpy(), [2.0, 3.0])
+    with pytest.raises(IndexError, match="out of range"):
+        bad.numpy()
+    np.testing.assert_array_equal((good * 2).numpy(), [4.0, 6.0])
+    del bad  # it would fail (and be retried) in every later realization
+
+
+def test_changing_python_float_does_not_recompile_but_int_literal_does():
+    x = gc.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+    (x * 0.1).sin().sum().item()
+    compiles = runtime.stats["compiles"]
+    for scale in (0.2, 0.3, 0.4):
+        value = (x * scale).sin().sum().item()
+        assert value == pytest.approx(float(torch.sin(torch.arange(1.0, 8.0) * scale).sum()),
+                                      rel=1e-6)
+    assert runtime.stats["compiles"] == compiles
+    (x * 3).sin().sum().item()  # ints are IR constants: a new structure
+    (x * 5).sin().sum().item()
+    assert runtime.stats["compiles"] == compiles + 2
+
+
+def test_recompile_log_names_reason(monkeypatch, capfd):
+    monkeypatch.setenv("GRAPHC_LOG", "recompiles")
+
+    def run(shape, scale, dtype=np.float32):
+        x = gc.tensor(np.ones(shape, dtype))
+        return (x * scale).cos().amax(0).log1p().numpy()
+
+    run((11, 5), 1.25)
+    err = capfd.readouterr().err
+    assert "graphc: compiling" in err and "new graph" in err
+    run((11, 7), 1.25)
+    err = capfd.readouterr().err
+    assert "input shapes or dtypes changed" in err and "f32[11,5]" in err and "f32[11,7]" in err
+    run((11, 7), 1.25, np.float64)
+    assert "f64[11,7]" in capfd.readouterr().err
+    run((11, 7), 2.5)  # cache hit: silent
+    assert "graphc: compiling" not in capfd.readouterr().err
+    y = gc.tensor(np.ones((3, 4), np.float32))
+    y.reshape(4, 3).exp().sum().item()
+    y.reshape(2, 6).exp().sum().item()
+    err = capfd.readouterr().err
+    assert "attributes changed" in err and "reshape" in err and "test_lazy_runtime.py:" in err
+    monkeypatch.delenv("GRAPHC_LOG")
+    run((13, 3), 1.25)
+    assert "graphc: compiling" not in capfd.readouterr().err
+
+
+# ---------------------------------------------------------------------------- training loop
+
+STEPS, WARMUP, WINDOW = 2000, 20, 200
+
+
+def _init(seed=0):
+    rng = np.random.default_rng(seed)
+    return dict(x=rng.standard_normal((16, 4)).astype(np.float32),
+                y=rng.standard_normal((16, 1)).astype(np.float32),
+                w1=(rng.standard_normal((4, 8)) * 0.5).astype(np.float32),
+                b1=np.zeros(8, np.float32),
+                w2=(rng.standard_normal((8, 1)) * 0.5).astype(np.float32),
+                b2=np.zeros(1, np.float32))
+
+
+def _train(m, steps, probe=None):
+    """A PyTorch-style loop on a 2-layer MLP; returns per-step losses and CPU times."""
+    d = _init()
+    x, y = m.tensor(d["x"]), m.tensor(d["y"])
+    params = [m.tensor(d[k], requires_grad=True) for k in ("w1", "b1", "w2", "b2")]
+    w1, b1, w2, b2 = params
+    losses, times = [], []
+    for step in range(steps):
+        t0 = time.process_time()
+        h = (x @ w1 + b1).tanh()
+        loss = ((h @ w2 + b2 - y) ** 2).mean()
+        loss.backward()
+        lr = 0.1 / (1 + 0.002 * step)
+        with m.no_grad():
+            for p in params:
+                p -= lr * p.grad
+                p.grad = None
+        losses.append(loss.item())
+        times.append(time.process_time() - t0)
+        if probe is not None:
+            probe(step, params)
+    return np.array(losses), np.array(times), params
+
+
+def _live_nodes():
+    pygc.collect()
+    return sum(1 for o in pygc.get_objects() if type(o) is Node)
+
+
+def test_training_loop_compiles_once_keeps_graph_small_and_time_flat():
+    compiles_at, nodes_at, pending_at = {}, {}, {}
+
+    def probe(step, params):
+        if step in (WARMUP, STEPS // 2, STEPS - 1):
+            compiles_at[step] = runtime.stats["compiles"]
+            pending_at[step] = len(runtime._pending)
+        if step in (WARMUP, STEPS - 1):
+            nodes_at[step] = _live_nodes()
+            assert all(p.is_leaf and p.requires_grad and p.grad is None for p in params)
+            assert all(p._node.data is not None and p._node.inputs == () for p in params)
+
+    losses, times, params = _train(gc, STEPS, probe)
+    # the cache: after the first steps, nothing compiles again although lr changes
+    assert compiles_at[WARMUP] == compiles_at[STEPS // 2] == compiles_at[STEPS - 1]
+    # no growth of live graph nodes or pending tensors
+    assert nodes_at[STEPS - 1] <= nodes_at[WARMUP], nodes_at
+    assert pending_at[STEPS - 1] == pending_at[WARMUP] == 0
+    # flat step time (CPU time of this process, so other processes on the machine matter
+    # less): the last steps are not slower than the first ones after warm-up
+    early = np.median(times[WARMUP:WARMUP + WINDOW])
+    late = np.median(times[-WINDOW:])
+    assert late < 1.5 * early, f"median step {early * 1e3:.3f} ms -> {late * 1e3:.3f} ms"
+    # and it learns what the same loop in PyTorch learns
+    t_losses, _, t_params = _train(torch, STEPS)
+    assert losses[-1] < 0.5 * losses[0]
+    np.testing.assert_allclose(losses, t_losses, rtol=2e-4, atol=1e-6)
+    for p, tp in zip(params, t_params):
+        np.testing.assert_allclose(p.detach().numpy(), tp.detach().numpy(), rtol=1e-3, atol=1e-5)
+
+
+def test_loop_reading_loss_before_backward_also_hits_the_cache():
+    # Here the parameter updates stay pending until the next step's read, so each
+    # realization computes the last update together with the new forward pass.
+    d = _init(1)
+    x, y = gc.tensor(d["x"]), gc.tensor(d["y"])
+    w = gc.tensor(d["w1"], requires_grad=True)
+    compiles = []
+    for step in range(60):
+        loss = ((x @ w).relu().sum(1, keepdim=True) - y).abs().mean()
+        loss.item()
+        loss.backward()
+        with gc.no_grad():
+            w.sub_(w.grad, alpha=0.01 * (1 + step % 3))
+            w.grad.zero_()
+        compiles.append(runtime.stats["compiles"])
+    assert compiles[-1] == compiles[5]
+    assert w.is_leaf and w.requires_grad

@@ -1,0 +1,756 @@
+"""Values of graphc's tensor ops against PyTorch (CPU) on the same inputs.
+
+One line per case: a lambda `(m, *tensors)` runs once with `m = graphc` and once with
+`m = torch`; results (values, shapes, dtypes, namedtuple fields) must agree.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import graphc as gc
+from conftest import assert_close, run_both, to_graphc, to_torch
+
+_rng = np.random.default_rng(1234)
+
+
+def R(*shape, low=-2.0, high=2.0, dtype=np.float32):
+    """Random floats in [low, high)."""
+    return _rng.uniform(low, high, size=shape).astype(dtype)
+
+
+def P(*shape):
+    """Random positive floats, away from zero."""
+    return R(*shape, low=0.2, high=3.0)
+
+
+def I(*shape, low=-5, high=6, dtype=np.int64):
+    return _rng.integers(low, high, size=shape).astype(dtype)
+
+
+def B(*shape):
+    return _rng.integers(0, 2, size=shape).astype(bool)
+
+
+def F(m):
+    """Where torch keeps an activation in nn.functional and graphc at the top level."""
+    return torch.nn.functional if m is torch else m
+
+
+def case(fn, *inputs, id, atol=None, rtol=None, marks=()):
+    return pytest.param(fn, inputs, atol, rtol, id=id, marks=marks)
+
+
+TORCH_WARNS = pytest.mark.filterwarnings("ignore::UserWarning")  # torch's, not graphc's
+
+
+# ---------------------------------------------------------------------------- elementwise
+
+ELEMENTWISE = [
+    case(lambda m, x: m.exp(x), R(3, 4), id="exp"),
+    case(lambda m, x: m.log(x), P(3, 4), id="log"),
+    case(lambda m, x: m.log1p(x), P(3, 4), id="log1p"),
+    case(lambda m, x: m.expm1(x), R(3, 4), id="expm1"),
+    case(lambda m, x: m.sqrt(x), P(3, 4), id="sqrt"),
+    case(lambda m, x: m.rsqrt(x), P(3, 4), id="rsqrt"),
+    case(lambda m, x: m.abs(x), R(3, 4), id="abs"),
+    case(lambda m, x: abs(x), I(3, 4), id="abs_int"),
+    case(lambda m, x: m.sign(x), np.array([-2.0, 0.0, 3.5], np.float32), id="sign"),
+    case(lambda m, x: m.sign(x), I(7), id="sign_int"),
+    case(lambda m, x: m.sign(x), np.array([np.nan, -0.0, 2.0], np.float32), id="sign_nan"),
+    case(lambda m, x, y: m.maximum(x, y), np.array([np.nan, 2.0], np.float32),
+         np.array([1.0, np.nan], np.float32), id="maximum_nan"),
+    case(lambda m, x: m.clamp(x, -1.0, 1.0), np.array([np.nan, 2.0, -3.0], np.float32),
+         id="clamp_nan"),
+    case(lambda m, x: m.clamp(x, 1.0, -1.0), R(5), id="clamp_min_above_max"),
+    case(lambda m, x: m.sin(x), R(3, 4), id="sin"),
+    case(lambda m, x: m.cos(x), R(3, 4), id="cos"),
+    case(lambda m, x: m.tanh(x), R(3, 4), id="tanh"),
+    case(lambda m, x: m.sigmoid(x), R(3, 4, low=-30, high=30), id="sigmoid"),
+    case(lambda m, x: m.relu(x), R(3, 4), id="relu"),
+    case(lambda m, x: m.relu(x), I(3, 4), id="relu_int"),
+    case(lambda m, x: F(m).gelu(x), R(3, 4, low=-4, high=4), id="gelu"),
+    case(lambda m, x: F(m).gelu(x, approximate="tanh"), R(3, 4, low=-4, high=4), id="gelu_tanh"),
+    case(lambda m, x: F(m).silu(x), R(3, 4, low=-6, high=6), id="silu"),
+    case(lambda m, x: m.erf(x), R(3, 4), id="erf"),
+    case(lambda m, x: m.floor(x), R(3, 4, low=-5, high=5), id="floor"),
+    case(lambda m, x: m.ceil(x), R(3, 4, low=-5, high=5), id="ceil"),
+    case(lambda m, x: m.round(x), np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 2.4, -2.6],
+                                           np.float32), id="round_half_even"),
+    case(lambda m, x: m.round(x, decimals=1), np.array([1.26, -0.34, 2.0], np.float32),
+         id="round_decimals"),
+    case(lambda m, x: m.floor(x), I(5), id="floor_int"),
+    case(lambda m, x: m.trunc(x), R(6, low=-3, high=3), id="trunc"),
+    case(lambda m, x: m.clamp(x, -0.5, 0.7), R(3, 4), id="clamp"),
+    case(lambda m, x: m.clamp(x, min=0.1), R(3, 4), id="clamp_min"),
+    case(lambda m, x: m.clamp(x, max=0.1), R(3, 4), id="clamp_max"),
+    case(lambda m, x: x.clip(-1, 1), R(3, 4), id="clip"),
+    case(lambda m, x: m.clamp(x, -2, 3), I(3, 4), id="clamp_int"),
+    case(lambda m, x: m.clamp(x, 0.5, 2.5), I(3, 4), id="clamp_int_float_bounds"),
+    case(lambda m, x, lo, hi: m.clamp(x, lo, hi), R(3, 4), R(4, low=-2, high=0),
+         R(3, 1, low=0, high=2), id="clamp_tensor_bounds"),
+    case(lambda m, x, y: m.maximum(x, y), R(3, 4), R(4), id="maximum"),
+    case(lambda m, x, y: m.minimum(x, y), R(3, 4), R(3, 1), id="minimum"),
+    case(lambda m, x, y: m.maximum(x, y), I(3, 4), R(4), id="maximum_promote"),
+    case(lambda m, c, x, y: m.where(c, x, y), B(3, 4), R(3, 4), R(4), id="where"),
+    case(lambda m, c, x: m.where(c, x, 0.0), B(3, 4), R(3, 4), id="where_scalar"),
+    case(lambda m, c, x: m.where(c, x, 2), B(3, 4), I(3, 4), id="where_int_scalar"),
+    case(lambda m, x: m.pow(x, 3), R(3, 4), id="pow_int_exp"),
+    case(lambda m, x: m.pow(x, 2), R(3, 4), id="pow_2"),
+    case(lambda m, x: m.pow(x, 0.5), P(3, 4), id="pow_half"),
+    case(lambda m, x: m.pow(x, -1.5), P(3, 4), id="pow_neg_float"),
+    case(lambda m, x: m.pow(x, 0), R(3, 4), id="pow_0"),
+    case(lambda m, x, y: m.pow(x, y), P(3, 4), R(4), id="pow_tensor_exp"),
+    case(lambda m, x: m.pow(2.0, x), R(3, 4), id="pow_scalar_base"),
+    case(lambda m, x: x ** 3, I(3, 4, low=-3, high=4), id="pow_int"),
+    case(lambda m, x: m.reciprocal(x), P(3, 4), id="reciprocal"),
+    case(lambda m, x: m.isnan(x), np.array([1.0, np.nan, np.inf, -np.inf], np.float32),
+         id="isnan"),
+    case(lambda m, x: m.isfinite(x), np.array([1.0, np.nan, np.inf, -np.inf], np.float32),
+         id="isfinite"),
+    case(lambda m, x: m.isinf(x), np.array([1.0, np.nan, np.inf, -np.inf], np.float32),
+         id="isinf"),
+    case(lambda m, x: m.isfinite(x), I(3), id="isfinite_int"),
+    case(lambda m, x: m.exp(x), I(3, 4), id="exp_int_to_float"),
+    case(lambda m, x: m.sqrt(x), np.array([1.0, 4.0, 9.0], np.float64), id="sqrt_f64"),
+    case(lambda m, x: m.sigmoid(x), R(5, dtype=np.float16), id="sigmoid_f16"),
+    case(lambda m, x, y, w: m.lerp(x, y, w), R(4), R(4), R(4), id="lerp"),
+    case(lambda m, x: m.square(x), R(4), id="square"),
+]
+
+
+@pytest.mark.parametrize("fn,inputs,atol,rtol", ELEMENTWISE)
+def test_elementwise(fn, inputs, atol, rtol):
+    run_both(fn, *inputs, atol=atol, rtol=rtol)
+
+
+# ---------------------------------------------------------------------------- operators
+
+OPERATORS = [
+    case(lambda m, x, y: x + y, R(2, 3), R(3), id="add_broadcast"),
+    case(lambda m, x, y: x - y, R(2, 1, 3), R(4, 1), id="sub_broadcast_both"),
+    case(lambda m, x, y: x * y, R(2, 3), R(2, 3), id="mul"),
+    case(lambda m, x, y: x / y, R(2, 3), P(3), id="div"),
+    case(lambda m, x, y: x // y, R(2, 3, low=-6, high=6), P(3), id="floordiv_float"),
+    case(lambda m, x, y: x % y, R(2, 3, low=-6, high=6), P(3), id="mod_float"),
+    case(lambda m, x: x % -1.5, R(2, 3, low=-6, high=6), id="mod_neg_divisor"),
+    case(lambda m, x, y: x // y, I(3, 4, low=-9, high=9), I(4, low=1, high=4), id="floordiv_int"),
+    case(lambda m, x, y: x // y, I(3, 4, low=-9, high=9), I(4, low=-4, high=-1),
+         id="floordiv_int_negative_divisor"),
+    case(lambda m, x, y: x % y, I(3, 4, low=-9, high=9), I(4, low=1, high=4), id="mod_int"),
+    case(lambda m, x, y: x % y, I(3, 4, low=-9, high=9), I(4, low=-4, high=-1),
+         id="mod_int_negative_divisor"),
+    case(lambda m, x: x // 2, I(6, low=-9, high=9), id="floordiv_int_scalar"),
+    case(lambda m, x, y: x / y, I(3, 4), I(4, low=1, high=4), id="int_truediv"),
+    case(lambda m, x, y: x ** y, P(2, 3), R(2, 3), id="pow_op"),
+    case(lambda m, x: 2 ** x, R(2, 3), id="rpow"),
+    case(lambda m, x: 1 - x, R(2, 3), id="rsub"),
+    case(lambda m, x: 2 / x, P(2, 3), id="rtruediv"),
+    case(lambda m, x: 7 // x, I(5, low=1, high=4), id="rfloordiv"),
+    case(lambda m, x: 7.5 % x, P(5), id="rmod"),
+    case(lambda m, x: 3 * x + 1.5, R(2, 3), id="scalar_affine"),
+    case(lambda m, x: np.float64(2.5) + x * np.float32(3.0), R(2, 3), id="numpy_scalars"),
+    case(lambda m, x: np.int64(2) * x, I(3), id="numpy_int_scalar"),
+    case(lambda m, x: -x, R(2, 3), id="neg"),
+    case(lambda m, x: -x, I(4), id="neg_int"),
+    case(lambda m, x: +x, R(2, 3), id="pos"),
+    case(lambda m, x, y: x < y, R(2, 3), R(3), id="lt"),
+    case(lambda m, x, y: x <= y, I(2, 3), I(3), id="le"),
+    case(lambda m, x, y: x > y, R(2, 3), R(3), id="gt"),
+    case(lambda m, x, y: x >= y, I(2, 3), R(3), id="ge_mixed"),
+    case(lambda m, x, y: x == y, I(2, 3, low=0, high=2), I(3, low=0, high=2), id="eq"),
+    case(lambda m, x, y: x != y, I(2, 3, low=0, high=2), I(3, low=0, high=2), id="ne"),
+    case(lambda m, x: x > 0.5, R(2, 3), id="gt_scalar"),
+    case(lambda m, x: x == 1, I(6, low=0, high=3), id="eq_scalar"),
+    case(lambda m, x, y: x & y, B(2, 3), B(3), id="and"),
+    case(lambda m, x, y: x | y, B(2, 3), B(3), id="or"),
+    case(lambda m, x, y: x ^ y, B(2, 3), B(3), id="xor"),
+    case(lambda m, x: ~x, B(2, 3), id="invert"),
+    case(lambda m, x, y: (x > 0) & (y < 0), R(4), R(4), id="and_of_comparisons"),
+    case(lambda m, x, y: m.logical_and(x, y), R(4), I(4, low=0, high=2), id="logical_and"),
+    case(lambda m, x: m.logical_not(x), I(5, low=0, high=2), id="logical_not"),
+    case(lambda m, x, y: x @ y, R(3, 4), R(4, 2), id="matmul_op"),
+    case(lambda m, x, y: m.add(x, y, alpha=2), R(3), R(3), id="add_alpha"),
+    case(lambda m, x, y: m.sub(x, y, alpha=0.5), R(3), R(3), id="sub_alpha"),
+    case(lambda m, x, y: m.div(x, y, rounding_mode="floor"), R(6, low=-5, high=5), P(6),
+         id="div_floor"),
+    case(lambda m, x, y: m.div(x, y, rounding_mode="trunc"), R(6, low=-5, high=5), P(6),
+         id="div_trunc"),
+    case(lambda m, x, y: m.div(x, y, rounding_mode="trunc"), I(6, low=-9, high=9),
+         I(6, low=1, high=4), id="div_trunc_int"),
+]
+
+
+@pytest.mark.parametrize("fn,inputs,atol,rtol", OPERATORS)
+def test_operators(fn, inputs, atol, rtol):
+    run_both(fn, *inputs, atol=atol, rtol=rtol)
+
+
+def test_bitwise_ops_reject_non_bool():
+    with pytest.raises(TypeError, match="bool"):
+        gc.tensor([1, 2]) & gc.tensor([1, 0])
+    with pytest.raises(TypeError, match="bool"):
+        ~gc.tensor([1.0])
+
+
+def test_integer_to_negative_integer_power_raises_like_torch():
+    with pytest.raises(RuntimeError, match="negative integer powers"):
+        gc.tensor([2, 3]) ** -1
+
+
+def test_bool_arithmetic_errors_like_torch():
+    with pytest.raises(RuntimeError, match="Subtraction"):
+        gc.tensor([True]) - gc.tensor([False])
+    with pytest.raises(RuntimeError, match="Negation"):
+        -gc.tensor([True])
+
+
+# ---------------------------------------------------------------------------- reductions
+
+X = R(2, 3, 4)
+REDUCTIONS = [
+    case(lambda m, x: x.sum(), X, id="sum_all"),
+    case(lambda m, x: x.sum(1), X, id="sum_dim"),
+    case(lambda m, x: x.sum(-1, keepdim=True), X, id="sum_neg_keepdim"),
+    case(lambda m, x: x.sum((0, 2)), X, id="sum_tuple"),
+    case(lambda m, x: x.sum((2, -3), keepdim=True), X, id="sum_tuple_keepdim"),
+    case(lambda m, x: x.sum(dtype=m.float64), X, id="sum_dtype"),
+    case(lambda m, x: x.sum(0), I(3, 4), id="sum_int"),
+    case(lambda m, x: x.sum(), I(3, 4, dtype=np.int32), id="sum_int32_to_int64"),
+    case(lambda m, x: x.sum(1), B(3, 4), id="sum_bool"),
+    case(lambda m, x: x.sum(), np.array(2.5, np.float32), id="sum_0d"),
+    case(lambda m, x: x.sum(()), X, id="sum_empty_dims_is_all"),
+    case(lambda m, x: x.mean([]), X, id="mean_empty_dims_is_all"),
+    case(lambda m, x: x.var(()), X, id="var_empty_dims_is_all"),
+    case(lambda m, x: x.all(()), B(2, 3), id="all_empty_dims_is_none"),
+    case(lambda m, x: x.sum(0), np.zeros((0, 3), np.float32), id="sum_empty_tensor"),
+    case(lambda m, x: x.mean(), np.zeros((0,), np.float32), id="mean_empty_tensor_nan"),
+    case(lambda m, x: x.var(), np.ones(1, np.float32), id="var_single_nan", marks=TORCH_WARNS),
+    case(lambda m, x: x.max(), np.array([np.nan, 2.0], np.float32), id="max_nan"),
+    case(lambda m, x: x.mean(), X, id="mean_all"),
+    case(lambda m, x: x.mean((0, 1), keepdim=True), X, id="mean_tuple"),
+    case(lambda m, x: x.mean(dtype=m.float64), X, id="mean_dtype"),
+    case(lambda m, x: x.prod(), P(2, 3), id="prod_all"),
+    case(lambda m, x: x.prod(1, keepdim=True), X, id="prod_dim"),
+    case(lambda m, x: x.prod(0), I(3, 4, low=-3, high=4), id="prod_int"),
+    case(lambda m, x: x.max(), X, id="max_all"),
+    case(lambda m, x: tuple(x.max(1)), X, id="max_dim"),
+    case(lambda m, x: tuple(x.min(-1, keepdim=True)), X, id="min_dim_keepdim"),
+    case(lambda m, x: x.max(dim=0).indices, X, id="max_named_indices"),
+    case(lambda m, x: x.min(dim=2).values, X, id="min_named_values"),
+    case(lambda m, x: x.min(), I(3, 4), id="min_int"),
+    case(lambda m, x: m.amax(x, (0, 2)), X, id="amax_tuple"),
+    case(lambda m, x: m.amin(x, -1, keepdim=True), X, id="amin_keepdim"),
+    case(lambda m, x: m.amax(x), X, id="amax_all"),
+    case(lambda m, x: x.argmax(), X, id="argmax_all"),
+    case(lambda m, x: x.argmax(1), X, id="argmax_dim"),
+    case(lambda m, x: x.argmin(-1, keepdim=True), X, id="argmin_keepdim"),
+    case(lambda m, x: x.argmax(keepdim=True), X, id="argmax_all_keepdim"),
+    case(lambda m, x: x.argmin(0), I(4, 3), id="argmin_int"),
+    case(lambda m, x: x.argmax(0), np.array([1.0, 3.0, 3.0, 0.0], np.float32),
+         id="argmax_first_tie"),
+    case(lambda m, x: x.var(), X, id="var_all"),
+    case(lambda m, x: x.var(1), X, id="var_dim"),
+    case(lambda m, x: x.var((0, 2), keepdim=True), X, id="var_tuple_keepdim"),
+    case(lambda m, x: x.var(1, unbiased=False), X, id="var_biased"),
+    case(lambda m, x: m.var(x, 1, correction=0), X, id="var_correction0"),
+    case(lambda m, x: m.var(x, dim=2, correction=2), X, id="var_correction2"),
+    case(lambda m, x: x.std(), X, id="std_all"),
+    case(lambda m, x: x.std(0, keepdim=True), X, id="std_dim"),
+    case(lambda m, x: m.std(x, (1, 2), correction=0), X, id="std_correction0"),
+    case(lambda m, x: x.std(unbiased=False), X, id="std_biased"),
+    case(lambda m, x: m.var_mean(x, 1), X, id="var_mean"),
+    case(lambda m, x: m.logsumexp(x, 1), X, id="logsumexp"),
+    case(lambda m, x: m.logsumexp(x, (0, 2), keepdim=True), X, id="logsumexp_tuple"),
+    case(lambda m, x: m.logsumexp(x, 0), np.array([1000.0, 1000.0, -np.inf], np.float32),
+         id="logsumexp_large"),
+    case(lambda m, x: m.logsumexp(x, 1), np.full((2, 3), -np.inf, np.float32),
+         id="logsumexp_all_neg_inf"),
+    case(lambda m, x: x.norm(), X, id="norm_fro"),
+    case(lambda m, x: x.norm(dim=1), X, id="norm_dim"),
+    case(lambda m, x: x.norm(p=1, dim=(0, 2)), X, id="norm_p1"),
+    case(lambda m, x: x.norm(p=3, dim=-1, keepdim=True), X, id="norm_p3"),
+    case(lambda m, x: x.norm(p=math.inf), X, id="norm_inf"),
+    case(lambda m, x: x.norm(p=0), np.array([0.0, 1.0, -2.0, 0.0], np.float32), id="norm_p0"),
+    case(lambda m, x: m.norm(x, 2, 1), X, id="norm_positional"),
+    case(lambda m, x: x.all(), B(3, 4), id="all"),
+    case(lambda m, x: x.any(1), B(3, 4), id="any_dim"),
+    case(lambda m, x: x.all(0, keepdim=True), I(3, 4, low=0, high=3), id="all_int"),
+    case(lambda m, x: x.any(), np.zeros((2, 3), np.float32), id="any_float_false"),
+    case(lambda m, x: x.softmax(-1), X, id="softmax"),
+    case(lambda m, x: m.softmax(x, 0), X, id="softmax_dim0"),
+    case(lambda m, x: m.softmax(x, 1, dtype=m.float64), X, id="softmax_dtype"),
+    case(lambda m, x: m.softmax(x, 0), np.array([1000.0, 0.0, -1000.0], np.float32),
+         id="softmax_large"),
+    case(lambda m, x: x.log_softmax(1), X, id="log_softmax"),
+    case(lambda m, x: x.softmax(-1), np.array([[0.0, -np.inf, 1.0], [-np.inf] * 3], np.float32),
+         id="softmax_masked_rows"),
+    case(lambda m, x: x.log_softmax(-1), np.array([[0.0, -np.inf, 1.0]], np.float32),
+         id="log_softmax_masked"),
+    case(lambda m, x: m.log_softmax(x, 0), np.array([1000.0, 0.0, -1000.0], np.float32),
+         id="log_softmax_large"),
+    case(lambda m, x: m.cumsum(x, 1), X, id="cumsum"),
+    case(lambda m, x: m.cumsum(x, 0), I(5), id="cumsum_int"),
+]
+
+
+@pytest.mark.parametrize("fn,inputs,atol,rtol", REDUCTIONS)
+def test_reductions(fn, inputs, atol, rtol):
+    run_both(fn, *inputs, atol=atol, rtol=rtol)
+
+
+def test_mean_of_int_raises_like_torch():
+    with pytest.raises(RuntimeError, match="mean"):
+        gc.tensor([1, 2, 3]).mean()
+
+
+# ---------------------------------------------------------------------------- shapes
+
+S = R(2, 3, 4)
+SHAPES = [
+    case(lambda m, x: x.reshape(4, 6), S, id="reshape"),
+    case(lambda m, x: x.reshape(-1, 2), S, id="reshape_infer"),
+    case(lambda m, x: x.reshape((3, -1)), S, id="reshape_tuple"),
+    case(lambda m, x: x.view(6, 4), S, id="view"),
+    case(lambda m, x: x.view(-1), S, id="view_flat"),
+    case(lambda m, x, y: x.view_as(y), S, R(4, 6), id="view_as"),
+    case(lambda m, x: x.flatten(), S, id="flatten"),
+    case(lambda m, x: x.flatten(1), S, id="flatten_start"),
+    case(lambda m, x: m.flatten(x, 0, 1), S, id="flatten_range"),
+    case(lambda m, x: x.flatten(), np.array(3.0, np.float32), id="flatten_0d"),
+    case(lambda m, x: x.unflatten(2, (2, 2)), S, id="unflatten"),
+    case(lambda m, x: x.unflatten(-1, (-1, 2)), S, id="unflatten_infer"),
+    case(lambda m, x: x.squeeze(), R(1, 3, 1, 2), id="squeeze_all"),
+    case(lambda m, x: x.squeeze(2), R(1, 3, 1, 2), id="squeeze_dim"),
+    case(lambda m, x: x.squeeze(1), R(1, 3, 1, 2), id="squeeze_non_one"),
+    case(lambda m, x: x.squeeze((0, 2)), R(1, 3, 1, 2), id="squeeze_tuple"),
+    case(lambda m, x: x.unsqueeze(0), S, id="unsqueeze"),
+    case(lambda m, x: x.unsqueeze(-1), S, id="unsqueeze_neg"),
+    case(lambda m, x: x.unsqueeze(-2), S, id="unsqueeze_neg2"),
+    case(lambda m, x: x.permute(2, 0, 1), S, id="permute"),
+    case(lambda m, x: x.permute((1, -1, 0)), S, id="permute_tuple_neg"),
+    case(lambda m, x: x.transpose(0, 2), S, id="transpose"),
+    case(lambda m, x: x.transpose(-1, -2), S, id="transpose_neg"),
+    case(lambda m, x: x.t(), R(3, 4), id="t"),
+    case(lambda m, x: x.t(), R(3), id="t_1d"),
+    case(lambda m, x: x.T, R(3, 4), id="T"),
+    case(lambda m, x: x.mT, S, id="mT"),
+    case(lambda m, x: x.expand(2, 3, 4), R(3, 1), id="expand"),
+    case(lambda m, x: x.expand(-1, 5), R(3, 1), id="expand_minus1"),
+    case(lambda m, x, y: x.expand_as(y), R(1, 4), S, id="expand_as"),
+    case(lambda m, x: x.repeat(2, 3), R(2, 3), id="repeat"),
+    case(lambda m, x: x.repeat(2, 1, 2), R(2, 3), id="repeat_new_dim"),
+    case(lambda m, x: x.contiguous(), S, id="contiguous"),
+    case(lambda m, x, y: m.cat([x, y]), R(2, 3), R(4, 3), id="cat"),
+    case(lambda m, x, y: m.cat((x, y), dim=-1), R(2, 3), R(2, 1), id="cat_last"),
+    case(lambda m, x, y: m.cat([x, y], 1), I(2, 3), R(2, 2), id="cat_promote"),
+    case(lambda m, x: m.cat([x]), R(2, 3), id="cat_one"),
+    case(lambda m, x, y: m.stack([x, y]), R(2, 3), R(2, 3), id="stack"),
+    case(lambda m, x, y: m.stack([x, y], dim=-1), R(2, 3), R(2, 3), id="stack_last"),
+    case(lambda m, x, y: m.stack([x, y], 1), R(2, 3), R(2, 3), id="stack_mid"),
+    case(lambda m, x: x.split(2, 1), R(3, 5), id="split_int"),
+    case(lambda m, x: x.split([1, 4], dim=1), R(3, 5), id="split_list"),
+    case(lambda m, x: m.split(x, 1), R(3, 5), id="split_fn"),
+    case(lambda m, x: x.chunk(2, 1), R(3, 5), id="chunk"),
+    case(lambda m, x: x.chunk(3), R(6, 2), id="chunk_even"),
+    case(lambda m, x: x.chunk(4, 0), R(6, 2), id="chunk_uneven"),
+    case(lambda m, x: x.unbind(1), R(2, 3), id="unbind"),
+    case(lambda m, x: x.clone(), S, id="clone"),
+]
+
+
+@pytest.mark.parametrize("fn,inputs,atol,rtol", SHAPES)
+def test_shapes(fn, inputs, atol, rtol):
+    run_both(fn, *inputs, atol=atol, rtol=rtol)
+
+
+def test_shape_properties():
+    x = gc.zeros(2, 3, 4)
+    assert x.shape == (2, 3, 4) and isinstance(x.shape, gc.Size)
+    assert x.size() == (2, 3, 4) and x.size(1) == 3 and x.size(-1) == 4
+    assert x.dim() == 3 and x.ndim == 3 and x.numel() == 24 and len(x) == 2
+    assert x.shape.numel() == 24
+    assert repr(x.shape) == repr(torch.zeros(2, 3, 4).shape).replace("torch", "graphc")
+
+
+# ---------------------------------------------------------------------------- indexing ops
+
+IDX_OPS = [
+    case(lambda m, x, i: m.index_select(x, 1, i), R(3, 5), np.array([4, 0, 0, 2]),
+         id="index_select"),
+    case(lambda m, x, i: x.index_select(0, i), R(3, 5), np.array([2, 1]),
+         id="index_select_method"),
+    case(lambda m, x, i: x.index_select(-1, i), R(2, 3, 4), np.array([3, 1]),
+         id="index_select_neg_dim"),
+    case(lambda m, x, i: m.gather(x, 1, i), R(3, 4), np.array([[0, 3], [2, 2], [1, 0]]),
+         id="gather"),
+    case(lambda m, x, i: x.gather(0, i), R(3, 4), np.array([[2, 0, 1, 1]]), id="gather_dim0"),
+    case(lambda m, x, i: x.gather(0, i), R(3, 4), np.array([[2, 0], [1, 1]]),
+         id="gather_smaller_index"),
+    case(lambda m, x, i, s: x.scatter_add(1, i, s), R(3, 4), np.array([[0, 0], [3, 1], [2, 2]]),
+         R(3, 2), id="scatter_add"),
+    case(lambda m, x, i, s: m.scatter_add(x, 0, i, s), R(3, 4), np.array([[2, 0, 1, 2]]),
+         R(2, 4), id="scatter_add_src_larger"),
+    case(lambda m, x, msk: x.masked_fill(msk, -1.5), R(3, 4), B(3, 4), id="masked_fill"),
+    case(lambda m, x, msk: x.masked_fill(msk, 7), I(3, 4), B(4), id="masked_fill_broadcast"),
+    case(lambda m, x, msk: x.masked_fill(msk, float("-inf")), R(3, 4), B(3, 4),
+         id="masked_fill_neg_inf"),
+    case(lambda m, x, msk, v: x.masked_fill(msk, v), R(3, 4), B(3, 4), np.array(2.5, np.float32),
+         id="masked_fill_0d_tensor"),
+]
+
+
+@pytest.mark.parametrize("fn,inputs,atol,rtol", IDX_OPS)
+def test_indexing_ops(fn, inputs, atol, rtol):
+    run_both(fn, *inputs, atol=atol, rtol=rtol)
+
+
+# ---------------------------------------------------------------------------- linear algebra
+
+LINALG = [
+    case(lambda m, x, y: m.matmul(x, y), R(4), R(4), id="matmul_1d_1d"),
+    case(lambda m, x, y: m.matmul(x, y), R(3), R(3, 2), id="matmul_1d_2d"),
+    case(lambda m, x, y: m.matmul(x, y), R(2, 3), R(3), id="matmul_2d_1d"),
+    case(lambda m, x, y: m.matmul(x, y), R(2, 3), R(3, 4), id="matmul_2d_2d"),
+    case(lambda m, x, y: x @ y, R(5, 2, 3), R(5, 3, 4), id="matmul_batched"),
+    case(lambda m, x, y: x @ y, R(5, 2, 3), R(3, 4), id="matmul_broadcast_rhs"),
+    case(lambda m, x, y: x @ y, R(2, 3), R(5, 3, 4), id="matmul_broadcast_lhs"),
+    case(lambda m, x, y: x @ y, R(2, 1, 2, 3), R(4, 3, 2), id="matmul_broadcast_batch"),
+    case(lambda m, x, y: x @ y, R(3), R(2, 3, 4), id="matmul_1d_3d"),
+    case(lambda m, x, y: x @ y, R(2, 3, 4), R(4), id="matmul_3d_1d"),
+    case(lambda m, x, y: x @ y, I(2, 3), I(3, 2), id="matmul_int"),
+    case(lambda m, x, y: x @ y, R(2, 3, dtype=np.float64), R(3, 2, dtype=np.float64),
+         id="matmul_f64"),
+    case(lambda m, x, y: m.mm(x, y), R(2, 3), R(3, 4), id="mm"),
+    case(lambda m, x, y: m.bmm(x, y), R(2, 2, 3), R(2, 3, 4), id="bmm"),
+    case(lambda m, x, y: m.einsum("ij,jk->ik", x, y), R(2, 3), R(3, 4), id="einsum_mm"),
+    case(lambda m, x, y: m.einsum("bij,bjk->bik", x, y), R(2, 2, 3), R(2, 3, 4),
+         id="einsum_bmm"),
+    case(lambda m, x, y: m.einsum("i,i->", x, y), R(5), R(5), id="einsum_dot"),
+    case(lambda m, x, y: m.einsum("i,j->ij", x, y), R(3), R(4), id="einsum_outer"),
+    case(lambda m, x: m.einsum("ij->ji", x), R(2, 3), id="einsum_transpose"),
+    case(lambda m, x: m.einsum("ij->", x), R(2, 3), id="einsum_sum"),
+    case(lambda m, x: m.einsum("ijk->ki", x), R(2, 3, 4), id="einsum_sum_permute"),
+    case(lambda m, x, y: m.einsum("ij,ij->ij", x, y), R(2, 3), R(2, 3), id="einsum_hadamard"),
+    case(lambda m, x, y: m.einsum("ij,ij->i", x, y), R(2, 3), R(2, 3), id="einsum_rowdot"),
+    case(lambda m, x, y: m.einsum("bhqd,bhkd->bhqk", x, y), R(2, 2, 3, 4), R(2, 2, 5, 4),
+         id="einsum_attention"),
+    case(lambda m, x, y: m.einsum("ij,jk", x, y), R(2, 3), R(3, 4), id="einsum_implicit"),
+    case(lambda m, x, y: m.einsum("ba,ca->bc", x, y), R(2, 3), R(4, 3), id="einsum_implicit_ab"),
+    case(lambda m, x, y, z: m.einsum("ij,jk,kl->il", x, y, z), R(2, 3), R(3, 4), R(4, 5),
+         id="einsum_three"),
+    case(lambda m, x, y: m.einsum("ij, jk -> ik", [x, y]), R(2, 3), R(3, 4),
+         id="einsum_list_spaces"),
+    case(lambda m, x, y: m.einsum("bi,j->bj", x, y), R(2, 3), R(4), id="einsum_free_sum"),
+    case(lambda m, x, y: m.einsum("...ij,...jk->...ik", x, y), R(2, 3, 4), R(2, 4, 5),
+         id="einsum_ellipsis_bmm"),
+    case(lambda m, x, y: m.einsum("...ij,...jk->...ik", x, y), R(3, 2, 3, 4), R(2, 4, 2),
+         id="einsum_ellipsis_broadcast"),
+    case(lambda m, x, y: m.einsum("...ij,jk", x, y), R(5, 2, 3), R(3, 4),
+         id="einsum_ellipsis_implicit"),
+    case(lambda m, x, y: m.einsum("bi...,bj...->bij", x, y), R(2, 3, 4), R(2, 5, 4),
+         id="einsum_ellipsis_trailing_summed"),
+    case(lambda m, x, y: m.einsum("i...,...->i...", x, y), R(2, 3), R(3),
+         id="einsum_ellipsis_uneven"),
+    case(lambda m, x: m.einsum("...ij->...ji", x), R(2, 3, 4), id="einsum_ellipsis_transpose"),
+    case(lambda m, x, y: m.dot(x, y), R(4), R(4), id="dot"),
+    case(lambda m, x, y: m.outer(x, y), R(3), R(2), id="outer"),
+]
+
+
+@pytest.mark.parametrize("fn,inputs,atol,rtol", LINALG)
+def test_linalg(fn, inputs, atol, rtol):
+    run_both(fn, *inputs, atol=atol, rtol=rtol)
+
+
+# ---------------------------------------------------------------------------- creation
+
+CREATION = [
+    case(lambda m: m.tensor([[1.0, 2.0], [3.0, 4.0]]), id="tensor_float_list"),
+    case(lambda m: m.tensor([1, 2, 3]), id="tensor_int_list"),
+    case(lambda m: m.tensor([True, False]), id="tensor_bool_list"),
+    case(lambda m: m.tensor([1, 2.5]), id="tensor_mixed_list"),
+    case(lambda m: m.tensor(3.5), id="tensor_scalar"),
+    case(lambda m: m.tensor(7), id="tensor_int_scalar"),
+    case(lambda m: m.tensor([1, 2], dtype=m.float64), id="tensor_dtype"),
+    case(lambda m: m.tensor([1.7, -1.7], dtype=m.int32), id="tensor_float_to_int"),
+    case(lambda m: m.tensor([[]]), id="tensor_empty"),
+    case(lambda m: m.tensor(np.array([1.5, 2.5])), id="tensor_from_f64_array"),
+    case(lambda m: m.tensor(np.array([1, 2], np.int32)), id="tensor_from_i32_array"),
+    case(lambda m: m.tensor(np.array([1, 2], np.uint8)), id="tensor_from_u8_array"),
+    case(lambda m: m.tensor([m.tensor(1.5), m.tensor(2.5)]), id="tensor_of_tensors"),
+    case(lambda m: m.tensor(1.1, dtype=m.bfloat16), id="tensor_bfloat16_0d"),
+    case(lambda m: m.tensor([1.1, 300.7], dtype=m.bfloat16) * 3, id="bfloat16_rounding"),
+    case(lambda m: m.tensor(m.ones(2, dtype=m.float64)), id="tensor_of_tensor",
+         marks=TORCH_WARNS),
+    case(lambda m: m.from_numpy(np.arange(6.0).reshape(2, 3)), id="from_numpy_f64"),
+    case(lambda m: m.from_numpy(np.arange(3, dtype=np.int32)), id="from_numpy_i32"),
+    case(lambda m: m.from_numpy(np.array([True, False])), id="from_numpy_bool"),
+    case(lambda m: m.zeros(2, 3), id="zeros"),
+    case(lambda m: m.zeros((2, 3), dtype=m.int64), id="zeros_tuple_dtype"),
+    case(lambda m: m.zeros([]), id="zeros_0d"),
+    case(lambda m: m.ones(4), id="ones"),
+    case(lambda m: m.ones(2, 0), id="ones_empty"),
+    case(lambda m: m.ones(2, dtype=m.bool), id="ones_bool"),
+    case(lambda m: m.full((2, 2), 3.5), id="full_float"),
+    case(lambda m: m.full((2, 2), 3), id="full_int"),
+    case(lambda m: m.full((2,), True), id="full_bool"),
+    case(lambda m: m.full((2, 3), 2, dtype=m.float16), id="full_dtype"),
+    case(lambda m: m.empty(2, 3).shape, id="empty_shape"),
+    case(lambda m: m.arange(5), id="arange_int"),
+    case(lambda m: m.arange(2, 9, 3), id="arange_start_step"),
+    case(lambda m: m.arange(0.0, 1.0, 0.25), id="arange_float"),
+    case(lambda m: m.arange(5, 0, -2), id="arange_negative_step"),
+    case(lambda m: m.arange(1, 2.05, 0.1), id="arange_float_steps"),
+    case(lambda m: m.arange(4, dtype=m.float64), id="arange_dtype"),
+    case(lambda m: m.arange(0, 10, 3.5), id="arange_float_step_int_bounds"),
+    case(lambda m: m.linspace(0, 1, 5), id="linspace"),
+    case(lambda m: m.linspace(-3, 7, 11), id="linspace_ints"),
+    case(lambda m: m.linspace(2, 2, 1), id="linspace_one"),
+    case(lambda m: m.linspace(0, 1, 0), id="linspace_zero"),
+    case(lambda m: m.linspace(0.1, 0.9, 7, dtype=m.float64), id="linspace_f64"),
+    case(lambda m: m.eye(3), id="eye"),
+    case(lambda m: m.eye(2, 4), id="eye_rect"),
+    case(lambda m: m.eye(3, dtype=m.int64), id="eye_int"),
+    case(lambda m: m.zeros_like(m.ones(2, 3, dtype=m.int32)), id="zeros_like"),
+    case(lambda m: m.ones_like(m.zeros(2, 3)), id="ones_like"),
+    case(lambda m: m.ones_like(m.zeros(2), dtype=m.float64), id="ones_like_dtype"),
+    case(lambda m: m.full_like(m.zeros(2, 3), 4.5), id="full_like"),
+    case(lambda m: m.full_like(m.zeros(2, dtype=m.int64), 4.7), id="full_like_int_truncates"),
+]
+
+
+@pytest.mark.parametrize("fn,inputs,atol,rtol", CREATION)
+def test_creation(fn, inputs, atol, rtol):
+    run_both(fn, *inputs, atol=atol, rtol=rtol)
+
+
+@pytest.mark.parametrize("name", ["rand", "randn"])
+def test_random_shapes_dtypes_and_statistics(name):
+    fn = getattr(gc, name)
+    gc.manual_seed(0)
+    x = fn(2000)
+    assert x.dtype is gc.float32 and x.shape == (2000,)
+    v = x.numpy()
+    if name == "rand":
+        assert v.min() >= 0 and v.max() < 1
+        assert abs(v.mean() - 0.5) < 0.03 and abs(v.var() - 1 / 12) < 0.01
+    else:
+        assert abs(v.mean()) < 0.08 and abs(v.std() - 1) < 0.06
+    assert fn(2, 3, dtype=gc.float64).dtype is gc.float64
+    assert fn((2, 3)).shape == (2, 3)
+    assert gc.randn_like(gc.zeros(3, 2, dtype=gc.float64)).shape == (3, 2)
+    assert gc.randn_like(gc.zeros(3, dtype=gc.float64)).dtype is gc.float64
+    assert fn(3, requires_grad=True).requires_grad
+
+
+FACTORIES = {
+    "tensor": lambda d: gc.tensor([1.0], device=d), "zeros": lambda d: gc.zeros(2, device=d),
+    "ones": lambda d: gc.ones(2, device=d), "full": lambda d: gc.full((2,), 1.0, device=d),
+    "arange": lambda d: gc.arange(3, device=d), "eye": lambda d: gc.eye(2, device=d),
+    "linspace": lambda d: gc.linspace(0, 1, 3, device=d), "rand": lambda d: gc.rand(2, device=d),
+    "randn": lambda d: gc.randn(2, device=d),
+    "randint": lambda d: gc.randint(0, 3, (2,), device=d),
+}
+
+
+@pytest.mark.parametrize("name", list(FACTORIES))
+def test_creation_device_argument(name):
+    make = FACTORIES[name]
+    assert make("cpu").device == gc.device("cpu")
+    assert make(gc.device("cpu")).shape[0] >= 1
+    with pytest.raises(RuntimeError, match="no GPU"):
+        make("cuda")
+
+
+def test_manual_seed_reproduces_and_draws_advance():
+    gc.manual_seed(42)
+    a = gc.randn(5).numpy()
+    b = gc.randn(5).numpy()
+    gc.manual_seed(42)
+    np.testing.assert_array_equal(gc.randn(5).numpy(), a)
+    assert not np.array_equal(a, b)
+
+
+def test_randint_range_and_dtype():
+    gc.manual_seed(3)
+    r = gc.randint(-2, 5, (1000,))
+    assert r.dtype is gc.int64 and r.shape == (1000,)
+    v = r.numpy()
+    assert v.min() == -2 and v.max() == 4
+    assert gc.randint(3, (2, 2)).numpy().max() < 3
+    assert gc.randint(0, 4, (3,), dtype=gc.int32).dtype is gc.int32
+
+
+# ---------------------------------------------------------------------------- in place
+
+INPLACE = [
+    case(lambda m, x, y: _iadd(x, y), R(2, 3), R(3), id="iadd"),
+    case(lambda m, x, y: _isub_imul(x, y), R(2, 3), R(2, 3), id="isub_imul"),
+    case(lambda m, x, y: _itruediv(x, y), R(2, 3), P(3), id="itruediv"),
+    case(lambda m, x: _iadd(x, 2), I(2, 3), id="iadd_int"),
+    case(lambda m, x, y: _iadd(x, y), R(2, 3), I(2, 3), id="iadd_float_int"),
+    case(lambda m, x, y: x.add_(y), R(2, 3), R(2, 3), id="add_"),
+    case(lambda m, x, y: x.add_(y, alpha=-2), R(2, 3), R(2, 3), id="add_alpha"),
+    case(lambda m, x, y: x.mul_(y), R(2, 3), R(3), id="mul_"),
+    case(lambda m, x: x.mul_(3), R(2, 3), id="mul_scalar"),
+    case(lambda m, x: x.zero_(), R(2, 3), id="zero_"),
+    case(lambda m, x: x.zero_(), I(2, 3), id="zero_int"),
+    case(lambda m, x, y: x.copy_(y), R(2, 3), R(3), id="copy_broadcast"),
+    case(lambda m, x, y: x.copy_(y), R(2, 3), I(2, 3), id="copy_cast"),
+    case(lambda m, x: x.fill_(1.25), R(2, 3), id="fill_"),
+    case(lambda m, x: x.fill_(3.9), I(2, 3), id="fill_int"),
+    case(lambda m, x: x.clamp_(-0.5, 0.5), R(2, 3), id="clamp_"),
+    case(lambda m, x: x.exp_(), R(2, 3), id="exp_"),
+    case(lambda m, x, y: _inplace_keeps_old_value(x, y), R(2, 3), R(2, 3),
+         id="earlier_results_keep_value"),
+    case(lambda m, x, y: _inplace_identity(x, y), R(2, 3), R(2, 3), id="returns_self"),
+]
+
+
+def _iadd(x, y):
+    x += y
+    return x
+
+
+def _isub_imul(x, y):
+    x -= y
+    x *= y
+    return x
+
+
+def _itruediv(x, y):
+    x /= y
+    return x
+
+
+def _inplace_keeps_old_value(x, y):
+    z = x * 2
+    x += y
+    return z, x
+
+
+def _inplace_identity(x, y):
+    before = x
+    x += y
+    return x is before
+
+
+@pytest.mark.parametrize("fn,inputs,atol,rtol", INPLACE)
+def test_inplace(fn, inputs, atol, rtol):
+    run_both(fn, *inputs, atol=atol, rtol=rtol)
+
+
+@pytest.mark.parametrize("op", [lambda x: x.add_(2.5), lambda x: x.mul_(gc.ones(3)),
+                                lambda x: x.div_(2)], ids=["add_", "mul_", "div_"])
+def test_inplace_refuses_float_result_into_int(op):
+    with pytest.raises(RuntimeError, match="can't be cast"):
+        op(gc.tensor([1, 2, 3]))
+
+
+def test_inplace_shape_mismatch_raises():
+    x = gc.zeros(3)
+    with pytest.raises(RuntimeError, match=r"\[3\].*\[2, 3\]"):
+        x += gc.ones(2, 3)
+
+
+# ---------------------------------------------------------------------------- tensor API
+
+def test_reading_values():
+    x = gc.tensor([[1.5, 2.0], [3.0, 4.0]])
+    t = to_torch(x)
+    assert x.tolist() == t.tolist()
+    for d in (torch.float16, torch.bfloat16, torch.int32, torch.bool):
+        assert_close(to_graphc(t.to(d)), t.to(d))
+    assert gc.tensor(2.5).item() == 2.5 and isinstance(gc.tensor(3).item(), int)
+    assert np.asarray(x).dtype == np.float32
+    assert float(gc.tensor([2.5])) == 2.5 and int(gc.tensor(7)) == 7
+    assert repr(x).startswith("tensor([[1.5") and "4." in repr(x)
+    assert "dtype=graphc.float64" in repr(x.double())
+    assert "requires_grad=True" in repr(gc.ones(2, requires_grad=True))
+    assert f"{gc.tensor(1.23456):.3f}" == "1.235" and f"{gc.tensor(7)}" == "7"
+    with pytest.raises(TypeError, match="format"):
+        f"{x:.3f}"
+    with pytest.raises(RuntimeError, match="4 elements"):
+        x.item()
+    with pytest.raises(RuntimeError, match="ambiguous"):
+        bool(x > 0)
+
+
+@pytest.mark.parametrize("method", ["float", "double", "half", "long", "int", "bool"])
+def test_conversions(method):
+    run_both(lambda m, x: getattr(x, method)(), R(2, 3, low=-3, high=3))
+
+
+def test_to_dtype_and_device():
+    x = gc.tensor([1.7, -0.2])
+    assert x.to(gc.int64).tolist() == [1, 0]
+    assert x.to(dtype=gc.float64).dtype is gc.float64
+    assert x.to("cpu") is x and x.cpu() is x
+    assert x.to(gc.float32) is x
+    assert x.to("cpu", gc.float16).dtype is gc.float16
+    assert x.to(gc.zeros(1, dtype=gc.int32)).dtype is gc.int32
+    assert str(x.device) == "cpu" and x.device == gc.device("cpu")
+    with pytest.raises(RuntimeError, match="no GPU"):
+        x.cuda()
+    with pytest.raises(RuntimeError, match="no GPU"):
+        x.to("cuda")
+
+
+# ---------------------------------------------------------------------------- errors
+# A bad call raises at the call, like PyTorch's eager ops, naming both shapes and the
+# caller's file:line (the lambda's line: each lambda is one line).
+
+_A, _B = np.zeros((2, 3), np.float32), np.zeros((4,), np.float32)
+ERRORS = [
+    pytest.param(lambda m, a, b: a + b, _A, _B, ("[2, 3]", "[4]"), id="add"),
+    pytest.param(lambda m, a, b: a * b, _A, _B, ("[2, 3]", "[4]"), id="mul"),
+    pytest.param(lambda m, a, b: m.maximum(a, b), _A, _B, ("[2, 3]", "[4]"), id="maximum"),
+    pytest.param(lambda m, a, b: m.where(a > 0, a, b), _A, _B, ("[2, 3]", "[4]"), id="where"),
+    pytest.param(lambda m, a, b: a < b, _A, _B, ("[2, 3]", "[4]"), id="compare"),
+    pytest.param(lambda m, a, b: a @ b, _A, R(4, 5), ("2x3", "4x5"), id="matmul"),
+    pytest.param(lambda m, a, b: a @ b, R(5, 2, 3), R(4, 3, 2), ("[5, 2, 3]", "[4, 3, 2]"),
+                 id="matmul_batch"),
+    pytest.param(lambda m, a, b: a @ b, R(3), R(4), ("3", "4"), id="matmul_1d"),
+    pytest.param(lambda m, a, b: m.mm(a, b), _A, R(2, 3), ("2x3", "2x3"), id="mm"),
+    pytest.param(lambda m, a, b: m.bmm(a, b), R(2, 2, 3), R(2, 4, 3), ("2x3", "4x3"),
+                 id="bmm"),
+    pytest.param(lambda m, a, b: m.cat([a, b.reshape(1, 4)]), _A, _B, ("[2, 3]", "[1, 4]"),
+                 id="cat"),
+    pytest.param(lambda m, a, b: m.stack([a, b]), _A, _B, ("[2, 3]", "[4]"), id="stack"),
+    pytest.param(lambda m, a, b: a.reshape(4, 2), _A, _B, ("[4, 2]", "6"), id="reshape"),
+    pytest.param(lambda m, a, b: a.expand(4, 3), _A, _B, ("[4, 3]", "[2, 3]"), id="expand"),
+    pytest.param(lambda m, a, b: a.add_(b), _A, _B, ("[2, 3]", "[4]"), id="add_"),
+    pytest.param(lambda m, a, b: m.einsum("ij,jk->ik", a, b.reshape(2, 2)), _A, _B,
+                 ("[2, 3]", "[2, 2]"), id="einsum"),
+]
+
+
+@pytest.mark.parametrize("fn,a,b,names", ERRORS)
+def test_shape_errors_name_shapes_and_caller_line(fn, a, b, names):
+    with pytest.raises(RuntimeError):
+        fn(torch, torch.from_numpy(a), torch.from_numpy(b))
+    with pytest.raises(RuntimeError) as info:
+        fn(gc, gc.tensor(a), gc.tensor(b))
+    msg = str(info.value)
+    for name in names:
+        assert name in msg, msg
+    assert f"test_tensor_ops.py:{fn.__code__.co_firstlineno}" in msg, msg
+
+
+def test_einsum_diagonal_is_refused_clearly():
+    with pytest.raises(ValueError, match="repeated label"):
+        gc.einsum("ii->i", gc.zeros(3, 3))
+    with pytest.raises(ValueError, match="names 2 operands"):
+        gc.einsum("ij,jk->ik", gc.zeros(3, 3))
+
+
+def test_error_raised_at_the_op_not_at_read():
+    a, b = gc.zeros(2, 3), gc.zeros(4)
+    c = a * 2  # fine
+    with pytest.raises(RuntimeError, match=r"\[2, 3\] and \[4\]"):
+        c + b
+    assert c.sum().item() == 0.0
