@@ -44,3 +44,7 @@ def get_default_dtype():
 def promote_types(a, b):
     return _dt.promote_types(a, b)
 from .compile import compile  # noqa: E402,F401
+from .serialization import save, load  # noqa: E402,F401
+from . import jit  # noqa: E402,F401
+from . import optim, utils  # noqa: E402,F401
+from . import nn  # noqa: E402,F401

@@ -60,6 +60,13 @@ def all_ops() -> dict[str, OpDef]:
     return dict(_REGISTRY)
 
 
+_loaded = False
+
+
 def _ensure_loaded():
-    if not _REGISTRY:
+    # A flag, not "registry empty": an op module imported first must not stop the
+    # built-in ops from loading.
+    global _loaded
+    if not _loaded:
+        _loaded = True
         from . import ops, ops_nn  # noqa: F401  (registers the built-in ops)

@@ -1,0 +1,804 @@
+"""`nn.functional`: the function form of every layer, activation and loss.
+
+Everything is written with graphc tensor ops, so each function only records IR and its
+gradient comes from the autodiff pass. The only primitives added for nn are the
+convolutions (graphc/ir/ops_nn.py); pooling is built from strided slices of a padded
+input, one per kernel position.
+
+Conventions kept from PyTorch: argument names and order, defaults, `reduction`
+('mean' | 'sum' | 'none', plus the legacy size_average/reduce flags), unbatched inputs
+where PyTorch accepts them, and the gradients PyTorch defines at kinks (relu at 0 is 0,
+max pooling sends the whole gradient to the first maximum of each window).
+
+A Python float that a caller passes (p, eps, negative_slope, momentum, ...) becomes a
+runtime scalar input of the graph, so changing it does not recompile; graphc's own
+literals are written inside `literal_scalars()`.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import numpy as np
+
+from .. import tensor_ops as T
+from ..autograd import literal_scalars, no_grad
+from ..ir import dtypes as dt
+from ..ir import ops_nn
+from ..ir.errors import ShapeError, at_user_line
+from ..tensor import Tensor, ones_like, rand, tensor, zeros_like
+
+
+def _ntuple(v, n, name="argument"):
+    if isinstance(v, numbers.Integral):
+        return (int(v),) * n
+    v = tuple(int(a) for a in v)
+    if len(v) == 1:
+        return v * n
+    if len(v) != n:
+        raise ValueError(f"expected {n} values for {name}, got {list(v)}")
+    return v
+
+
+def _pair(v, name="argument"):
+    return _ntuple(v, 2, name)
+
+
+# ============================================================================ activations
+
+def relu(input, inplace=False):
+    return input.relu_() if inplace else T.relu(input)
+
+
+def relu_(input):
+    return input.relu_()
+
+
+def gelu(input, approximate="none"):
+    return T.gelu(input, approximate=approximate)
+
+
+def silu(input, inplace=False):
+    out = T.silu(input)
+    return input.copy_(out) if inplace else out
+
+
+def sigmoid(input):
+    return T.sigmoid(input)
+
+
+def tanh(input):
+    return T.tanh(input)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    # PyTorch's gradient at 0 is negative_slope: the x > 0 test picks the slope there.
+    out = T.where(input > 0, input, input * negative_slope)
+    return input.copy_(out) if inplace else out
+
+
+def logsigmoid(input):
+    """log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)), never overflowing. Both branches
+    are chosen by `x >= 0`, so the gradient at 0 is sigmoid(-0) = 0.5, as PyTorch's."""
+    nonneg = input >= 0
+    with literal_scalars():
+        neg_abs = T.where(nonneg, -input, input)
+        min0 = T.where(nonneg, zeros_like(input), input)
+        return min0 - T.log1p(T.exp(neg_abs))
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    scaled = input * beta
+    soft = -logsigmoid(-scaled) / beta
+    return T.where(scaled > threshold, input, soft)
+
+
+def _softmax_dim(ndim, name):
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the "
+                  f"call to include dim=X as an argument.", stacklevel=3)
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
+    if dim is None:
+        dim = _softmax_dim(input.ndim, "softmax")
+    return T.softmax(input, dim, dtype=dtype)
+
+
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    if dim is None:
+        dim = _softmax_dim(input.ndim, "log_softmax")
+    return T.log_softmax(input, dim, dtype=dtype)
+
+
+# ============================================================================ linear, dropout
+
+def linear(input, weight, bias=None):
+    if input.ndim > 2:
+        # one 2-d matmul: the weight is not broadcast over the batch dims
+        lead = tuple(input.shape[:-1])
+        out = T.matmul(input.reshape(-1, input.shape[-1]), weight.t())
+        out = out.reshape(lead + (weight.shape[0],))
+    else:
+        out = T.matmul(input, weight.t())
+    return out + bias if bias is not None else out
+
+
+def _check_p(p):
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+
+
+def dropout(input, p=0.5, training=True, inplace=False):
+    """Keep each element with probability 1-p, scaled by 1/(1-p). The mask is a `rand`
+    node of graphc's counter-based generator: its seed and offset are runtime inputs, so
+    every call draws a new mask without changing the graph's structure."""
+    _check_p(p)
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        out = input * zeros_like(input)
+    else:
+        keep = rand(input.shape, dtype=input.dtype) >= p
+        out = input * (keep.to(input.dtype) * (1.0 / (1.0 - p)))
+    return input.copy_(out) if inplace else out
+
+
+# ============================================================================ embedding, one_hot
+
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
+              scale_grad_by_freq=False, sparse=False):
+    if max_norm is not None or scale_grad_by_freq:
+        raise ValueError("graphc: embedding's max_norm and scale_grad_by_freq are not "
+                         "supported (they renormalise or rescale by data-dependent counts)")
+    if input.dtype.is_floating:
+        raise at_user_line(RuntimeError, f"Expected tensor for argument #1 'indices' to have "
+                                         f"one of the following scalar types: Long, Int; but "
+                                         f"got {input.dtype.name} instead")
+    num, dim = weight.shape
+    out = weight.index_select(0, input.reshape(-1)).reshape(tuple(input.shape) + (dim,))
+    if padding_idx is not None:
+        if padding_idx < 0:
+            padding_idx += num
+        # rows at padding_idx get no gradient (PyTorch's rule); their value is kept
+        pad = (input == padding_idx).unsqueeze(-1).expand(out.shape)
+        out = T.where(pad, out.detach(), out)
+    return out
+
+
+def one_hot(tensor_, num_classes=-1):
+    if tensor_.dtype.is_floating:
+        raise at_user_line(RuntimeError, "one_hot is only applicable to index tensor.")
+    if num_classes == -1:  # data-dependent size: needs the values
+        num_classes = int(tensor_.max().item()) + 1
+    classes = T.arange_like(num_classes)
+    return (tensor_.unsqueeze(-1) == classes).long()
+
+
+# ============================================================================ padding
+
+def _pad_constant(x, pairs, value):
+    low = [0] * x.ndim
+    high = [0] * x.ndim
+    for d, (lo, hi) in pairs.items():
+        low[d], high[d] = lo, hi
+    # negative pads crop
+    starts = [max(0, -a) for a in low]
+    stops = [s - max(0, -b) for s, b in zip(x.shape, high)]
+    if any(starts) or stops != list(x.shape):
+        x = x._slice(starts, stops, [1] * x.ndim)
+    low = [max(0, a) for a in low]
+    high = [max(0, b) for b in high]
+    if not any(low) and not any(high):
+        return x
+    out = x._pad(low, high, [0] * x.ndim)
+    if value is None or value == 0:
+        return out
+    inside = ones_like(x, dtype=dt.bool_)._pad(low, high, [0] * x.ndim)
+    return T.where(inside, out, value)
+
+
+def _slice_dim(x, d, start, stop):
+    starts = [0] * x.ndim
+    stops = list(x.shape)
+    starts[d], stops[d] = start, stop
+    return x._slice(starts, stops, [1] * x.ndim)
+
+
+def _pad_dim(x, d, lo, hi, mode):
+    n = x.shape[d]
+    if mode == "circular":
+        if lo > n or hi > n:
+            raise ValueError("Padding value causes wrapping around more than once.")
+        parts = [_slice_dim(x, d, n - lo, n)] if lo else []
+        parts.append(x)
+        if hi:
+            parts.append(_slice_dim(x, d, 0, hi))
+    elif mode == "replicate":
+        shape = list(x.shape)
+        parts = []
+        if lo:
+            shape[d] = lo
+            parts.append(_slice_dim(x, d, 0, 1).expand(shape))
+        parts.append(x)
+        if hi:
+            shape[d] = hi
+            parts.append(_slice_dim(x, d, n - 1, n).expand(shape))
+    elif mode == "reflect":
+        if lo >= n or hi >= n:
+            raise ValueError(f"Argument #4: Padding size should be less than the corresponding "
+                             f"input dimension, but got: padding ({lo}, {hi}) at dimension "
+                             f"{d} of input {list(x.shape)}")
+        parts = [_slice_dim(x, d, k, k + 1) for k in range(lo, 0, -1)]
+        parts.append(x)
+        parts += [_slice_dim(x, d, k, k + 1) for k in range(n - 2, n - 2 - hi, -1)]
+    else:
+        raise ValueError(f"Unrecognised padding mode {mode}")
+    return T.cat(parts, d) if len(parts) > 1 else x
+
+
+def pad(input, pad, mode="constant", value=None):
+    pad = [int(p) for p in pad]
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ValueError(f"Padding length must be divisible by 2 and at most twice the number "
+                         f"of dims (got {len(pad)} for a {input.ndim}-d input)")
+    pairs = {input.ndim - 1 - k: (pad[2 * k], pad[2 * k + 1]) for k in range(len(pad) // 2)}
+    if mode == "constant":
+        return _pad_constant(input, pairs, value)
+    out = input
+    for d, (lo, hi) in sorted(pairs.items(), reverse=True):
+        if lo < 0 or hi < 0:
+            raise ValueError(f"negative padding is only supported in constant mode, got {pad}")
+        out = _pad_dim(out, d, lo, hi, mode)
+    return out
+
+
+# ============================================================================ convolution
+
+def _same_padding(kernel, dilation):
+    """'same' padding per dim as (low, high): PyTorch puts the odd extra pixel high."""
+    out = []
+    for k, d in zip(kernel, dilation):
+        total = d * (k - 1)
+        out.append((total // 2, total - total // 2))
+    return out
+
+
+def _conv_padding(input, padding, kernel, stride, dilation, nd):
+    """Turn PyTorch's padding argument into symmetric per-dim padding, pre-padding the
+    input when 'same' needs an asymmetric split."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return input, (0,) * nd
+        if padding != "same":
+            raise ValueError(f"Invalid padding string '{padding}', should be one of "
+                             f"{{'valid', 'same'}}")
+        if any(s != 1 for s in stride):
+            raise ValueError("padding='same' is not supported for strided convolutions")
+        split = _same_padding(kernel, dilation)
+        if all(lo == hi for lo, hi in split):
+            return input, tuple(lo for lo, _ in split)
+        flat = []
+        for lo, hi in reversed(split):
+            flat += [lo, hi]
+        return pad(input, flat), (0,) * nd
+    return input, _ntuple(padding, nd, "padding")
+
+
+def _batched(input, nd, name):
+    """(input with a batch dim, whether one was added): PyTorch accepts unbatched input."""
+    if input.ndim == nd + 1:
+        return input.unsqueeze(0), True
+    if input.ndim != nd + 2:
+        raise at_user_line(ShapeError, f"Expected {nd + 1}D (unbatched) or {nd + 2}D (batched) "
+                                       f"input to {name}, but got input of size: "
+                                       f"{list(input.shape)}")
+    return input, False
+
+
+def _bias_nd(y, bias, nd):
+    if bias is None:
+        return y
+    return y + bias.reshape((1, -1) + (1,) * nd)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    x, unbatched = _batched(input, 2, "conv2d")
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    x, padding = _conv_padding(x, padding, tuple(weight.shape[2:]), stride, dilation, 2)
+    y = _bias_nd(ops_nn.conv2d(x, weight, stride, padding, dilation, groups), bias, 2)
+    return y.squeeze(0) if unbatched else y
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """conv2d on a unit height."""
+    x, unbatched = _batched(input, 1, "conv1d")
+    (s,), (d,) = _ntuple(stride, 1), _ntuple(dilation, 1)
+    x, (p,) = _conv_padding(x, padding, tuple(weight.shape[2:]), (s,), (d,), 1)
+    y = ops_nn.conv2d(x.unsqueeze(2), weight.unsqueeze(2), (1, s), (0, p), (1, d), groups)
+    y = _bias_nd(y.squeeze(2), bias, 1)
+    return y.squeeze(0) if unbatched else y
+
+
+def _check_output_padding(output_padding, stride, dilation):
+    for op, s, d in zip(output_padding, stride, dilation):
+        if op >= s and op >= d:
+            raise ValueError(f"output padding must be smaller than either stride or dilation, "
+                             f"but got output_padding={list(output_padding)}, "
+                             f"stride={list(stride)}, dilation={list(dilation)}")
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1):
+    x, unbatched = _batched(input, 2, "conv_transpose2d")
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    dilation, output_padding = _pair(dilation, "dilation"), _pair(output_padding)
+    _check_output_padding(output_padding, stride, dilation)
+    y = ops_nn.conv_transpose2d(x, weight, stride, padding, dilation, groups, output_padding)
+    y = _bias_nd(y, bias, 2)
+    return y.squeeze(0) if unbatched else y
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1):
+    x, unbatched = _batched(input, 1, "conv_transpose1d")
+    (s,), (p,), (d,), (op,) = (_ntuple(v, 1) for v in (stride, padding, dilation,
+                                                        output_padding))
+    _check_output_padding((op,), (s,), (d,))
+    y = ops_nn.conv_transpose2d(x.unsqueeze(2), weight.unsqueeze(2), (1, s), (0, p), (1, d),
+                                groups, (0, op))
+    y = _bias_nd(y.squeeze(2), bias, 1)
+    return y.squeeze(0) if unbatched else y
+
+
+# ============================================================================ pooling
+
+def _pool_out_size(size, k, s, p, d, ceil_mode):
+    """PyTorch's pooling_output_shape: with ceil_mode the last window must start inside
+    the input or its left padding."""
+    span = size + 2 * p - d * (k - 1) - 1
+    out = (span + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def _pool_args(input, kernel_size, stride, padding, dilation, name):
+    x, unbatched = _batched(input, 2, name)
+    k = _pair(kernel_size, "kernel_size")
+    s = k if stride is None or (not isinstance(stride, int) and len(stride) == 0) \
+        else _pair(stride, "stride")
+    p, d = _pair(padding, "padding"), _pair(dilation, "dilation")
+    for kk, pp, dd in zip(k, p, d):
+        if pp > ((kk - 1) * dd + 1) // 2:
+            raise ValueError(f"pad should be at most half of effective kernel size, but got "
+                             f"pad={pp}, kernel_size={kk} and dilation={dd}")
+    return x, unbatched, k, s, p, d
+
+
+def _windows(x, k, s, p, d, ceil_mode, fill):
+    """The kh*kw strided views of x padded with `fill` (None: zeros): window (i, j) holds,
+    at output pixel (y, x), the input at (y*s - p + i*d, x*s - p + j*d)."""
+    N, C, H, W = x.shape
+    out = [_pool_out_size(n, kk, ss, pp, dd, ceil_mode)
+           for n, kk, ss, pp, dd in zip((H, W), k, s, p, d)]
+    if out[0] < 1 or out[1] < 1:
+        raise at_user_line(ShapeError, f"Given input size {list(x.shape[1:])}, the calculated "
+                                       f"output size {out} is too small")
+    extra = [max(0, (o - 1) * ss + dd * (kk - 1) + 1 - (n + 2 * pp))
+             for o, n, kk, ss, pp, dd in zip(out, (H, W), k, s, p, d)]
+    low = (0, 0, p[0], p[1])
+    high = (0, 0, p[0] + extra[0], p[1] + extra[1])
+    if any(low) or any(high):
+        xp = x._pad(low, high, (0,) * 4)
+        if fill is not None:
+            inside = ones_like(x, dtype=dt.bool_)._pad(low, high, (0,) * 4)
+            with literal_scalars():
+                xp = T.where(inside, xp, float(fill))
+    else:
+        xp = x
+    views = []
+    for i in range(k[0]):
+        for j in range(k[1]):
+            a, b = i * d[0], j * d[1]
+            views.append(xp._slice((0, 0, a, b),
+                                   (N, C, a + (out[0] - 1) * s[0] + 1,
+                                    b + (out[1] - 1) * s[1] + 1),
+                                   (1, 1, s[0], s[1])))
+    return views, out
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    x, unbatched, k, s, p, d = _pool_args(input, kernel_size, stride, padding, dilation,
+                                          "max_pool2d")
+    views, (Ho, Wo) = _windows(x, k, s, p, d, ceil_mode, -math.inf)
+    stacked = T.stack(views, -1)                       # [N, C, Ho, Wo, kh*kw]
+    first_max = stacked.argmax(-1, keepdim=True)       # ties: the first, like PyTorch
+    pick = T.arange_like(len(views)) == first_max
+    with literal_scalars():
+        out = T.where(pick, stacked, zeros_like(stacked)).sum(-1)
+    if return_indices:
+        # position of the winner in the flattened input plane, as PyTorch reports it
+        kidx = first_max.squeeze(-1)
+        rows = T.arange_like(Ho).reshape(Ho, 1) * s[0] - p[0] + (kidx // k[1]) * d[0]
+        cols = T.arange_like(Wo) * s[1] - p[1] + (kidx % k[1]) * d[1]
+        idx = rows * x.shape[3] + cols
+        return (out.squeeze(0), idx.squeeze(0)) if unbatched else (out, idx)
+    return out.squeeze(0) if unbatched else out
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    x, unbatched = _batched(input, 1, "max_pool1d")
+    (k,), (p,), (d,) = _ntuple(kernel_size, 1), _ntuple(padding, 1), _ntuple(dilation, 1)
+    s = k if stride is None else _ntuple(stride, 1)[0]
+    r = max_pool2d(x.unsqueeze(2), (1, k), (1, s), (0, p), (1, d), ceil_mode, return_indices)
+    if return_indices:
+        out, idx = r[0].squeeze(2), r[1].squeeze(2)
+        return (out.squeeze(0), idx.squeeze(0)) if unbatched else (out, idx)
+    r = r.squeeze(2)
+    return r.squeeze(0) if unbatched else r
+
+
+def _avg_divisor(H, W, out, k, s, p, count_include_pad):
+    """PyTorch's per-window divisor: the window clipped to the padded input (or to the
+    input itself without count_include_pad)."""
+    div = np.zeros(out, dtype=np.float64)
+    for oy in range(out[0]):
+        for ox in range(out[1]):
+            y0, x0 = oy * s[0] - p[0], ox * s[1] - p[1]
+            y1, x1 = min(y0 + k[0], H + p[0]), min(x0 + k[1], W + p[1])
+            size = (y1 - y0) * (x1 - x0)
+            if not count_include_pad:
+                size = (min(y1, H) - max(y0, 0)) * (min(x1, W) - max(x0, 0))
+            div[oy, ox] = size
+    return div
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    x, unbatched, k, s, p, d = _pool_args(input, kernel_size, stride, padding, 1,
+                                          "avg_pool2d")
+    views, out = _windows(x, k, s, p, d, ceil_mode, None)
+    total = T.stack(views, -1).sum(-1) if len(views) > 1 else views[0]
+    if divisor_override:
+        divisor = float(divisor_override)
+    else:
+        div = _avg_divisor(x.shape[2], x.shape[3], out, k, s, p, count_include_pad)
+        divisor = float(div.flat[0]) if (div == div.flat[0]).all() else \
+            tensor(div, dtype=x.dtype)
+    with literal_scalars():
+        y = total / divisor
+    return y.squeeze(0) if unbatched else y
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    x, unbatched = _batched(input, 1, "avg_pool1d")
+    (k,), (p,) = _ntuple(kernel_size, 1), _ntuple(padding, 1)
+    s = k if stride is None else _ntuple(stride, 1)[0]
+    y = avg_pool2d(x.unsqueeze(2), (1, k), (1, s), (0, p), ceil_mode, count_include_pad)
+    y = y.squeeze(2)
+    return y.squeeze(0) if unbatched else y
+
+
+def _adaptive_avg_dim(x, dim, out):
+    """Average x along `dim` into `out` bins [floor(i*n/out), ceil((i+1)*n/out))."""
+    n = x.shape[dim]
+    if out == n:
+        return x
+    shape = tuple(x.shape)
+    if n % out == 0:
+        return x.reshape(shape[:dim] + (out, n // out) + shape[dim + 1:]).mean(dim + 1)
+    bins = np.zeros((out, n), dtype=np.float64)
+    for i in range(out):
+        a, b = (i * n) // out, -((-(i + 1) * n) // out)
+        bins[i, a:b] = 1.0 / (b - a)
+    m = tensor(bins, dtype=x.dtype)
+    moved = x.transpose(dim, -1)
+    return T.matmul(moved, m.t()).transpose(dim, -1)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    x, unbatched = _batched(input, 2, "adaptive_avg_pool2d")
+    if isinstance(output_size, numbers.Integral):
+        output_size = (output_size, output_size)
+    oh, ow = (x.shape[2 + k] if o is None else int(o) for k, o in enumerate(output_size))
+    if oh == 1 and ow == 1:
+        y = x.mean((2, 3), keepdim=True)
+    else:
+        y = _adaptive_avg_dim(_adaptive_avg_dim(x, 2, oh), 3, ow)
+    return y.squeeze(0) if unbatched else y
+
+
+def adaptive_avg_pool1d(input, output_size):
+    x, unbatched = _batched(input, 1, "adaptive_avg_pool1d")
+    (o,) = _ntuple(output_size, 1)
+    y = _adaptive_avg_dim(x, 2, o)
+    return y.squeeze(0) if unbatched else y
+
+
+# ============================================================================ normalization
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Normalise over every dim but 1. In training, batch statistics are used and the
+    running buffers, if given, are updated in place (momentum may be a float or a 0-d
+    tensor; running_var gets the unbiased variance)."""
+    if input.ndim < 2:
+        raise at_user_line(ShapeError, f"batch_norm: expected at least 2-d input, got "
+                                       f"{list(input.shape)}")
+    C = input.shape[1]
+    dims = (0,) + tuple(range(2, input.ndim))
+    shape = (1, C) + (1,) * (input.ndim - 2)
+    if training:
+        n = input.numel() // C
+        if n <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got "
+                             f"input size {list(input.shape)}")
+        mean = input.mean(dims, keepdim=True)
+        centered = input - mean
+        var = (centered * centered).mean(dims, keepdim=True)
+        if running_mean is not None or running_var is not None:
+            with no_grad():
+                m = momentum
+                keep = 1.0 - m if not isinstance(m, Tensor) else 1 - m
+                if running_mean is not None:
+                    running_mean.copy_(running_mean * keep + mean.detach().reshape(C) * m)
+                if running_var is not None:
+                    with literal_scalars():
+                        unbiased = var.detach().reshape(C) * (n / (n - 1))
+                    running_var.copy_(running_var * keep + unbiased * m)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: running_mean and running_var are required when "
+                             "not training")
+        mean = running_mean.reshape(shape)
+        var = running_var.reshape(shape)
+        centered = input - mean
+    y = centered * T.rsqrt(var + eps)
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    if bias is not None:
+        y = y + bias.reshape(shape)
+    return y
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    if isinstance(normalized_shape, numbers.Integral):
+        normalized_shape = (normalized_shape,)
+    normalized_shape = tuple(normalized_shape)
+    k = len(normalized_shape)
+    if tuple(input.shape[input.ndim - k:]) != normalized_shape or input.ndim < k:
+        raise at_user_line(ShapeError, f"Given normalized_shape={list(normalized_shape)}, "
+                                       f"expected input with shape [*, "
+                                       f"{', '.join(map(str, normalized_shape))}], but got "
+                                       f"input of size{list(input.shape)}")
+    dims = tuple(range(input.ndim - k, input.ndim))
+    mean = input.mean(dims, keepdim=True)
+    centered = input - mean
+    var = (centered * centered).mean(dims, keepdim=True)
+    y = centered * T.rsqrt(var + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def normalize(input, p=2.0, dim=1, eps=1e-12):
+    n = T.norm(input, p, dim, keepdim=True)
+    return input / T.clamp_min(n, eps).expand_as(input)
+
+
+# ============================================================================ attention
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+                                 is_causal=False, scale=None, enable_gqa=False):
+    L, S = query.shape[-2], key.shape[-2]
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = T.matmul(query, key.transpose(-2, -1)) * scale
+    if is_causal:
+        causal = T.arange_like(L).reshape(L, 1) >= T.arange_like(S)
+        scores = scores.masked_fill(T.logical_not(causal), -math.inf)
+    if attn_mask is not None:
+        if attn_mask.dtype is dt.bool_:
+            scores = scores.masked_fill(T.logical_not(attn_mask), -math.inf)
+        else:
+            scores = scores + attn_mask
+    weights = T.softmax(scores, -1)
+    if dropout_p > 0.0:
+        weights = dropout(weights, dropout_p)
+    return T.matmul(weights, value)
+
+
+def multi_head_attention_forward(*args, **kwargs):
+    from .attention import multi_head_attention_forward as impl
+    return impl(*args, **kwargs)
+
+
+# ============================================================================ losses
+
+def _legacy_reduction(size_average, reduce, reduction):
+    if size_average is None and reduce is None:
+        return reduction
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    return "mean" if size_average and reduce else ("sum" if reduce else "none")
+
+
+def _reduce(loss, reduction):
+    if reduction == "none":
+        return loss
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    raise ValueError(f"{reduction} is not a valid value for reduction")
+
+
+def _check_reduction(reduction):
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+
+
+def _warn_broadcast(input, target, name):
+    if tuple(target.shape) != tuple(input.shape):
+        warnings.warn(f"Using a target size ({target.shape}) that is different to the input "
+                      f"size ({input.shape}). This will likely lead to incorrect results due "
+                      f"to broadcasting. Please ensure they have the same size.",
+                      stacklevel=3)
+
+
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _warn_broadcast(input, target, "mse_loss")
+    d = input - target
+    loss = d * d
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _warn_broadcast(input, target, "l1_loss")
+    loss = T.abs(input - target)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def _class_targets(input, target, name):
+    """Add a batch dim to an unbatched (C,) input; check the target's dtype and shape."""
+    if target.dtype.is_floating:
+        raise at_user_line(RuntimeError, f"{name}: expected an integer class-index target, "
+                                         f"got {target.dtype.name}")
+    unbatched = input.ndim == 1
+    if unbatched:
+        input, target = input.unsqueeze(0), target.reshape(1)
+    if input.ndim == 2 and (target.ndim != 1 or target.shape[0] != input.shape[0]):
+        raise at_user_line(ValueError, f"Expected input batch_size ({input.shape[0]}) to "
+                                       f"match target batch_size "
+                                       f"({target.shape[0] if target.ndim else 1}).")
+    expected = (input.shape[0],) + tuple(input.shape[2:])
+    if tuple(target.shape) != expected:
+        raise at_user_line(ShapeError, f"{name}: expected target of shape {list(expected)} "
+                                       f"for input {list(input.shape)}, got "
+                                       f"{list(target.shape)}")
+    return input, target, unbatched
+
+
+def _target_weights(target, weight, ignore_index, dtype):
+    """Per-element weight: weight[target] (or 1), 0 where target == ignore_index; and the
+    target with ignored entries replaced by a valid class."""
+    valid = target != ignore_index
+    safe = T.where(valid, target, zeros_like(target))
+    if weight is None:
+        w = valid.to(dtype)
+    else:
+        w = weight.index_select(0, safe.reshape(-1)).reshape(safe.shape)
+        w = T.where(valid, w, zeros_like(w))
+    return safe, w, valid
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+             reduction="mean"):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    input, target, unbatched = _class_targets(input, target, "nll_loss")
+    safe, w, valid = _target_weights(target, weight, ignore_index, input.dtype)
+    picked = input.gather(1, safe.unsqueeze(1)).squeeze(1)
+    loss = T.where(valid, -picked * w, zeros_like(picked))
+    if reduction == "none":
+        return loss.squeeze(0) if unbatched else loss
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / w.sum()
+
+
+def _cross_entropy_probs(input, target, weight, reduction, label_smoothing):
+    if tuple(target.shape) != tuple(input.shape):
+        raise at_user_line(RuntimeError, f"cross_entropy: class-probability target shape "
+                                         f"{list(target.shape)} must equal input shape "
+                                         f"{list(input.shape)}")
+    cdim = 0 if input.ndim == 1 else 1
+    C = input.shape[cdim]
+    logp = T.log_softmax(input, cdim)
+    if label_smoothing > 0.0:
+        target = target * (1.0 - label_smoothing) + label_smoothing / C
+    prod = logp * target
+    if weight is not None:
+        prod = prod * weight.reshape((-1,) + (1,) * (input.ndim - cdim - 1))
+    if reduction == "none":
+        return -prod.sum(cdim)
+    if reduction == "sum":
+        return -prod.sum()
+    with literal_scalars():
+        return -prod.sum() / float(input.numel() // C)
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
+                  reduce=None, reduction="mean", label_smoothing=0.0):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    if target.dtype.is_floating:
+        return _cross_entropy_probs(input, target, weight, reduction, label_smoothing)
+    cdim = 0 if input.ndim == 1 else 1
+    logp = T.log_softmax(input, cdim)
+    nll = nll_loss(logp, target, weight, ignore_index=ignore_index, reduction=reduction)
+    if label_smoothing == 0.0:
+        return nll
+    # PyTorch: (1 - eps) * nll + eps/C * smooth, smooth = -sum_c w_c logp_c, ignored
+    # positions zeroed, 'mean' normalised like nll (by the summed target weights)
+    C = input.shape[cdim]
+    lp, tg, unbatched = _class_targets(logp, target, "cross_entropy")
+    _, w, valid = _target_weights(tg, weight, ignore_index, input.dtype)
+    if weight is not None:
+        lp = lp * weight.reshape((-1,) + (1,) * (lp.ndim - 2))
+    smooth = T.where(valid, -lp.sum(1), zeros_like(w))
+    if reduction == "none":
+        smooth = smooth.squeeze(0) if unbatched else smooth
+    elif reduction == "sum":
+        smooth = smooth.sum()
+    else:
+        smooth = smooth.sum() / w.sum()
+    return nll * (1.0 - label_smoothing) + smooth * (label_smoothing / C)
+
+
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
+                         reduction="mean"):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if tuple(target.shape) != tuple(input.shape):
+        raise ValueError(f"Using a target size ({target.shape}) that is different to the "
+                         f"input size ({input.shape}) is deprecated. Please ensure they have "
+                         f"the same size.")
+    with literal_scalars():
+        # PyTorch clamps each log at -100 so that 0 * log(0) stays finite
+        log_p = T.clamp_min(T.log(input), -100.0)
+        log_q = T.clamp_min(T.log(1 - input), -100.0)
+        loss = -(target * log_p + (1 - target) * log_q)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None,
+                                     reduce=None, reduction="mean", pos_weight=None):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if tuple(target.shape) != tuple(input.shape):
+        raise ValueError(f"Target size ({target.shape}) must be the same as input size "
+                         f"({input.shape})")
+    # (1 - y) x + lw * softplus(-x), softplus(-x) = -logsigmoid(x); lw = 1 + (pw - 1) y
+    with literal_scalars():
+        neg_log_sig = -logsigmoid(input)
+        if pos_weight is not None:
+            neg_log_sig = neg_log_sig * ((pos_weight - 1) * target + 1)
+        loss = (1 - target) * input + neg_log_sig
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)

@@ -1,0 +1,2 @@
+"""graphc.utils: data loading (graphc.utils.data)."""
+from . import data  # noqa: F401

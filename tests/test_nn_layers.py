@@ -1,0 +1,542 @@
+"""graphc.nn layers and activations against PyTorch: the same weights (copied through
+state_dict as numpy arrays), the same inputs; outputs and gradients with respect to the
+inputs and to every parameter must match."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import graphc as gc
+from graphc import nn
+
+RTOL_SIMPLE, RTOL_CONV = 1e-4, 1e-3
+
+
+# ----------------------------------------------------------------------------- helpers
+# (test_nn_rnn.py and test_nn_losses.py import these)
+
+def copy_state(gm, tm):
+    """Load torch module `tm`'s state into graphc module `gm` as numpy arrays."""
+    gm.load_state_dict({k: v.detach().numpy().copy() for k, v in tm.state_dict().items()})
+
+
+def _flat(out):
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _flat(o)]
+    return [] if out is None else [out]
+
+
+def compare_module(gm, tm, *inputs, rtol=RTOL_SIMPLE, atol=1e-5, seed=0, copy=True,
+                   kwargs=None):
+    """Run both modules on the same numpy inputs (float arrays get gradients), then
+    compare every output, the input gradients and the parameter gradients (by name) for
+    the loss sum(output_k * r_k) with fixed random r_k."""
+    if copy:
+        copy_state(gm, tm)
+    kwargs = kwargs or {}
+    t_in = [torch.tensor(a, requires_grad=a.dtype.kind == "f") if isinstance(a, np.ndarray)
+            else a for a in inputs]
+    g_in = [gc.tensor(a, requires_grad=a.dtype.kind == "f") if isinstance(a, np.ndarray)
+            else a for a in inputs]
+    t_kw = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    g_kw = {k: gc.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    t_outs, g_outs = _flat(tm(*t_in, **t_kw)), _flat(gm(*g_in, **g_kw))
+    assert len(t_outs) == len(g_outs)
+    rng = np.random.default_rng(seed)
+    t_loss = g_loss = 0
+    for k, (t, g) in enumerate(zip(t_outs, g_outs)):
+        assert tuple(g.shape) == tuple(t.shape), f"output {k}: {g.shape} vs {t.shape}"
+        np.testing.assert_allclose(g.detach().numpy(), t.detach().numpy(), rtol=rtol,
+                                   atol=atol, err_msg=f"output {k}")
+        if t.requires_grad:
+            r = rng.standard_normal(t.shape).astype(np.float32)
+            t_loss = t_loss + (t * torch.tensor(r)).sum()
+            g_loss = g_loss + (g * gc.tensor(r)).sum()
+    if isinstance(t_loss, int):
+        return t_outs, g_outs
+    t_loss.backward()
+    g_loss.backward()
+    for k, (t, g) in enumerate(zip(t_in, g_in)):
+        if isinstance(t, torch.Tensor) and t.requires_grad:
+            np.testing.assert_allclose(g.grad.numpy(), t.grad.numpy(), rtol=rtol, atol=atol,
+                                       err_msg=f"grad of input {k}")
+    t_params = dict(tm.named_parameters())
+    g_params = dict(gm.named_parameters())
+    assert list(g_params) == list(t_params)
+    for name, tp in t_params.items():
+        gp = g_params[name]
+        if tp.grad is None:
+            assert gp.grad is None or not np.any(gp.grad.numpy()), name
+            continue
+        np.testing.assert_allclose(gp.grad.numpy(), tp.grad.numpy(), rtol=rtol, atol=atol,
+                                   err_msg=f"grad of {name}")
+    return t_outs, g_outs
+
+
+def both(cls_name, *args, **kwargs):
+    """The same layer built by torch.nn and by graphc.nn."""
+    return getattr(nn, cls_name)(*args, **kwargs), getattr(torch.nn, cls_name)(*args, **kwargs)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def randn(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- linear & co
+
+@pytest.mark.parametrize("shape", [(5, 4), (2, 3, 4), (4,)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear(rng, shape, bias):
+    compare_module(*both("Linear", 4, 3, bias=bias), randn(rng, *shape))
+
+
+def test_identity_flatten_unflatten(rng):
+    x = randn(rng, 2, 3, 4, 5)
+    compare_module(*both("Identity", 7, foo=1), x)
+    compare_module(*both("Flatten"), x)
+    compare_module(*both("Flatten", 0, 2), x)
+    compare_module(*both("Unflatten", 1, (3, 1)), x)
+
+
+# ----------------------------------------------------------------------------- activations
+
+@pytest.mark.parametrize("name,args", [
+    ("ReLU", ()), ("GELU", ()), ("GELU", ("tanh",)), ("SiLU", ()), ("Sigmoid", ()),
+    ("Tanh", ()), ("LeakyReLU", ()), ("LeakyReLU", (0.2,)), ("Softmax", (1,)),
+    ("Softmax", (-1,)), ("LogSoftmax", (1,)), ("LogSoftmax", (0,)), ("Softplus", ()),
+    ("LogSigmoid", ())])
+def test_activations(rng, name, args):
+    x = randn(rng, 3, 4, 5) * 3
+    x[0, 0, :3] = 0.0   # the kinks: PyTorch's gradient at 0
+    compare_module(*both(name, *args), x)
+
+
+def test_relu_alias_and_functional_forms(rng):
+    assert nn.Relu is nn.ReLU
+    x = randn(rng, 4, 6)
+    for name in ("relu", "gelu", "silu", "sigmoid", "tanh", "leaky_relu", "logsigmoid"):
+        got = getattr(nn.functional, name)(gc.tensor(x)).numpy()
+        want = getattr(torch.nn.functional, name)(torch.tensor(x)).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_softmax_implicit_dim_warns(rng):
+    x = randn(rng, 3, 4)
+    with pytest.warns(UserWarning, match="Implicit dimension"):
+        got = nn.Softmax()(gc.tensor(x)).numpy()
+    np.testing.assert_allclose(got, torch.softmax(torch.tensor(x), 1).numpy(), rtol=1e-5)
+
+
+def test_inplace_relu_on_leaf_refuses(rng):
+    x = gc.tensor(randn(rng, 3), requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        nn.ReLU(inplace=True)(x)
+    y = x * 1
+    out = nn.ReLU(inplace=True)(y)
+    assert out is y
+
+
+# ----------------------------------------------------------------------------- convolution
+
+@pytest.mark.parametrize("kw", [
+    dict(),
+    dict(stride=2, padding=1),
+    dict(stride=(2, 1), padding=(1, 2), dilation=(2, 1)),
+    dict(groups=2, padding=1),
+    dict(padding="same", dilation=2),
+    dict(padding="valid", bias=False),
+    dict(padding=1, padding_mode="reflect"),
+    dict(padding=(1, 2), padding_mode="replicate"),
+    dict(padding=1, padding_mode="circular", stride=2),
+])
+def test_conv2d(rng, kw):
+    compare_module(*both("Conv2d", 4, 6, 3, **kw), randn(rng, 2, 4, 9, 8), rtol=RTOL_CONV)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+def test_conv2d_even_kernel_same_padding_and_unbatched(rng):
+    compare_module(*both("Conv2d", 2, 3, (2, 4), padding="same"), randn(rng, 2, 2, 6, 7),
+                   rtol=RTOL_CONV)
+    compare_module(*both("Conv2d", 2, 3, 3, padding=1), randn(rng, 2, 5, 5), rtol=RTOL_CONV)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(stride=2, padding=2, dilation=2),
+                                dict(groups=3, padding="same"),
+                                dict(padding=1, padding_mode="circular")])
+def test_conv1d(rng, kw):
+    compare_module(*both("Conv1d", 3, 6, 3, **kw), randn(rng, 2, 3, 11), rtol=RTOL_CONV)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(),
+    dict(stride=2, padding=1, output_padding=1),
+    dict(stride=(3, 2), padding=(0, 1), output_padding=(2, 1)),
+    dict(groups=2, dilation=2, stride=2),
+    dict(dilation=3, stride=2, output_padding=2, bias=False),
+])
+def test_conv_transpose2d(rng, kw):
+    compare_module(*both("ConvTranspose2d", 4, 6, 3, **kw), randn(rng, 2, 4, 5, 4),
+                   rtol=RTOL_CONV)
+
+
+def test_conv_transpose_output_size_and_1d(rng):
+    g, t = both("ConvTranspose2d", 2, 3, 3, stride=2, padding=1)
+    compare_module(g, t, randn(rng, 1, 2, 4, 4), kwargs=dict(output_size=[8, 8]),
+                   rtol=RTOL_CONV)
+    compare_module(*both("ConvTranspose1d", 2, 4, 3, stride=2, output_padding=1),
+                   randn(rng, 2, 2, 6), rtol=RTOL_CONV)
+
+
+def test_conv_errors(rng):
+    conv = nn.Conv2d(3, 4, 3)
+    with pytest.raises(RuntimeError, match="3 input channels"):
+        conv(gc.tensor(randn(rng, 1, 2, 5, 5)))
+    with pytest.raises(RuntimeError, match="Kernel size can't be greater"):
+        conv(gc.tensor(randn(rng, 1, 3, 2, 2)))
+    with pytest.raises(ValueError, match="strided"):
+        nn.Conv2d(3, 4, 3, stride=2, padding="same")
+    with pytest.raises(ValueError, match="divisible by groups"):
+        nn.Conv2d(3, 4, 3, groups=2)
+    with pytest.raises(ValueError, match="output padding must be smaller"):
+        nn.functional.conv_transpose2d(gc.tensor(randn(rng, 1, 2, 3, 3)),
+                                       gc.tensor(randn(rng, 2, 2, 3, 3)), output_padding=1)
+
+
+def test_conv_double_backward_matches_torch(rng):
+    """The conv VJPs are convolutions, so gradients of gradients work."""
+    x, w = randn(rng, 2, 3, 6, 5), randn(rng, 4, 3, 3, 2)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    gx, gw = gc.tensor(x, requires_grad=True), gc.tensor(w, requires_grad=True)
+    ty = torch.nn.functional.conv2d(tx, tw, stride=2, padding=1)
+    (tdx,) = torch.autograd.grad((ty ** 2).sum(), [tx], create_graph=True)
+    (tdx ** 2).sum().backward()
+    gy = nn.functional.conv2d(gx, gw, stride=2, padding=1)
+    (gy ** 2).sum().backward(create_graph=True)
+    gdx = gx.grad
+    gx.grad = gw.grad = None
+    (gdx ** 2).sum().backward()
+    np.testing.assert_allclose(gdx.detach().numpy(), tdx.detach().numpy(), rtol=1e-3,
+                               atol=1e-4)
+    np.testing.assert_allclose(gw.grad.numpy(), tw.grad.numpy(), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(gx.grad.numpy(), tx.grad.numpy(), rtol=1e-3, atol=1e-3)
+
+
+def test_conv_gradients_float64_finite_differences(rng):
+    """The primitive's VJPs against central differences, independent of torch."""
+    from conftest import numerical_grad
+    x = rng.standard_normal((1, 2, 5, 4))
+    w = rng.standard_normal((2, 1, 2, 3))
+    r = rng.standard_normal((1, 2, 6, 7))
+
+    def f(xa, wa):
+        y = nn.functional.conv_transpose2d(gc.tensor(xa), gc.tensor(wa), stride=(1, 2),
+                                           padding=(0, 1), groups=2)
+        return float((y * gc.tensor(r)).sum().item())
+
+    gx, gw = gc.tensor(x, requires_grad=True), gc.tensor(w, requires_grad=True)
+    y = nn.functional.conv_transpose2d(gx, gw, stride=(1, 2), padding=(0, 1), groups=2)
+    (y * gc.tensor(r)).sum().backward()
+    nx, nw = numerical_grad(f, [x.copy(), w.copy()])
+    np.testing.assert_allclose(gx.grad.numpy(), nx, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(gw.grad.numpy(), nw, rtol=1e-6, atol=1e-7)
+
+
+# ----------------------------------------------------------------------------- pooling
+
+@pytest.mark.parametrize("args,kw", [
+    ((2,), {}),
+    ((3,), dict(stride=1)),                       # overlapping windows
+    ((3,), dict(stride=2, padding=1)),
+    (((2, 3),), dict(stride=(1, 2), dilation=(2, 1))),
+    ((3,), dict(stride=2, ceil_mode=True)),
+    ((2,), dict(stride=2, padding=1, ceil_mode=True)),
+])
+def test_maxpool2d(rng, args, kw):
+    compare_module(*both("MaxPool2d", *args, **kw), randn(rng, 2, 3, 7, 8))
+
+
+def test_maxpool2d_ties_send_gradient_to_first_max():
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    x[0, 0, 1:3, 1:3] = 1.0     # every overlapping window sees several equal maxima
+    compare_module(*both("MaxPool2d", 2, stride=1), x)
+    compare_module(*both("MaxPool2d", 3, stride=1, padding=1), x)
+
+
+def test_maxpool_return_indices_and_1d(rng):
+    x = randn(rng, 2, 3, 7, 6)
+    g, t = both("MaxPool2d", 3, stride=2, padding=1, return_indices=True)
+    (_, ti), (_, gi) = compare_module(g, t, x)
+    np.testing.assert_array_equal(gi.numpy(), ti.numpy())
+    compare_module(*both("MaxPool1d", 3, stride=2, padding=1), randn(rng, 2, 3, 9))
+    compare_module(*both("MaxPool2d", 2), randn(rng, 3, 6, 6))   # unbatched
+
+
+@pytest.mark.parametrize("args,kw", [
+    ((2,), {}),
+    ((3,), dict(stride=1, padding=1)),
+    ((3,), dict(stride=2, padding=1, count_include_pad=False)),
+    ((3,), dict(stride=2, padding=1, ceil_mode=True)),
+    ((3,), dict(stride=2, padding=1, ceil_mode=True, count_include_pad=False)),
+    (((2, 3),), dict(divisor_override=4)),
+])
+def test_avgpool2d(rng, args, kw):
+    compare_module(*both("AvgPool2d", *args, **kw), randn(rng, 2, 3, 7, 8))
+
+
+def test_avgpool1d(rng):
+    compare_module(*both("AvgPool1d", 3, stride=2, padding=1), randn(rng, 2, 3, 8))
+
+
+@pytest.mark.parametrize("size", [1, (2, 4), (3, 5), (None, 3), 7])
+def test_adaptive_avgpool2d(rng, size):
+    compare_module(*both("AdaptiveAvgPool2d", size), randn(rng, 2, 3, 7, 8))
+
+
+def test_adaptive_avgpool1d(rng):
+    compare_module(*both("AdaptiveAvgPool1d", 4), randn(rng, 2, 3, 10))
+
+
+# ----------------------------------------------------------------------------- normalization
+
+@pytest.mark.parametrize("cls,shape", [("BatchNorm1d", (6, 4)), ("BatchNorm1d", (5, 4, 3)),
+                                       ("BatchNorm2d", (3, 4, 5, 2))])
+@pytest.mark.parametrize("kw", [dict(), dict(momentum=None), dict(affine=False),
+                                dict(track_running_stats=False), dict(momentum=0.3, eps=1e-3)])
+def test_batchnorm_train_three_steps_then_eval(rng, cls, shape, kw):
+    g, t = both(cls, 4, **kw)
+    if t.weight is not None:   # non-trivial affine parameters
+        torch.nn.init.uniform_(t.weight)
+        torch.nn.init.uniform_(t.bias)
+    copy_state(g, t)
+    for step in range(3):
+        compare_module(g, t, randn(rng, *shape) * 2 + step, copy=False, rtol=1e-4,
+                       atol=1e-4, seed=step)
+        g.zero_grad()
+        t.zero_grad()
+    for name, tb in t.state_dict().items():
+        gb = g.state_dict()[name]
+        np.testing.assert_allclose(gb.numpy(), tb.numpy(), rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    g.eval()
+    t.eval()
+    compare_module(g, t, randn(rng, *shape), copy=False, atol=1e-4)
+
+
+def test_batchnorm_errors(rng):
+    bn = nn.BatchNorm1d(3)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        bn(gc.tensor(randn(rng, 1, 3)))
+    with pytest.raises(ValueError, match="expected 4D input"):
+        nn.BatchNorm2d(3)(gc.tensor(randn(rng, 2, 3)))
+
+
+def test_batchnorm_updates_stay_lazy(rng):
+    """A train step's buffer updates are graph ops: nothing is realized until read."""
+    bn = nn.BatchNorm2d(2)
+    bn.running_mean.numpy()
+    before = gc.runtime.stats["realizations"]
+    bn(gc.tensor(randn(rng, 4, 2, 3, 3)))
+    assert gc.runtime.stats["realizations"] == before
+    assert int(bn.num_batches_tracked.item()) == 1
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(elementwise_affine=False), dict(bias=False),
+                                dict(eps=1e-2)])
+def test_layernorm(rng, kw):
+    g, t = both("LayerNorm", (3, 4), **kw)
+    if t.weight is not None:
+        torch.nn.init.uniform_(t.weight)
+    compare_module(g, t, randn(rng, 2, 5, 3, 4))
+    compare_module(*both("LayerNorm", 4, **kw), randn(rng, 6, 4))
+
+
+def test_layernorm_shape_error(rng):
+    with pytest.raises(RuntimeError, match="normalized_shape"):
+        nn.LayerNorm(5)(gc.tensor(randn(rng, 2, 4)))
+
+
+# ----------------------------------------------------------------------------- embedding
+
+@pytest.mark.parametrize("padding_idx", [None, 0, -2])
+def test_embedding(rng, padding_idx):
+    g, t = both("Embedding", 10, 4, padding_idx=padding_idx)
+    idx = np.array([[1, 0, 8], [8, 8, 3]], dtype=np.int64)
+    compare_module(g, t, idx)
+    if padding_idx is not None:
+        row = padding_idx % 10
+        assert not np.any(nn.Embedding(10, 4, padding_idx=padding_idx).weight.detach()
+                          .numpy()[row])
+
+
+def test_embedding_from_pretrained_and_one_hot(rng):
+    w = randn(rng, 5, 3)
+    emb = nn.Embedding.from_pretrained(gc.tensor(w))
+    assert not emb.weight.requires_grad
+    np.testing.assert_array_equal(emb(gc.tensor([4, 0])).numpy(), w[[4, 0]])
+    idx = np.array([2, 0, 3])
+    np.testing.assert_array_equal(nn.functional.one_hot(gc.tensor(idx)).numpy(),
+                                  torch.nn.functional.one_hot(torch.tensor(idx)).numpy())
+    np.testing.assert_array_equal(nn.functional.one_hot(gc.tensor(idx), 6).numpy(),
+                                  torch.nn.functional.one_hot(torch.tensor(idx), 6).numpy())
+
+
+# ----------------------------------------------------------------------------- dropout
+
+def test_dropout_masks_scale_reproducibility_and_eval():
+    d = nn.Dropout(0.25)
+    x = gc.ones(2000)
+    gc.manual_seed(7)
+    a, b = d(x).numpy(), d(x).numpy()
+    assert not np.array_equal(a, b)                       # a new mask every call
+    assert set(np.unique(a)) <= {0.0, np.float32(1 / 0.75)}  # scale 1/(1-p)
+    assert abs((a == 0).mean() - 0.25) < 0.04
+    gc.manual_seed(7)
+    np.testing.assert_array_equal(d(x).numpy(), a)       # reproducible under manual_seed
+    np.testing.assert_array_equal(d(x).numpy(), b)
+    d.eval()
+    out = d(x)
+    assert out is x                                       # identity in eval mode
+    assert nn.Dropout(0.0)(x) is x
+    np.testing.assert_array_equal(nn.Dropout(1.0)(x).numpy(), np.zeros(2000))
+
+
+def test_dropout_gradient_uses_the_mask_and_does_not_recompile():
+    gc.manual_seed(3)
+    d = nn.Dropout(0.5)
+    x = gc.tensor(np.ones(64, np.float32), requires_grad=True)
+    masks = []
+    for step in range(4):
+        x.grad = None
+        y = d(x)
+        y.sum().backward()
+        masks.append(y.detach().numpy())
+        np.testing.assert_array_equal(x.grad.numpy(), masks[-1])
+        if step == 0:
+            compiles = gc.runtime.stats["compiles"]
+    assert gc.runtime.stats["compiles"] == compiles, "a new dropout mask must not recompile"
+    assert len({m.tobytes() for m in masks}) == 4
+
+
+def test_dropout_bad_p():
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        nn.Dropout(1.5)
+
+
+# ----------------------------------------------------------------------------- padding
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate", "circular"])
+def test_functional_pad(rng, mode):
+    x = randn(rng, 2, 3, 5, 6)
+    pads = (1, 2, 2, 0)
+    kw = dict(value=1.5) if mode == "constant" else {}
+    tx, gx = torch.tensor(x, requires_grad=True), gc.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.pad(tx, pads, mode=mode, **kw)
+    gy = nn.functional.pad(gx, pads, mode=mode, **kw)
+    np.testing.assert_array_equal(gy.detach().numpy(), ty.detach().numpy())
+    r = randn(rng, *ty.shape)
+    (ty * torch.tensor(r)).sum().backward()
+    (gy * gc.tensor(r)).sum().backward()
+    np.testing.assert_allclose(gx.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_functional_pad_negative_crops(rng):
+    x = randn(rng, 3, 5)
+    np.testing.assert_array_equal(nn.functional.pad(gc.tensor(x), (-1, 2)).numpy(),
+                                  torch.nn.functional.pad(torch.tensor(x), (-1, 2)).numpy())
+
+
+# ----------------------------------------------------------------------------- attention
+
+def _mha_pair(**kw):
+    torch.manual_seed(0)
+    t = torch.nn.MultiheadAttention(8, 2, **kw)
+    return nn.MultiheadAttention(8, 2, **kw), t
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(batch_first=True), dict(bias=False),
+                                dict(add_bias_kv=True, add_zero_attn=True),
+                                dict(kdim=5, vdim=3)])
+def test_mha_cross_attention(rng, kw):
+    g, t = _mha_pair(**kw)
+    if kw.get("batch_first"):
+        q, k, v = randn(rng, 2, 4, 8), randn(rng, 2, 6, 8), randn(rng, 2, 6, 8)
+    else:
+        q, k, v = randn(rng, 4, 2, 8), randn(rng, 6, 2, kw.get("kdim", 8)), \
+            randn(rng, 6, 2, kw.get("vdim", 8))
+    compare_module(g, t, q, k, v)
+
+
+def test_mha_self_attention_masks_and_weights(rng):
+    g, t = _mha_pair(batch_first=True)
+    g.eval()
+    t.eval()
+    x = randn(rng, 3, 5, 8)
+    kpm = np.zeros((3, 5), bool)
+    kpm[0, 3:] = True
+    kpm[2, 0] = True
+    causal = np.triu(np.ones((5, 5), bool), 1)
+    float_mask = randn(rng, 6, 5, 5)
+
+    def run(mod, lib, **kw):
+        xt = lib.tensor(x, requires_grad=True)
+        conv = {k: lib.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+        out, w = mod(xt, xt, xt, **conv)
+        return xt, out, w
+
+    for kw in [dict(key_padding_mask=kpm), dict(attn_mask=causal),
+               dict(attn_mask=causal, key_padding_mask=kpm),
+               dict(attn_mask=float_mask, average_attn_weights=False),
+               dict(key_padding_mask=kpm.astype(np.float32) * -1e9),
+               dict(need_weights=False, attn_mask=causal, is_causal=True)]:
+        copy_state(g, t)
+        tx, tout, tw = run(t, torch, **kw)
+        gx, gout, gw = run(g, gc, **kw)
+        np.testing.assert_allclose(gout.detach().numpy(), tout.detach().numpy(), rtol=1e-4,
+                                   atol=1e-5)
+        if tw is None:
+            assert gw is None
+        else:
+            np.testing.assert_allclose(gw.detach().numpy(), tw.detach().numpy(), rtol=1e-4,
+                                       atol=1e-6)
+        tout.sum().backward()
+        gout.sum().backward()
+        np.testing.assert_allclose(gx.grad.numpy(), tx.grad.numpy(), rtol=1e-3, atol=1e-5)
+
+
+def test_mha_unbatched_and_state_dict_names(rng):
+    g, t = _mha_pair(add_bias_kv=True)
+    assert list(g.state_dict()) == list(t.state_dict())
+    g2, t2 = _mha_pair(kdim=3, vdim=3)
+    assert list(g2.state_dict()) == list(t2.state_dict())
+    compare_module(g, t, randn(rng, 4, 8), randn(rng, 6, 8), randn(rng, 6, 8))
+
+
+def test_mha_attention_dropout_is_training_only(rng):
+    g = nn.MultiheadAttention(8, 2, dropout=0.5)
+    x = gc.tensor(randn(rng, 4, 1, 8))
+    gc.manual_seed(0)
+    a = g(x, x, x)[1].detach().numpy()
+    g.eval()
+    b = g(x, x, x)[1].detach().numpy()
+    np.testing.assert_allclose(b.sum(-1), 1.0, rtol=1e-5)
+    assert not np.allclose(a, b)
+
+
+def test_scaled_dot_product_attention(rng):
+    q, k, v = randn(rng, 2, 3, 4, 5), randn(rng, 2, 3, 6, 5), randn(rng, 2, 3, 6, 5)
+    mask = rng.random((4, 6)) > 0.3
+    mask[:, 0] = True
+    for kw in [dict(), dict(attn_mask=mask), dict(is_causal=True), dict(scale=0.3)]:
+        tk = {a: torch.tensor(b) if isinstance(b, np.ndarray) else b for a, b in kw.items()}
+        gk = {a: gc.tensor(b) if isinstance(b, np.ndarray) else b for a, b in kw.items()}
+        want = torch.nn.functional.scaled_dot_product_attention(
+            torch.tensor(q), torch.tensor(k), torch.tensor(v), **tk)
+        got = nn.functional.scaled_dot_product_attention(gc.tensor(q), gc.tensor(k),
+                                                         gc.tensor(v), **gk)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)

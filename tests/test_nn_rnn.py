@@ -1,0 +1,148 @@
+"""graphc.nn.RNN / LSTM / GRU against PyTorch (same weights, same inputs: outputs, final
+states and every gradient), their parameter names, and the cost of unrolling: graph
+size and interpreter time grow linearly with the sequence length."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import graphc as gc
+from graphc import nn
+from graphc.ir.graph import toposort
+from test_nn_layers import compare_module, copy_state
+
+RTOL = 1e-3
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def randn(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def pair(cls, *args, **kw):
+    torch.manual_seed(0)
+    t = getattr(torch.nn, cls)(*args, **kw)
+    return getattr(nn, cls)(*args, **kw), t
+
+
+CONFIGS = [dict(), dict(num_layers=2), dict(bidirectional=True), dict(batch_first=True),
+           dict(num_layers=2, bidirectional=True, batch_first=True), dict(bias=False)]
+
+
+@pytest.mark.parametrize("cls", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("kw", CONFIGS)
+def test_recurrent_matches_torch(rng, cls, kw):
+    g, t = pair(cls, 3, 5, **kw)
+    x = randn(rng, 4, 6, 3) if kw.get("batch_first") else randn(rng, 6, 4, 3)
+    compare_module(g, t, x, rtol=RTOL, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", ["LSTM", "GRU", "RNN"])
+def test_initial_states(rng, cls):
+    g, t = pair(cls, 3, 4, num_layers=2, bidirectional=True)
+    x, h0, c0 = randn(rng, 5, 2, 3), randn(rng, 4, 2, 4), randn(rng, 4, 2, 4)
+    if cls == "LSTM":
+        # (output, (h_n, c_n)) with gradients flowing into both initial states
+        copy_state(g, t)
+        tx, th, tc = (torch.tensor(a, requires_grad=True) for a in (x, h0, c0))
+        gx, gh, gcell = (gc.tensor(a, requires_grad=True) for a in (x, h0, c0))
+        tout, (thn, tcn) = t(tx, (th, tc))
+        gout, (ghn, gcn) = g(gx, (gh, gcell))
+        for a, b in [(gout, tout), (ghn, thn), (gcn, tcn)]:
+            np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=RTOL,
+                                       atol=1e-5)
+        (tout.sum() + thn.sum() * 2 + tcn.sum() * 3).backward()
+        (gout.sum() + ghn.sum() * 2 + gcn.sum() * 3).backward()
+        for a, b in [(gx, tx), (gh, th), (gcell, tc)]:
+            np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=RTOL, atol=1e-5)
+    else:
+        compare_module(g, t, x, h0, rtol=RTOL, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+def test_rnn_relu_unbatched_and_lstm_projection(rng):
+    compare_module(*pair("RNN", 3, 4, nonlinearity="relu", num_layers=2), randn(rng, 5, 3),
+                   rtol=RTOL, atol=1e-5)
+    compare_module(*pair("GRU", 3, 4, batch_first=True), randn(rng, 5, 3), rtol=RTOL,
+                   atol=1e-5)
+    compare_module(*pair("LSTM", 3, 6, proj_size=2, num_layers=2, bidirectional=True),
+                   randn(rng, 4, 2, 3), rtol=RTOL, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls,kw", [("LSTM", dict(num_layers=2, bidirectional=True)),
+                                    ("GRU", dict(num_layers=3)),
+                                    ("LSTM", dict(proj_size=2)),
+                                    ("RNN", dict(bidirectional=True, bias=False))])
+def test_parameter_names_and_shapes_match_torch(cls, kw):
+    g, t = pair(cls, 3, 4, **kw)
+    assert [(k, tuple(v.shape)) for k, v in g.state_dict().items()] == \
+        [(k, tuple(v.shape)) for k, v in t.state_dict().items()]
+
+
+def test_default_init_bounds():
+    lstm = nn.LSTM(3, 16, num_layers=2)
+    for name, p in lstm.named_parameters():
+        v = p.detach().numpy()
+        assert np.abs(v).max() <= 0.25 and v.std() > 0.1, name   # U(-1/sqrt(16), 1/sqrt(16))
+
+
+def test_inter_layer_dropout_only_in_training(rng):
+    g = nn.GRU(3, 8, num_layers=2, dropout=0.5)
+    x = gc.tensor(randn(rng, 4, 2, 3))
+    gc.manual_seed(0)
+    a = g(x)[0].detach().numpy()
+    gc.manual_seed(0)
+    np.testing.assert_array_equal(g(x)[0].detach().numpy(), a)
+    g.eval()
+    b = g(x)[0].detach().numpy()
+    assert not np.allclose(a, b)
+    np.testing.assert_array_equal(g(x)[0].detach().numpy(), b)
+
+
+def test_errors(rng):
+    with pytest.raises(RuntimeError, match="input.size\\(-1\\) must be equal to input_size"):
+        nn.LSTM(3, 4)(gc.tensor(randn(rng, 5, 2, 4)))
+    with pytest.raises(RuntimeError, match="Expected hidden size"):
+        nn.GRU(3, 4)(gc.tensor(randn(rng, 5, 2, 3)), gc.tensor(randn(rng, 1, 3, 4)))
+    with pytest.raises(ValueError, match="proj_size"):
+        nn.RNNBase("GRU", 3, 4, proj_size=2)
+    with pytest.raises(ValueError, match="Unknown nonlinearity"):
+        nn.RNN(3, 4, nonlinearity="gelu")
+
+
+def _train_step_graph(seq_len, hidden=8):
+    """Nodes of one LSTM training step (forward + backward) and the interpreter's time
+    to compile and run it."""
+    gc.manual_seed(0)
+    lstm = nn.LSTM(4, hidden)
+    for p in lstm.parameters():
+        p.detach().numpy()
+    x = gc.randn(seq_len, 2, 4)
+    x.numpy()
+    out, (h, c) = lstm(x)
+    (out.sum() + c.sum()).backward()
+    grads = [p.grad for p in lstm.parameters()]
+    nodes = len(toposort([g._node for g in grads], stop=lambda n: n.data is not None))
+    t0 = time.perf_counter()
+    for g in grads:
+        g.numpy()
+    return nodes, time.perf_counter() - t0
+
+
+def test_unrolled_cost_is_linear_in_sequence_length():
+    n25, _ = _train_step_graph(25)
+    n50, _ = _train_step_graph(50)
+    n100, t100 = _train_step_graph(100)
+    per_step = (n100 - n50) / 50
+    assert (n50 - n25) / 25 == pytest.approx(per_step, rel=0.02)   # linear
+    assert per_step < 80, f"{per_step} nodes per LSTM step (forward + backward)"
+    assert t100 < 10.0, f"seq 100 LSTM step took {t100:.2f}s in the interpreter"
+    print(f"LSTM(4, 8) train step: {n100} nodes for seq 100, {per_step:.1f} per step, "
+          f"interpreter {t100:.3f}s")
