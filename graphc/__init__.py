@@ -48,3 +48,4 @@ from .serialization import save, load  # noqa: E402,F401
 from . import jit  # noqa: E402,F401
 from . import optim, utils  # noqa: E402,F401
 from . import nn  # noqa: E402,F401
+from . import onnx  # noqa: E402,F401  (imports no onnx until export is called)

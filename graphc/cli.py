@@ -458,8 +458,167 @@ def register_bench(subparsers):
     p.set_defaults(handler=bench.run)
 
 
-# More commands (run, export) register themselves here.
-COMMANDS = [register_dump_ir, register_bench]
+# ============================================================================ run
+#
+#   graphc run MODEL --input x=x.npy [--input ...] [-o OUTDIR]
+#
+# Runs a model saved by graphc.jit.save on arrays read from .npy files and writes one
+# .npy file per output tensor, named by graphc.onnx.naming (out0, out1.0, dict keys).
+# An --input is NAME=FILE (NAME: a traced argument name) or FILE (the next argument not
+# given by name). Inputs must have exactly the traced shapes and dtypes. Each output
+# file is written whole or not at all (a temporary file, then os.replace).
+
+_RUN_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+def _read_npy(name, path_text):
+    """The array stored in the .npy file `path_text`, for the model input `name`."""
+    path = Path(path_text)
+    if not path.is_file():
+        raise UsageError(f"input {name!r}: no such file: {path_text}")
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+            if magic != b"\x93NUMPY":
+                what = "an .npz archive; pass one .npy file per input" \
+                    if magic.startswith(b"PK") else "not a .npy file"
+                raise UsageError(f"input {name!r}: {path_text} is {what}")
+            fh.seek(0)
+            return np.load(fh, allow_pickle=False)
+    except OSError as e:
+        raise UsageError(f"input {name!r}: cannot read {path_text}: {e.strerror or e}") \
+            from None
+    except (ValueError, EOFError) as e:
+        if "allow_pickle" in str(e):   # an object array: reading it would unpickle
+            raise UsageError(f"input {name!r}: {path_text} holds pickled Python objects; "
+                             "graphc run reads numeric arrays only") from None
+        raise UsageError(f"input {name!r}: {path_text} is not a valid .npy file: {e}") \
+            from None
+
+
+def _run_inputs(module, texts):
+    """One tensor per traced tensor argument, from the --input texts."""
+    import graphc as gc
+    names, types = module._arg_names, module._arg_types
+    expected = ", ".join(f"{n} {t}" for n, t in zip(names, types)) or "no tensors"
+    chosen = [None] * len(names)
+    positional = []
+    for text in texts:
+        name, sep, path = text.partition("=")
+        if not (sep and _RUN_ARG_NAME.match(name)):
+            positional.append(text)
+            continue
+        if name not in names:
+            raise UsageError(f"--input {text!r}: the model has no input {name!r} (it "
+                             f"takes: {expected})")
+        k = names.index(name)
+        if chosen[k] is not None:
+            raise UsageError(f"input {name!r} is given twice")
+        chosen[k] = path
+    # FILE without NAME= fills the arguments not given by name, in order
+    free = [k for k, p in enumerate(chosen) if p is None]
+    if len(positional) > len(free):
+        raise UsageError(f"{len(texts)} --input given but the model takes {len(names)}: "
+                         f"{expected}")
+    for k, path in zip(free, positional):
+        chosen[k] = path
+    missing = [f"{n} {t}" for n, t, p in zip(names, types, chosen) if p is None]
+    if missing:
+        raise UsageError(f"missing --input for {', '.join(missing)} (the model takes: "
+                         f"{expected})")
+    tensors = []
+    for name, want, path in zip(names, types, chosen):
+        array = _read_npy(name, path)
+        if not array.dtype.isnative:
+            array = array.astype(array.dtype.newbyteorder("="))
+        if tuple(array.shape) != want.shape:
+            raise UsageError(f"input {name!r} ({path}) has shape {list(array.shape)} but "
+                             f"the model was traced for shape {list(want.shape)}")
+        if array.dtype != want.dtype.np:
+            raise UsageError(f"input {name!r} ({path}) has dtype {array.dtype} but the "
+                             f"model takes {want.dtype.name} ({want})")
+        tensors.append(gc.tensor(array, dtype=want.dtype))
+    return tensors
+
+
+def _save_npy_atomically(path, array):
+    import os
+    import secrets
+    # os.open with mode 0o666 honours the umask (tempfile.mkstemp would make it 0600)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def run_run(args) -> int:
+    import graphc as gc
+    from .jit.trace import flatten, unflatten
+    from .onnx.naming import output_leaf_names
+    if not Path(args.model).is_file():
+        raise UsageError(f"no such file: {args.model}")
+    try:
+        module = gc.jit.load(args.model)
+    except Exception as e:  # not a traced model, corrupt, from another program
+        raise UsageError(f"cannot load {args.model} as a traced model (graphc.jit.save): "
+                         f"{e}") from None
+    call_args, call_kwargs = unflatten(module._input_spec, _run_inputs(module, args.input))
+    outdir = Path(args.output_dir)
+    if outdir.exists() and not outdir.is_dir():
+        raise UsageError(f"-o {args.output_dir}: not a directory")
+    try:
+        with gc.no_grad():
+            outputs = []
+            flatten(module(*call_args, **call_kwargs), "output", outputs, [],
+                    allow_values=False)
+            arrays = [t.numpy() for t in outputs]   # computes every output
+    except Exception as e:
+        raise FunctionRaised(f"the model raised {type(e).__name__}: {e}") from None
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        names = output_leaf_names(module._output_spec)
+        for name, t, array in zip(names, outputs, arrays):
+            path = outdir / f"{name}.npy"
+            _save_npy_atomically(path, array)
+            print(f"{name} {list(array.shape)} {t.dtype.name} -> {path}")
+    except OSError as e:
+        raise UsageError(f"cannot write to {args.output_dir}: {e.strerror or e}") from None
+    return EXIT_OK
+
+
+def register_run(subparsers):
+    p = subparsers.add_parser(
+        "run", help="run a traced model (graphc.jit.save) on .npy inputs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Load a model saved by graphc.jit.save, run it on arrays read from "
+                    ".npy files and write\neach output tensor to OUTDIR/NAME.npy (NAME: "
+                    "out0, out1, ... by position, out1.0 inside\na nested tuple, or the "
+                    "key of a dict output). Prints one line per output: name, shape,\n"
+                    "dtype, file.",
+        epilog="examples:\n"
+               "  graphc run mlp.gcjit --input x=batch.npy -o out\n"
+               "  graphc run lstm.gcjit --input seq.npy           # inputs in order\n\n"
+               "Inputs must have the shapes and dtypes the model was traced with.\n"
+               "exit status: 0 ok, 1 the model raised, 2 usage error")
+    p.add_argument("model", metavar="MODEL", help="a traced model saved by graphc.jit.save")
+    p.add_argument("--input", "-i", action="append", default=[], metavar="[NAME=]FILE.npy",
+                   help="a model input from a .npy file: NAME=FILE for the argument NAME, "
+                        "or FILE for the next argument not given by name (repeat per "
+                        "input)")
+    p.add_argument("-o", "--output-dir", default=".", metavar="OUTDIR",
+                   help="folder for the output .npy files (created if missing; default: "
+                        "the current folder)")
+    p.set_defaults(handler=run_run)
+
+
+# More commands (export) register themselves here.
+COMMANDS = [register_dump_ir, register_bench, register_run]
 
 
 def build_parser():
