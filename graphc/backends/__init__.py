@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 import os
 
-_BACKENDS = {"interp": "graphc.backends.interp", "llvm": "graphc.backends.llvm"}
+_BACKENDS = {"interp": "graphc.backends.interp", "llvm": "graphc.backends.llvm",
+             "triton": "graphc.backends.triton"}
 
 
 def available() -> list[str]:
@@ -18,7 +19,26 @@ def available() -> list[str]:
 
 
 def default_backend_name() -> str:
-    return os.environ.get("GRAPHC_BACKEND") or "interp"
+    """GRAPHC_BACKEND if set, else LLVM (the CPU default) where llvmlite imports, else the
+    reference interpreter."""
+    name = os.environ.get("GRAPHC_BACKEND")
+    if name:
+        return name
+    return "llvm" if _llvmlite_importable() else "interp"
+
+
+_llvm_ok = None
+
+
+def _llvmlite_importable() -> bool:
+    global _llvm_ok
+    if _llvm_ok is None:
+        try:
+            importlib.import_module("llvmlite.binding")
+            _llvm_ok = True
+        except ImportError:
+            _llvm_ok = False
+    return _llvm_ok
 
 
 def get_backend(name: str | None = None):

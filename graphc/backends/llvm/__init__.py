@@ -1,0 +1,97 @@
+"""The LLVM CPU backend: `compile(graph)` -> executable, as graphc/backends/interp.py.
+
+Pipeline: fusion (passes/fusion.py) -> memory plan (passes/memory.py) -> LLVM IR per
+kernel (codegen.py, blas_codegen.py) -> O3 for the host CPU -> object code, cached on
+disk (cache.py) -> linked into the process (jit.py) -> `executor.Executable`.
+See docs/backends.md.
+"""
+from __future__ import annotations
+
+from ...passes.fusion import fuse
+from ...passes.memory import plan_memory
+from .. import kernel_ir as K
+from . import cache, jit
+from .executor import Executable, schedule
+
+stats = {"llvm_compiles": 0, "disk_hits": 0}
+
+
+def fingerprint(plan, memory) -> str:
+    """Everything code generation reads, as text: kernels, loop extents, buffers, slots."""
+    parts = []
+    for k in plan.kernels:
+        parts.append(str(k))
+        if isinstance(k, K.MatmulKernel):
+            parts.append(f"dtype {k.dtype.short} a {k.a.offset} {k.a.strides} {k.a.shape} "
+                         f"b {k.b.offset} {k.b.strides} {k.b.shape}")
+        else:
+            vs = list(k.outer) + [v for st in k.stages for v in st.inner]
+            parts.append(" ".join(f"{v.name}<{v.extent}" for v in vs) +
+                         f" parallel={k.parallel}")
+    for buf, slot in memory.slots.items():
+        parts.append(f"slot {slot} {buf!r} {buf.kind}")
+    return "\n".join(parts)
+
+
+def build_module(plan, memory, steps=None):
+    """(llvmlite.ir.Module, [(native function, ranges)]) for the plan: one function per
+    kernel plus one driver per group of kernels the schedule runs in a single call."""
+    from .codegen import ModuleBuilder
+    steps = steps if steps is not None else schedule(plan.kernels)
+    mb = ModuleBuilder(memory.slots)
+    names = [mb.add(k) for k in plan.kernels]
+    calls = []
+    for j, (kidx, ranges) in enumerate(steps):
+        if len(kidx) == 1 and ranges != [(0, -1)]:
+            calls.append((names[kidx[0]], ranges))
+        elif len(kidx) == 1:
+            kern = plan.kernels[kidx[0]]
+            extent = kern.outer[0].extent if getattr(kern, "outer", ()) else 1
+            calls.append((names[kidx[0]], [(0, extent)]))
+        else:
+            calls.append((mb.add_driver(f"graphc_run{j}",
+                                        [(plan.kernels[k], names[k]) for k in kidx]),
+                          [(0, 1)]))
+    tm = jit.target_machine()
+    mb.module.triple = tm.triple
+    mb.module.data_layout = str(tm.target_data)
+    return mb.module, calls
+
+
+def compile_plan(plan, use_cache=True):
+    memory = plan_memory(plan.kernels, plan.input_buffers, plan.output_buffers)
+    steps = schedule(plan.kernels)
+    calls = _calls(plan, steps)
+    obj = None
+    key = None
+    if use_cache:
+        key = cache.make_key(fingerprint(plan, memory) + f"\nschedule {steps}")
+        obj = cache.load(key)
+        if obj is not None:
+            stats["disk_hits"] += 1
+    if obj is None:
+        module, calls = build_module(plan, memory, steps)
+        optimized = jit.optimize(str(module))
+        obj = jit.emit_object(optimized)
+        stats["llvm_compiles"] += 1
+        if use_cache:
+            cache.store(key, obj)
+    loaded = jit.LoadedObject(obj)
+    return Executable(plan, memory, loaded, calls)
+
+
+def _calls(plan, steps):
+    """The (function, ranges) list build_module produces, without building anything."""
+    out = []
+    for j, (kidx, ranges) in enumerate(steps):
+        kern = plan.kernels[kidx[0]]
+        if len(kidx) == 1:
+            extent = kern.outer[0].extent if getattr(kern, "outer", ()) else 1
+            out.append((f"graphc_{kern.name}", [(0, extent)] if ranges == [(0, -1)] else ranges))
+        else:
+            out.append((f"graphc_run{j}", [(0, 1)]))
+    return out
+
+
+def compile(graph):
+    return compile_plan(fuse(graph))

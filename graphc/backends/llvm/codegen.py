@@ -1,0 +1,461 @@
+"""Lower kernel_ir kernels to LLVM IR (llvmlite.ir).
+
+Every kernel becomes `void graphc_<name>(ptr table, i64 lo, i64 hi, ptr status)`:
+`table` holds one pointer per buffer of the executable (slots from the memory plan),
+`[lo, hi)` is the range of the first outer loop this call runs (the executor splits it
+across threads), `status` receives 1 if a data-dependent index was out of range. The
+wrapper loads the buffer pointers and calls an always-inlined body that takes them as
+`noalias` arguments, so after inlining LLVM knows the buffers do not overlap and
+vectorises freely.
+
+Values are computed in a *compute type*: i1 for bool, the integer type for ints, float
+for float16/bfloat16/float32 (rounded to float16/bfloat16 precision after every op, as
+the reference interpreter does), double for float64. Storage types are those of numpy
+(bool as a byte, float16 as half, bfloat16 as float32).
+
+Reductions accumulate float sums in blocks: each block of `SUM_BLOCK` elements of the
+innermost reduced loop is summed in the compute type (with `reassoc`, so LLVM vectorises
+it into several partial sums), and block sums are added into a float64 accumulator; a
+float32 sum of 16M elements stays within ~1e-7 relative of float64.
+
+Elementwise ops, conversions and random numbers are lowered by values.py (a mixin of
+the loop kernel); float32 transcendentals come from mathlib.py; matmul kernels from
+blas_codegen.py.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from llvmlite import ir
+
+from .. import kernel_ir as K
+from ...ir import dtypes as dt
+from .mathlib import MathLib
+from .types import (F32, F64, I1, I64, KERNEL_TYPE, PTR, VOID, c64 as _c64,  # noqa: F401
+                    compute_type, storage_type)
+from .values import ValueLowering
+
+SUM_BLOCK = 1024
+
+
+class ModuleBuilder:
+    """One LLVM module holding every kernel of an executable."""
+
+    def __init__(self, slots: dict):
+        self.module = ir.Module(name="graphc")
+        self.math = MathLib(self.module)
+        self.slots = slots       # Buffer -> table slot
+        self._helpers = {}
+
+    def add(self, kernel) -> str:
+        name = f"graphc_{kernel.name}"
+        if isinstance(kernel, K.MatmulKernel):
+            from .blas_codegen import emit_matmul
+            emit_matmul(self, kernel, name)
+        else:
+            _LoopKernel(self, kernel, name).emit()
+        return name
+
+    def add_driver(self, name, kernels_and_names):
+        """A function running several kernels over their whole extents, in order (one
+        foreign call from Python instead of one per kernel)."""
+        fn = ir.Function(self.module, KERNEL_TYPE, name)
+        table, lo, hi, status = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        for kern, kname in kernels_and_names:
+            callee = self.module.globals[kname]
+            extent = kern.outer[0].extent if getattr(kern, "outer", ()) else 1
+            b.call(callee, [table, _c64(0), _c64(extent), status])
+        b.ret_void()
+        return name
+
+    # -------------------------------------------------------------- int helpers
+    def ipow(self, ty):
+        key = ("ipow", str(ty))
+        if key in self._helpers:
+            return self._helpers[key]
+        fn = ir.Function(self.module, ir.FunctionType(ty, [ty, ty]), f"graphc_ipow_{ty.width}")
+        fn.linkage = "internal"
+        a, e = fn.args
+        entry, loop, done = (fn.append_basic_block(n) for n in ("entry", "loop", "done"))
+        b = ir.IRBuilder(entry)
+        b.branch(loop)
+        b.position_at_end(loop)
+        acc = b.phi(ty)
+        base = b.phi(ty)
+        exp = b.phi(ty)
+        acc.add_incoming(ir.Constant(ty, 1), entry)
+        base.add_incoming(a, entry)
+        exp.add_incoming(e, entry)
+        odd = b.trunc(exp, I1) if ty.width > 1 else exp
+        acc2 = b.select(odd, b.mul(acc, base), acc)
+        base2 = b.mul(base, base)
+        exp2 = b.lshr(exp, ir.Constant(ty, 1))
+        acc.add_incoming(acc2, loop)
+        base.add_incoming(base2, loop)
+        exp.add_incoming(exp2, loop)
+        b.cbranch(b.icmp_unsigned("!=", exp2, ir.Constant(ty, 0)), loop, done)
+        b.position_at_end(done)
+        res = b.phi(ty)
+        res.add_incoming(acc2, loop)
+        b.ret(res)
+        # exponent 0 must give 1: handled by the caller (loop body runs once)
+        self._helpers[key] = fn
+        return fn
+
+
+class _LoopKernel(ValueLowering):
+    def __init__(self, mb: ModuleBuilder, kernel: K.Kernel, name: str):
+        self.mb = mb
+        self.k = kernel
+        self.name = name
+        self.math = mb.math
+
+    # -------------------------------------------------------------- structure
+    def emit(self):
+        bufs = self.k.reads() + [b for b in self.k.writes() if b not in self.k.reads()]
+        self.bufs = bufs
+        mod = self.mb.module
+        body_ty = ir.FunctionType(VOID, [PTR] * len(bufs) + [I64, I64, PTR])
+        body = ir.Function(mod, body_ty, self.name + "_body")
+        body.linkage = "internal"
+        body.attributes.add("alwaysinline")
+        body.attributes.add("nounwind")
+        for a in body.args[:len(bufs)]:
+            a.add_attribute("noalias")
+        body.args[-1].add_attribute("noalias")
+        self.ptr = {id(buf): body.args[k] for k, buf in enumerate(bufs)}
+        lo, hi, status = body.args[len(bufs):]
+        self.fn = body
+        self.b = ir.IRBuilder(body.append_basic_block("entry"))
+        self.err = self.b.alloca(I64, name="err")
+        self.b.store(_c64(0), self.err)
+        self.vars = {}
+        self.accs = {}
+        outer = list(self.k.outer)
+        self._emit_outer(outer, lo, hi)
+        b = self.b
+        e = b.load(self.err, typ=I64)
+        with b.if_then(b.icmp_unsigned("!=", e, _c64(0)), likely=False):
+            b.store(_c64(1), status)
+        b.ret_void()
+
+        wrap = ir.Function(mod, KERNEL_TYPE, self.name)
+        wb = ir.IRBuilder(wrap.append_basic_block("entry"))
+        table, wlo, whi, wstatus = wrap.args
+        args = []
+        for buf in bufs:
+            p = wb.gep(table, [_c64(self.mb.slots[buf])], source_etype=PTR, inbounds=True)
+            args.append(wb.load(p, typ=PTR))
+        wb.call(body, args + [wlo, whi, wstatus])
+        wb.ret_void()
+
+    def _loop(self, var, start, stop, body_fn):
+        """for var in [start, stop): body_fn()"""
+        b = self.b
+        pre = b.block
+        head = b.append_basic_block(f"{var.name}.head")
+        loop = b.append_basic_block(f"{var.name}.body")
+        done = b.append_basic_block(f"{var.name}.done")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64, name=var.name)
+        i.add_incoming(start, pre)
+        b.cbranch(b.icmp_signed("<", i, stop), loop, done)
+        b.position_at_end(loop)
+        self.vars[var] = i
+        body_fn()
+        nxt = b.add(i, _c64(1))
+        i.add_incoming(nxt, b.block)
+        b.branch(head)
+        b.position_at_end(done)
+
+    def _nest(self, vars_, body_fn, first_range=None):
+        if not vars_:
+            body_fn()
+            return
+        v = vars_[0]
+        start, stop = first_range if first_range else (_c64(0), _c64(v.extent))
+        self._loop(v, start, stop, lambda: self._nest(vars_[1:], body_fn))
+
+    def _emit_outer(self, outer, lo, hi):
+        def body():
+            for st in self.k.stages:
+                if isinstance(st, K.Reduce):
+                    self._reduce(st)
+                else:
+                    self._store(st)
+        if outer:
+            b = self.b
+            hi_c = b.select(b.icmp_signed("<", hi, _c64(outer[0].extent)), hi,
+                            _c64(outer[0].extent))
+            self._nest(outer, body, first_range=(lo, hi_c))
+        else:
+            b = self.b
+            with b.if_then(b.icmp_signed("==", lo, _c64(0))):
+                body()
+
+    # -------------------------------------------------------------- stages
+    def _store(self, st: K.Store):
+        def body():
+            self.memo = {}
+            val = self.value(st.value)
+            ptr = self.address(st.buffer, st.index)
+            stype = storage_type(st.buffer.dtype)
+            if st.accumulate:
+                d = st.buffer.dtype
+                old = self.to_compute(self.b.load(ptr, typ=stype), d)
+                if st.accumulate in ("max", "min"):
+                    val = self._minmax(st.accumulate == "max", old, val, d)
+                elif d.is_floating:
+                    val = self.round(self.b.fadd(old, val), d)
+                else:
+                    val = self.int_op("add", [old, val], d)
+            self.b.store(self.to_storage(val, st.buffer.dtype), ptr)
+        self._nest(list(st.inner), body)
+
+    def _reduce(self, st: K.Reduce):
+        b = self.b
+        src_dt = K.value_dtype(st.value)
+        if not st.inner:
+            self.memo = {}
+            if st.op in ("argmax", "argmin"):
+                self.accs[st.acc] = _c64(0)
+            else:
+                self.accs[st.acc] = self.convert(self.value(st.value), src_dt, st.dtype)
+            return
+        if st.op in ("argmax", "argmin"):
+            return self._argreduce(st, src_dt)
+        ct = compute_type(src_dt)
+        if st.op in ("sum", "prod"):
+            wide_t = F64 if src_dt.is_floating else I64
+        else:
+            wide_t = ct
+        wide = b.alloca(wide_t, name=st.acc)
+        b.store(self._identity(st.op, src_dt, wide_t), wide)
+
+        def combine(acc, x, t, reassoc):
+            if st.op == "sum":
+                if isinstance(t, ir.IntType):
+                    return b.add(acc, x)
+                r = b.fadd(acc, x)
+            elif st.op == "prod":
+                if isinstance(t, ir.IntType):
+                    return b.mul(acc, x)
+                r = b.fmul(acc, x)
+            else:
+                return self._minmax(st.op == "max", acc, x, src_dt)
+            if reassoc:
+                r.flags.append("reassoc")
+            return r
+
+        def widen(x):
+            if wide_t is F64 and x.type is F32:
+                return b.fpext(x, F64)
+            if wide_t is I64 and x.type is not I64:
+                return b.sext(x, I64) if src_dt.is_signed and not src_dt.is_bool else b.zext(x, I64)
+            return x
+
+        inner = list(st.inner)
+        last = inner[-1]
+        # float sums always go through a compute-type partial (one block when short):
+        # vector adds in float32, one widening per block
+        blocked = st.op == "sum" and src_dt.is_floating
+
+        def element():
+            self.memo = {}
+            return self.value(st.value)
+
+        if blocked:
+            part_t = ct
+            nblocks = (last.extent + SUM_BLOCK - 1) // SUM_BLOCK
+            blk = K.Var(last.name + "_blk", nblocks)
+            part = b.alloca(part_t, name=st.acc + "_part")
+
+            def per_block():
+                i = self.vars[blk]
+                b.store(ir.Constant(part_t, 0.0), part)
+                start = b.mul(i, _c64(SUM_BLOCK))
+                stop = b.add(start, _c64(SUM_BLOCK))
+                stop = b.select(b.icmp_signed("<", stop, _c64(last.extent)), stop,
+                                _c64(last.extent))
+
+                def body():
+                    x = element()
+                    b.store(combine(b.load(part, typ=part_t), x, part_t, True), part)
+                self._loop(last, start, stop, body)
+                b.store(b.fadd(b.load(wide, typ=wide_t), widen(b.load(part, typ=part_t))),
+                        wide)
+            self._nest(inner[:-1] + [blk], per_block)
+        else:
+            def body():
+                x = widen(element()) if st.op in ("sum", "prod") else element()
+                b.store(combine(b.load(wide, typ=wide_t), x, wide_t, st.op == "sum"), wide)
+            self._nest(inner, body)
+        acc = b.load(wide, typ=wide_t)
+        self.accs[st.acc] = self._finish_acc(acc, wide_t, src_dt, st.dtype)
+
+    def _finish_acc(self, acc, wide_t, src_dt, out_dt):
+        b = self.b
+        if out_dt.is_bool:
+            if isinstance(acc.type, ir.IntType):
+                return b.icmp_unsigned("!=", acc, ir.Constant(acc.type, 0)) \
+                    if acc.type.width > 1 else acc
+            return b.fcmp_unordered("!=", acc, ir.Constant(acc.type, 0.0))
+        ct = compute_type(out_dt)
+        if out_dt.is_floating:
+            if acc.type is F64 and ct is F32:
+                acc = b.fptrunc(acc, F32)
+            return self.round(acc, out_dt)
+        if acc.type.width > ct.width:
+            return b.trunc(acc, ct)
+        return acc
+
+    def _identity(self, op, d, t):
+        if op == "sum":
+            return ir.Constant(t, 0.0 if not isinstance(t, ir.IntType) else 0)
+        if op == "prod":
+            return ir.Constant(t, 1.0 if not isinstance(t, ir.IntType) else 1)
+        big = op == "min"   # identity of min is the largest value
+        if d.is_floating:
+            return ir.Constant(t, math.inf if big else -math.inf)
+        if d.is_bool:
+            return ir.Constant(t, 1 if big else 0)
+        info = np.iinfo(d.np)
+        return ir.Constant(t, int(info.max if big else info.min))
+
+    def _minmax(self, is_max, a, x, d):
+        b = self.b
+        if d.is_floating:
+            fn = self.math.intrinsic("llvm.maximum" if is_max else "llvm.minimum", a.type)
+            return b.call(fn, [a, x])
+        signed = d.is_signed and not d.is_bool
+        if is_max:
+            c = b.icmp_signed(">", x, a) if signed else b.icmp_unsigned(">", x, a)
+        else:
+            c = b.icmp_signed("<", x, a) if signed else b.icmp_unsigned("<", x, a)
+        return b.select(c, x, a)
+
+    def _argreduce(self, st, d):
+        b = self.b
+        ct = compute_type(d)
+        is_max = st.op == "argmax"
+        best = b.alloca(ct, name=st.acc + "_best")
+        besti = b.alloca(I64, name=st.acc + "_idx")
+        b.store(self._identity("max" if is_max else "min", d, ct), best)
+        b.store(_c64(-1), besti)
+        (var,) = st.inner
+
+        def body():
+            self.memo = {}
+            x = self.value(st.value)
+            cur = b.load(best, typ=ct)
+            first = b.icmp_signed("<", b.load(besti, typ=I64), _c64(0))
+            if d.is_floating:
+                better = b.fcmp_ordered(">" if is_max else "<", x, cur)
+                xnan = b.fcmp_unordered("uno", x, x)
+                curnan = b.fcmp_unordered("uno", cur, cur)
+                better = b.or_(better, b.and_(xnan, b.not_(curnan)))
+                better = b.and_(better, b.not_(curnan))
+            else:
+                signed = d.is_signed and not d.is_bool
+                op = ">" if is_max else "<"
+                better = b.icmp_signed(op, x, cur) if signed else b.icmp_unsigned(op, x, cur)
+            better = b.or_(better, first)
+            b.store(b.select(better, x, cur), best)
+            b.store(b.select(better, self.vars[var], b.load(besti, typ=I64)), besti)
+        self._nest([var], body)
+        self.accs[st.acc] = b.load(besti, typ=I64)
+
+    # -------------------------------------------------------------- indices
+    def index(self, x: K.Lin):
+        b = self.b
+        acc = None
+        for atom, c in x.terms:
+            v = self.atom(atom)
+            term = v if c == 1 else b.mul(v, _c64(c))
+            acc = term if acc is None else b.add(acc, term)
+        if acc is None:
+            return _c64(x.const)
+        return b.add(acc, _c64(x.const)) if x.const else acc
+
+    def atom(self, a):
+        b = self.b
+        if isinstance(a, K.Var):
+            return self.vars[a]
+        key = ("atom", a)
+        if key in self.memo:
+            return self.memo[key]
+        if isinstance(a, (K.FloorDiv, K.Mod)):
+            x = self.index(a.x)
+            lo, _ = a.x.bounds()
+            c = _c64(a.c)
+            if lo >= 0:
+                r = b.udiv(x, c) if isinstance(a, K.FloorDiv) else b.urem(x, c)
+            else:
+                q = b.sdiv(x, c)
+                rem = b.srem(x, c)
+                neg = b.icmp_signed("<", rem, _c64(0))
+                if isinstance(a, K.FloorDiv):
+                    r = b.select(neg, b.sub(q, _c64(1)), q)
+                else:
+                    r = b.select(neg, b.add(rem, c), rem)
+        elif isinstance(a, K.Clamp):
+            x = self.index(a.x)
+            x = b.select(b.icmp_signed("<", x, _c64(a.lo)), _c64(a.lo), x)
+            r = b.select(b.icmp_signed(">", x, _c64(a.hi)), _c64(a.hi), x)
+        elif isinstance(a, K.ValueIndex):
+            v = self.value(a.value)
+            v = self.convert(v, K.value_dtype(a.value), dt.int64)
+            size = _c64(a.size)
+            bad = b.or_(b.icmp_signed("<", v, b.neg(size)), b.icmp_signed(">=", v, size))
+            b.store(b.or_(b.load(self.err, typ=I64), b.zext(bad, I64)), self.err)
+            w = b.select(b.icmp_signed("<", v, _c64(0)), b.add(v, size), v)
+            w = b.select(b.icmp_signed("<", w, _c64(0)), _c64(0), w)
+            r = b.select(b.icmp_signed(">=", w, size), _c64(max(a.size - 1, 0)), w)
+        else:
+            raise TypeError(a)
+        self.memo[key] = r
+        return r
+
+    def address(self, buf: K.Buffer, index):
+        flat = K.linearize(index, buf.shape)
+        return self.b.gep(self.ptr[id(buf)], [self.index(flat)],
+                          source_etype=storage_type(buf.dtype), inbounds=True)
+
+    # -------------------------------------------------------------- values
+    def value(self, v):
+        if v in self.memo:
+            return self.memo[v]
+        r = self._value(v)
+        self.memo[v] = r
+        return r
+
+    def _value(self, v):
+        b = self.b
+        if isinstance(v, K.Load):
+            ptr = self.address(v.buffer, v.index)
+            return self.to_compute(b.load(ptr, typ=storage_type(v.buffer.dtype)), v.buffer.dtype)
+        if isinstance(v, K.Const):
+            return self.const(v.value, v.dtype)
+        if isinstance(v, K.IndexValue):
+            return self.convert(self.index(v.index), dt.int64, v.dtype)
+        if isinstance(v, K.InRange):
+            i = self.index(v.index)
+            ok = b.and_(b.icmp_signed(">=", i, _c64(v.lo)), b.icmp_signed("<", i, _c64(v.hi)))
+            if v.step > 1:
+                rem = b.srem(b.sub(i, _c64(v.lo)), _c64(v.step))
+                ok = b.and_(ok, b.icmp_signed("==", rem, _c64(0)))
+            return ok
+        if isinstance(v, K.AccRef):
+            return self.accs[v.name]
+        if isinstance(v, K.CheckIndex):
+            self.index(v.index)   # records an out-of-range index in the status word
+            return self.value(v.value)
+        if isinstance(v, K.RandValue):
+            return self.rand(v)
+        if isinstance(v, K.Compute):
+            args = [self.value(a) for a in v.args]
+            return self.compute(v, args)
+        raise TypeError(v)

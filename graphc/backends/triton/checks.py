@@ -1,0 +1,415 @@
+"""The op-coverage corpus of the Triton backend: graphs that exercise every op, dtype
+and kernel form, with inputs and tolerances. tests/test_triton_backend.py runs it under
+Triton's interpreter and compiles every kernel of it for sm_90; benchmarks/gpu_check.py
+runs it on a real GPU. Both compare against the reference interpreter.
+
+Tolerances (rtol, atol), stated once:
+  * exact ops (arithmetic, comparisons, casts, movement, where, min/max, integer math)
+    bit for bit (NaNs equal) under the interpreter; on a GPU too, since every float op is
+    IEEE-rounded (div_rn, sqrt_rn, no FMA contraction);
+  * float32 transcendentals 4e-6, 1e-6 (numpy's and libdevice's routines differ by a few
+    ulp); float64 1e-13, 1e-14;
+  * reductions: summation order differs (chunked tree sums): 2e-6 float32;
+  * float16 2e-3, 1e-3 and bfloat16 1.6e-2, 1e-2 (about one unit in the last place).
+`scale` multiplies the sizes (1 for tests; the GPU check uses larger shapes too).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...ir import dtypes as dt
+from ...ir.graph import Graph, Node, TensorType
+from ...ir.registry import get_op
+from ..interp import round_to_bfloat16
+
+FLOATS = [dt.float32, dt.float64, dt.float16, dt.bfloat16]
+INTS = [dt.int32, dt.int64, dt.uint8]
+ALL = FLOATS + INTS + [dt.bool_]
+
+UNARY_FLOAT = {"exp": "any", "log": "pos", "log1p": "gt-1", "expm1": "any", "sqrt": "pos",
+               "rsqrt": "pos", "sin": "any", "cos": "any", "tanh": "any", "sigmoid": "any",
+               "gelu": "any", "silu": "any", "erf": "any", "reciprocal": "pos"}
+UNARY_EXACT = ["neg", "abs", "sign", "relu", "floor", "ceil", "round", "isnan", "isfinite"]
+BINARY = ["add", "sub", "mul", "div", "floordiv", "mod", "pow", "maximum", "minimum",
+          "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor"]
+
+
+@dataclass
+class Case:
+    name: str
+    graph: Graph
+    inputs: list
+    rtol: float = 0.0
+    atol: float = 0.0
+    interpreter_note: str = ""    # why Triton's interpreter cannot run it (GPU only)
+
+
+def inp(shape, dtype, name="x"):
+    return Node("input", (), {"name": name}, TensorType(tuple(shape), dtype))
+
+
+def op(name, *ins, **attrs):
+    return Node(name, ins, attrs, get_op(name).infer([i.type for i in ins], attrs))
+
+
+def graph(outputs, inputs) -> Graph:
+    g, _ = Graph.from_outputs(list(outputs), input_order=list(inputs))
+    return g
+
+
+def data(shape, dtype, rng, kind="any"):
+    if dtype.is_bool:
+        return rng.random(shape) < 0.5
+    if not dtype.is_floating:
+        lo = 0 if dtype.short == "u8" else -20
+        return rng.integers(lo, 40 if dtype.short == "u8" else 20, size=shape).astype(dtype.np)
+    x = rng.standard_normal(shape) * 2
+    if kind == "pos":
+        x = np.abs(x) + 0.1
+    elif kind == "gt-1":
+        x = np.abs(x) - 0.9
+    x = np.asarray(x).astype(dtype.np)
+    if dtype.short == "bf16":
+        x = round_to_bfloat16(x)
+    return x
+
+
+def tol(dtype, transcendental=False):
+    if dtype.short == "f16":
+        return 2e-3, 1e-3
+    if dtype.short == "bf16":
+        return 1.6e-2, 1e-2
+    if dtype.short == "f32":
+        return (4e-6, 1e-6) if transcendental else (0.0, 0.0)
+    if dtype.short == "f64":
+        return (1e-13, 1e-14) if transcendental else (0.0, 0.0)
+    return 0.0, 0.0
+
+
+def _accepts(name, dtype, arity):
+    try:
+        get_op(name).infer([TensorType((1,), dtype)] * arity, {})
+        return True
+    except Exception:
+        return False
+
+
+# ----------------------------------------------------------------------------- elementwise
+
+def unary_float(dtype, rng, shape=(7, 33)):
+    xs = {k: inp(shape, dtype, k.replace("-", "_")) for k in ("any", "pos", "gt-1")}
+    outs, names = [], []
+    for name, kind in sorted(UNARY_FLOAT.items()):
+        outs.append(op(name, xs[kind]))
+        names.append(name)
+    outs.append(op("gelu", xs["any"], approximate="tanh"))
+    return Case(f"unary-float-{dtype.name}", graph(outs, list(xs.values())),
+                [data(shape, dtype, rng, k) for k in xs], *tol(dtype, True))
+
+
+def unary_exact(dtype, rng, shape=(5, 9)):
+    x = inp(shape, dtype)
+    a = data(shape, dtype, rng)
+    if dtype.is_floating:
+        a[0, :4] = np.array([np.nan, np.inf, -np.inf, 0.5], dtype=a.dtype)
+        a[1, :4] = np.array([2.5, -2.5, 1.5, -0.5], dtype=a.dtype)   # round half to even
+    outs = []
+    for name in UNARY_EXACT:
+        if name in ("floor", "ceil", "round") and not dtype.is_floating:
+            continue
+        if name in ("neg", "sign") and dtype.is_bool:
+            continue
+        outs.append(op(name, x))
+    if dtype.is_bool:
+        outs.append(op("logical_not", x))
+    return Case(f"unary-exact-{dtype.name}", graph(outs, [x]), [a], *tol(dtype))
+
+
+def binary(dtype, rng, shape=(6, 17)):
+    a, b = inp(shape, dtype, "a"), inp(shape, dtype, "b")
+    av, bv = data(shape, dtype, rng), data(shape, dtype, rng)
+    if dtype.is_floating:
+        bv = np.where(bv == 0, 1, bv).astype(bv.dtype)
+    else:
+        bv[0, :3] = 0   # integer division by zero gives 0
+    pa, pb = inp(shape, dtype, "pa"), inp(shape, dtype, "pb")
+    pav = np.abs(av).astype(av.dtype) if dtype.is_floating else av
+    pbv = bv if dtype.is_floating else (np.abs(bv.astype(np.int64)) % 5).astype(dtype.np)
+    outs, exact = [], True
+    for name in BINARY:
+        if not _accepts(name, dtype, 2):
+            continue
+        if name == "pow":
+            outs.append(op("pow", pa, pb))
+            exact = not dtype.is_floating
+        else:
+            outs.append(op(name, a, b))
+    rt, at = tol(dtype, transcendental=not exact)
+    return Case(f"binary-{dtype.name}", graph(outs, [a, b, pa, pb]), [av, bv, pav, pbv], rt, at)
+
+
+def special_values(rng):
+    a, b = inp((4,), dt.float32, "a"), inp((4,), dt.float32, "b")
+    av = np.array([np.nan, 1, 2, -np.inf], np.float32)
+    bv = np.array([1, np.nan, 3, np.inf], np.float32)
+    return Case("nan-max-min", graph([op("maximum", a, b), op("minimum", a, b)], [a, b]),
+                [av, bv])
+
+
+def where(dtype, rng, shape=(8, 3)):
+    c, a, b = inp(shape, dt.bool_, "c"), inp(shape, dtype, "a"), inp(shape, dtype, "b")
+    return Case(f"where-{dtype.name}", graph([op("where", c, a, b)], [c, a, b]),
+                [data(shape, dt.bool_, rng), data(shape, dtype, rng), data(shape, dtype, rng)])
+
+
+def casts(src, rng, n=40):
+    x = inp((n,), src)
+    a = data((n,), src, rng)
+    if src.is_floating:
+        a = (a * 20).astype(a.dtype)
+        if src.short == "bf16":
+            a = round_to_bfloat16(a)
+    outs = [op("cast", x, dtype=d) for d in ALL if not (d.short == "u8" and src.is_floating)]
+    return Case(f"cast-from-{src.name}", graph(outs, [x]), [a])
+
+
+def sources(rng):
+    seed, off = inp((), dt.int64, "seed"), inp((), dt.int64, "off")
+    outs = [op("iota", shape=(3, 5), dim=1, dtype=dt.float32),
+            op("iota", shape=(4, 2), dim=0, dtype=dt.int64),
+            op("add", op("iota", shape=(6,), dim=0, dtype=dt.int32),
+               op("expand", op("reshape", op("const", value=3, dtype=dt.int32), shape=(1,)),
+                  shape=(6,))),
+            op("rand", seed, off, shape=(5, 7), dtype=dt.float32),
+            op("rand", seed, off, shape=(64,), dtype=dt.float64, normal=True),
+            op("rand", seed, off, shape=(9,), dtype=dt.bfloat16)]
+    return Case("sources", graph(outs, [seed, off]), [np.array(42), np.array(1000)],
+                1e-12, 1e-12)
+
+
+# ----------------------------------------------------------------------------- reductions
+
+def reductions(dtype, rng, shape=(6, 5, 4)):
+    x = inp(shape, dtype)
+    a = data(shape, dtype, rng)
+    pos = inp(shape, dtype, "p")
+    p = (np.abs(a) * 0.3 + 0.7).astype(a.dtype) if dtype.is_floating else \
+        (a % 3 + 1).astype(a.dtype) if not dtype.is_bool else a
+    cases = [((0,), False), ((1,), True), ((2,), False), ((0, 2), True), ((0, 1, 2), True),
+             ((), False)]
+    if dtype.short != "bf16":   # interp rounds 0-d bfloat16 results into 1-d arrays
+        cases.append(((0, 1, 2), False))
+    outs = []
+    for name in ("sum", "prod", "max", "min"):
+        src = pos if name == "prod" else x
+        outs += [op(name, src, dims=d, keepdim=k) for d, k in cases]
+    # float16/bfloat16: numpy accumulates in the 16-bit type, graphc in float64, so sums
+    # that cancel differ by a few units of the 16-bit type of the addends
+    rt, at = {"f32": (2e-6, 2e-6), "f64": (1e-13, 1e-13), "f16": (2e-3, 1e-2),
+              "bf16": (1.6e-2, 8e-2)}.get(dtype.short, (0, 0))
+    return Case(f"reductions-{dtype.name}", graph(outs, [x, pos]), [a, p], rt, at)
+
+
+def column_reductions(dtype, rng, shape=(37, 5, 6)):
+    """sum/max/min over leading dims alone: the fusion pass emits these as serial sweeps
+    for CPU caches (the backend rebuilds the tiled reduction)."""
+    x = inp(shape, dtype)
+    outs = [op(name, x, dims=dims, keepdim=k) for name in ("sum", "max", "min")
+            for dims, k in (((0,), False), ((0, 1), True))]
+    rt = {"f32": 2e-6, "f64": 1e-13}.get(dtype.short, 0)
+    return Case(f"column-reductions-{dtype.name}", graph(outs, [x]),
+                [data(shape, dtype, rng)], rt, rt)
+
+
+def arg_reductions(dtype, rng, shape=(5, 8)):
+    x = inp(shape, dtype)
+    a = data(shape, dtype, rng)
+    if dtype.is_floating:
+        a[1, 3] = np.nan
+        a[2, :] = 1.0   # ties: the first index wins
+    outs = [op(name, x, dim=d, keepdim=k) for name in ("argmax", "argmin")
+            for d, k in ((0, False), (1, True))]
+    return Case(f"argreductions-{dtype.name}", graph(outs, [x]), [a])
+
+
+def long_sum(rng, n):
+    x = inp((n,), dt.float32)
+    a = (rng.random(n, dtype=np.float32) + 0.5)
+    return Case(f"long-sum-{n}", graph([op("sum", x, dims=(0,), keepdim=False)], [x]), [a],
+                1e-6, 0.0)
+
+
+def empty_sizes(rng):
+    x = inp((0, 4), dt.float32)
+    outs = [op("sum", x, dims=(0,), keepdim=False), op("exp", x),
+            op("prod", x, dims=(0, 1), keepdim=True)]
+    return Case("empty", graph(outs, [x]), [np.zeros((0, 4), np.float32)])
+
+
+# ----------------------------------------------------------------------------- movement
+
+def movement(rng):
+    x = inp((4, 6, 5), dt.float32)
+    r = op("reshape", x, shape=(24, 5))
+    p = op("permute", x, dims=(2, 0, 1))
+    s = op("slice", x, starts=(1, 0, 4), stops=(4, 6, 5), steps=(2, 3, 1))
+    e = op("expand", op("slice", x, starts=(0, 0, 0), stops=(4, 1, 5), steps=(1, 1, 1)),
+           shape=(4, 6, 5))
+    pd = op("pad", x, low=(1, 0, 2), high=(0, 2, 1), interior=(0, 1, 2))
+    c = op("concat", x, op("exp", x), x, dim=1)
+    chain = op("reshape", op("permute", op("slice", x, starts=(0, 1, 0), stops=(4, 6, 5),
+                                           steps=(1, 2, 2)), dims=(1, 2, 0)), shape=(9, 4))
+    return Case("movement", graph([r, p, s, e, pd, c, op("exp", chain)], [x]),
+                [data((4, 6, 5), dt.float32, rng)], *tol(dt.float32, True))
+
+
+def views(rng, n):
+    x = inp((n, 3), dt.float32)
+    t = op("permute", x, dims=(1, 0))
+    sl = op("slice", t, starts=(0, 0), stops=(3, n), steps=(2, 3))
+    outs = [op("mul", sl, sl), op("sum", t, dims=(1,), keepdim=False), op("neg", t)]
+    return Case(f"views-{n}", graph(outs, [x]), [data((n, 3), dt.float32, rng)], 1e-5, 1e-5)
+
+
+def gather_scatter(rng):
+    x = inp((5, 7), dt.float32, "x")
+    idx = inp((5, 3), dt.int64, "idx")
+    src = inp((5, 3), dt.float32, "src")
+    g1 = op("gather", x, idx, dim=1)
+    g2 = op("exp", op("gather", op("permute", x, dims=(1, 0)),
+                      op("permute", op("slice", idx, starts=(0, 0), stops=(5, 3),
+                                       steps=(1, 1)), dims=(1, 0)), dim=1))
+    sc = op("scatter_add", x, idx, src, dim=1)
+    return Case("gather-scatter", graph([g1, g2, sc], [x, idx, src]),
+                [data((5, 7), dt.float32, rng), rng.integers(-5, 5, size=(5, 3)),
+                 data((5, 3), dt.float32, rng)], 4e-6, 1e-6)
+
+
+def scatter_rows(dtype, rng):
+    """scatter_add along dim 0 with repeated targets: atomics (or the serial loop for
+    8-bit types) must add every contribution."""
+    x = inp((5, 7), dtype, "x")
+    idx = inp((6, 7), dt.int64, "i")
+    src = inp((6, 7), dtype, "s")
+    sc = op("scatter_add", x, idx, src, dim=0)
+    rt = {"f16": 2e-3, "bf16": 1.6e-2, "f32": 1e-6, "f64": 1e-13}.get(dtype.short, 0)
+    note = "Triton 3.9's interpreter has no bfloat16 atomics" if dtype.short == "bf16" else ""
+    return Case(f"scatter-rows-{dtype.name}", graph([sc], [x, idx, src]),
+                [data((5, 7), dtype, rng), rng.integers(0, 5, size=(6, 7)),
+                 data((6, 7), dtype, rng)], rt, rt, note)
+
+
+# ----------------------------------------------------------------------------- matmul
+
+def matmul(dtype, rng, m=5, k=7, n=3, batch=2):
+    a, b = inp((batch, m, k), dtype, "a"), inp((batch, k, n), dtype, "b")
+    rt = {"f32": 1e-5, "f64": 1e-12, "bf16": 1.6e-2, "f16": 2e-3}.get(dtype.short, 0)
+    return Case(f"matmul-{dtype.name}-{batch}x{m}x{k}x{n}", graph([op("matmul", a, b)], [a, b]),
+                [data((batch, m, k), dtype, rng), data((batch, k, n), dtype, rng)], rt, rt)
+
+
+def matmul_views(rng):
+    a = inp((3, 7, 5), dt.float32, "a")     # used transposed: [3, 5, 7]
+    b = inp((7, 4), dt.float32, "b")        # broadcast over the batch
+    at = op("permute", a, dims=(0, 2, 1))
+    bb = op("expand", op("reshape", b, shape=(1, 7, 4)), shape=(3, 7, 4))
+    mm = op("matmul", at, bb)
+    return Case("matmul-views", graph([mm], [a, b]),
+                [data((3, 7, 5), dt.float32, rng), data((7, 4), dt.float32, rng)], 1e-5, 1e-5)
+
+
+def matmul_sizes(rng, m, k, n):
+    a, b = inp((m, k), dt.float32, "a"), inp((k, n), dt.float32, "b")
+    return Case(f"matmul-{m}x{k}x{n}", graph([op("matmul", a, b)], [a, b]),
+                [data((m, k), dt.float32, rng), data((k, n), dt.float32, rng)], 1e-5, 1e-5)
+
+
+def matmul_computed_operand(rng):
+    a, b = inp((4, 6), dt.float32, "a"), inp((6, 3), dt.float32, "b")
+    padded = op("pad", a, low=(0, 0), high=(0, 0), interior=(0, 0))
+    mm = op("matmul", op("exp", padded), op("concat", b, dim=1))
+    return Case("matmul-computed", graph([mm], [a, b]),
+                [data((4, 6), dt.float32, rng), data((6, 3), dt.float32, rng)], 1e-5, 1e-5)
+
+
+def matmul_f16_epilogue(rng, m=9, k=20, n=6):
+    """A float16 matmul is a loop matmul for fusion: the GEMM form with epilogue."""
+    a, b, c = inp((m, k), dt.float16, "a"), inp((k, n), dt.float16, "b"), \
+        inp((m, n), dt.float16, "c")
+    y = op("relu", op("add", op("matmul", a, b), c))
+    return Case("matmul-f16-epilogue", graph([y], [a, b, c]),
+                [data((m, k), dt.float16, rng), data((k, n), dt.float16, rng),
+                 data((m, n), dt.float16, rng)], 2e-3, 2e-3)
+
+
+CONV_CASES = [dict(stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1),
+              dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=1),
+              dict(stride=(1, 2), padding=(1, 0), dilation=(2, 1), groups=2)]
+
+
+def conv(case, rng):
+    attrs = CONV_CASES[case]
+    x = inp((2, 4, 9, 8), dt.float32, "x")
+    w = inp((6, 4 // attrs["groups"], 3, 2), dt.float32, "w")
+    y = op("conv2d", x, w, **attrs)
+    wt = inp((4, 6 // attrs["groups"], 3, 2), dt.float32, "wt")
+    yt = op("conv_transpose2d", x, wt, output_padding=(1, 0) if case == 1 else (0, 0), **attrs)
+    return Case(f"conv-{case}", graph([y, yt], [x, w, wt]),
+                [data((2, 4, 9, 8), dt.float32, rng), data(w.shape, dt.float32, rng),
+                 data(wt.shape, dt.float32, rng)], 1e-5, 1e-5)
+
+
+# ----------------------------------------------------------------------------- the corpus
+
+COVERED_OPS = set(UNARY_FLOAT) | set(UNARY_EXACT) | set(BINARY) | {
+    "logical_not", "where", "cast", "const", "iota", "rand", "sum", "prod", "max", "min",
+    "argmax", "argmin", "reshape", "permute", "expand", "slice", "pad", "concat", "gather",
+    "scatter_add", "matmul", "conv2d", "conv_transpose2d"}
+
+
+def corpus(seed=0):
+    """Every case, tiny sizes (what the interpreter tests and the sm_90 compile use)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for d in FLOATS:
+        out.append(unary_float(d, rng))
+    for d in ALL:
+        out.append(unary_exact(d, rng))
+        out.append(binary(d, rng))
+        out.append(where(d, rng))
+        out.append(casts(d, rng))
+        out.append(reductions(d, rng))
+    out.append(special_values(rng))
+    out.append(sources(rng))
+    for d in (dt.float32, dt.int32, dt.bool_, dt.float16):
+        out.append(arg_reductions(d, rng))
+    for d in (dt.float32, dt.float64, dt.int32, dt.int64):
+        out.append(column_reductions(d, rng))
+    out += [long_sum(rng, 5000), empty_sizes(rng), movement(rng), gather_scatter(rng)]
+    out += [views(rng, n) for n in (1, 7, 1023)]
+    out += [scatter_rows(d, rng) for d in (dt.float32, dt.float64, dt.float16, dt.bfloat16,
+                                           dt.int32, dt.int64, dt.uint8, dt.bool_)]
+    out += [matmul(d, rng) for d in (dt.float32, dt.float64, dt.bfloat16, dt.float16,
+                                     dt.int32, dt.int64)]
+    out += [matmul_views(rng), matmul_computed_operand(rng), matmul_f16_epilogue(rng)]
+    out += [matmul_sizes(rng, *s) for s in ((1, 1, 1), (7, 1, 3), (70, 3, 1), (4, 0, 3),
+                                            (0, 3, 2))]
+    out += [conv(c, rng) for c in range(len(CONV_CASES))]
+    return out
+
+
+def compare(got, want, rtol, atol, label=""):
+    """Assert outputs match (shapes, dtypes, values; NaNs equal)."""
+    assert len(got) == len(want), f"{label}: {len(got)} outputs, expected {len(want)}"
+    for k, (a, b) in enumerate(zip(got, want)):
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.shape == b.shape, f"{label} output {k}: shape {a.shape} vs {b.shape}"
+        assert a.dtype == b.dtype, f"{label} output {k}: dtype {a.dtype} vs {b.dtype}"
+        if (rtol == 0 and atol == 0) or b.dtype.kind not in "fc":
+            np.testing.assert_array_equal(a, b, err_msg=f"{label} output {k}")
+        else:
+            np.testing.assert_allclose(a.astype(np.float64), b.astype(np.float64), rtol=rtol,
+                                       atol=atol, equal_nan=True,
+                                       err_msg=f"{label} output {k}")

@@ -1,0 +1,346 @@
+"""Running generated Triton kernels: buffers, launches, host copies, residency.
+
+An `Executable` is built once per graph and runs on a *device* (devices.py): a CUDA GPU
+(device memory through the driver API, cubins launched with cuLaunchKernel) or Triton's
+CPU interpreter (numpy memory handed to kernels through an injected array carrier).
+The executable does not know which: it binds every buffer of the fused plan to a device
+block and an offset, and asks the device to run each launch with those pointers.
+
+Memory, per run:
+  * temps live in one arena block sized by the memory plan (passes/memory.py), reused
+    by every run of the executable;
+  * outputs get fresh blocks from the device's caching allocator (graphc/cuda/
+    allocator.py), are copied to host arrays after the last kernel, and stay on the
+    device as *mirrors* of those arrays: when a later run gets the same host array as an
+    input (a parameter updated by the previous training step), it reads the mirror
+    instead of copying the array back up. A mirrored host array is made read-only, so
+    its device copy cannot go stale; a mirror is released when its host array is
+    garbage-collected, or dropped early when the allocator runs out of memory;
+  * other inputs are uploaded into blocks released after the run.
+Device storage of bfloat16 is 16 bits (host arrays hold bfloat16 values as float32: the
+executor converts at the copy); bool is one byte, as on the host.
+
+Launch configurations are chosen when a launch first runs, in kernel order (so a kernel
+is timed on its real inputs): a test-supplied chooser, else the autotuned winner cached
+on disk, else autotuning (devices that can time, kernels with enough work, autotuning
+not disabled by GRAPHC_TRITON_AUTOTUNE=0), else the heuristic first candidate.
+Out-of-range gather/scatter indices set a status word; the run then raises IndexError.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import weakref
+
+import numpy as np
+
+from ..interp import round_to_bfloat16
+from . import loader
+from .emitter import STORAGE_BYTES
+
+AUTOTUNE_MIN_WORK = 1 << 20
+AUTOTUNE_REPS = 10
+
+
+# ----------------------------------------------------------------------------- host <-> device
+
+def storage_nbytes(buf) -> int:
+    return buf.numel * STORAGE_BYTES[buf.dtype.short]
+
+
+def to_device_layout(a: np.ndarray, d) -> np.ndarray:
+    """A contiguous host array holding exactly the bytes the device stores for `a`."""
+    if d.short == "bf16":
+        r = round_to_bfloat16(np.asarray(a, dtype=np.float32))
+        return np.ascontiguousarray((r.view(np.uint32) >> 16).astype(np.uint16))
+    return np.ascontiguousarray(a, dtype=d.np)
+
+
+def from_device_layout(raw: np.ndarray, shape, d) -> np.ndarray:
+    if d.short == "bf16":
+        return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(shape)
+    return raw.view(d.np).reshape(shape)
+
+
+# ----------------------------------------------------------------------------- mirrors
+
+class Mirrors:
+    """Device copies of host arrays the executor produced (see module docstring)."""
+
+    def __init__(self):
+        self._table: dict[int, tuple] = {}    # id(array) -> (weakref, block, device)
+        self._lock = threading.Lock()
+        self.stats = {"hits": 0, "added": 0, "dropped": 0}
+
+    def get(self, a, device):
+        e = self._table.get(id(a))
+        if e is not None and e[0]() is a and e[2] is device:
+            self.stats["hits"] += 1
+            return e[1]
+        return None
+
+    def add(self, a: np.ndarray, block, device):
+        a.flags.writeable = False
+        key = id(a)
+
+        def release(_ref, key=key, block=block):
+            with self._lock:
+                e = self._table.get(key)
+                if e is not None and e[1] is block:
+                    del self._table[key]
+                else:
+                    return
+            device.allocator.release(block)
+        with self._lock:
+            self._table[key] = (weakref.ref(a, release), block, device)
+        self.stats["added"] += 1
+
+    def drop(self, device):
+        """Release every mirror on `device` (their host arrays stay valid)."""
+        with self._lock:
+            keys = [k for k, e in self._table.items() if e[2] is device]
+            entries = [self._table.pop(k) for k in keys]
+        for _, block, dev in entries:
+            dev.allocator.release(block)
+        self.stats["dropped"] += len(entries)
+
+    def __len__(self):
+        return len(self._table)
+
+
+mirrors = Mirrors()
+
+
+def residency_enabled() -> bool:
+    return os.environ.get("GRAPHC_TRITON_RESIDENT", "1") != "0"
+
+
+def autotune_enabled() -> bool:
+    return os.environ.get("GRAPHC_TRITON_AUTOTUNE", "1") != "0"
+
+
+# ----------------------------------------------------------------------------- executable
+
+@dataclasses.dataclass
+class _Step:
+    launch: object
+    config: object
+    kernel: object     # what the device's prepare() returned
+
+
+class Executable:
+    def __init__(self, plan, memory, generated, device, choose_config=None):
+        self.plan = plan
+        self.memory = memory
+        self.generated = generated
+        self.device = device
+        self.choose_config = choose_config
+        self._lock = threading.Lock()
+        self._steps: dict = {}           # precision mode -> [_Step] (filled lazily)
+        graph = plan.graph
+        used = set()
+        for launch in generated.launches:
+            used.update(launch.buffers)
+        self._used = used
+        self._inputs = [(buf, tuple(node.shape)) for node, buf in
+                        zip(graph.inputs, plan.input_buffers)]
+        self._fresh = []                 # distinct output buffers written by kernels
+        self._outputs = []               # ("input", k) or ("fresh", j) per graph output
+        for buf in plan.output_buffers:
+            if buf.kind == "input":
+                self._outputs.append(("input", plan.input_buffers.index(buf)))
+                continue
+            if buf not in self._fresh:
+                self._fresh.append(buf)
+            self._outputs.append(("fresh", self._fresh.index(buf)))
+        self._uses_status = any(launch.status for launch in generated.launches)
+        self._arena = None
+        self._status = None
+        self.tuning = []                 # (launch name, chosen config, how)
+
+    # ------------------------------------------------------------------ resources
+    def _setup(self):
+        alloc = self.device.allocator
+        self._arena = alloc.allocate(self.memory.arena_bytes)
+        self._status = alloc.allocate(4)
+        self.device.zero(self._status, 4)
+        weakref.finalize(self, _release_all, alloc, [self._arena, self._status])
+
+    # ------------------------------------------------------------------ configs
+    def _precision(self) -> str:
+        from ...cuda import matmul
+        return "tf32" if matmul.allow_tf32 else "ieee"
+
+    def _launch_for(self, launch, prec):
+        if launch.extra_constexprs and dict(launch.extra_constexprs).get("PREC") != prec:
+            extra = tuple((k, prec if k == "PREC" else v) for k, v in launch.extra_constexprs)
+            return dataclasses.replace(launch, extra_constexprs=extra)
+        return launch
+
+    def _choose(self, launch, args):
+        dev = self.device
+        if self.choose_config is not None:
+            return self.choose_config(launch), "chosen by caller"
+        cands = launch.configs
+        if len(cands) == 1 or not launch.rerunnable:
+            return cands[0], "only candidate" if len(cands) == 1 else "not re-runnable"
+        if not (getattr(dev, "can_time", False) and autotune_enabled() and
+                launch.work >= AUTOTUNE_MIN_WORK):
+            return cands[0], "heuristic"
+        key = loader.tune_key(launch, dev.name, getattr(dev, "arch", 0),
+                              repr(launch.extra_constexprs))
+        rec = loader.load_tuned(key)
+        if rec is not None:
+            from .configs import Config
+            return Config.from_json(rec["config"]), "tuned (cached)"
+        timings = []
+        for cfg in cands:
+            try:
+                kern = dev.prepare(self.generated, launch, cfg)
+            except Exception as e:   # a config the compiler or device rejects: skip it
+                timings.append((float("inf"), cfg, repr(e)))
+                continue
+            ms = dev.time(lambda: dev.run(kern, launch, cfg, args), AUTOTUNE_REPS)
+            timings.append((ms, cfg, ""))
+        best = min(timings, key=lambda t: t[0])
+        if best[0] == float("inf"):
+            raise RuntimeError(f"triton backend: no configuration of {launch.name} could "
+                               f"be compiled: {timings[0][2]}")
+        loader.store_tuned(key, {"config": best[1].to_json(),
+                                 "timings_ms": [[t[0], t[1].describe()] for t in timings]})
+        return best[1], f"tuned ({best[0]:.4f} ms)"
+
+    # ------------------------------------------------------------------ running
+    def __call__(self, inputs):
+        dev = self.device
+        with self._lock:
+            dev.activate()
+            bound, uploads, fresh_blocks, keep = self._bind(inputs)
+            try:
+                self._run_launches(bound)
+                self._check_status()
+                results = []
+                resident = residency_enabled()
+                for buf, blk in zip(self._fresh, fresh_blocks):
+                    raw = dev.download(blk, storage_nbytes(buf))
+                    arr = from_device_layout(raw, buf.shape, buf.dtype)
+                    results.append(arr)
+                    if resident:
+                        mirrors.add(arr, blk, dev)
+                    else:
+                        dev.allocator.release(blk)
+                fresh_blocks = []
+            finally:
+                for blk in uploads + fresh_blocks:
+                    dev.allocator.release(blk)
+            return [keep[k] if kind == "input" else results[k] for kind, k in self._outputs]
+
+    def time_kernels(self, inputs, reps=20) -> float:
+        """Milliseconds per run of the kernels alone (inputs already on the device, no
+        output copies), timed by the device; the first call prepares (and tunes)."""
+        self(inputs)
+        dev = self.device
+        with self._lock:
+            dev.activate()
+            bound, uploads, fresh_blocks, _ = self._bind(inputs)
+            try:
+                return dev.time(lambda: self._run_launches(bound), reps)
+            finally:
+                for blk in uploads + fresh_blocks:
+                    dev.allocator.release(blk)
+
+    def _bind(self, inputs):
+        """Device blocks for every buffer: (bound, upload blocks, output blocks, inputs
+        as arrays). The caller releases the upload and output blocks it does not keep."""
+        if len(inputs) != len(self._inputs):
+            raise ValueError(f"graphc triton executable expects {len(self._inputs)} inputs, "
+                             f"got {len(inputs)}")
+        dev = self.device
+        alloc = dev.allocator
+        if self._arena is None:
+            self._setup()
+        bound, uploads, fresh_blocks, keep = {}, [], [], []
+        try:
+            for (buf, shape), value in zip(self._inputs, inputs):
+                a = value if type(value) is np.ndarray else np.asarray(value)
+                if a.shape != shape:
+                    raise ValueError(f"graphc triton executable: input of shape "
+                                     f"{list(a.shape)} where the graph expects {list(shape)}")
+                if a.dtype != buf.dtype.np:
+                    a = np.asarray(a, dtype=buf.dtype.np)
+                keep.append(a)
+                if buf not in self._used:
+                    continue
+                blk = mirrors.get(a, dev)
+                if blk is None:
+                    host = to_device_layout(a, buf.dtype)
+                    blk = alloc.allocate(host.nbytes)
+                    uploads.append(blk)
+                    dev.upload(blk, host)
+                bound[buf] = (blk, 0)
+            for buf, off in self.memory.offsets.items():
+                bound[buf] = (self._arena, off)
+            for buf in self._fresh:
+                blk = alloc.allocate(storage_nbytes(buf))
+                fresh_blocks.append(blk)
+                bound[buf] = (blk, 0)
+        except BaseException:
+            for blk in uploads + fresh_blocks:
+                alloc.release(blk)
+            raise
+        return bound, uploads, fresh_blocks, keep
+
+    def _check_status(self):
+        if self._uses_status:
+            dev = self.device
+            flag = dev.download(self._status, 4).view(np.int32)[0]
+            if flag:
+                dev.zero(self._status, 4)
+                raise IndexError("graphc: an index of gather/scatter_add/indexing is out of "
+                                 "range for the dimension it indexes")
+
+    def _prepare(self, launch, cfg, how):
+        """(config, runnable, how): `cfg` prepared, or, when the compiler or the device
+        rejects it (say, more shared memory than a smaller card has), the next
+        candidate that works."""
+        errors = []
+        for c in [cfg] + [c for c in launch.configs if c != cfg]:
+            try:
+                return c, self.device.prepare(self.generated, launch, c), \
+                    how if c == cfg else f"fallback ({errors[0]})"
+            except Exception as e:   # noqa: BLE001 (try the next configuration)
+                errors.append(f"{c.describe()}: {type(e).__name__}: {e}")
+        raise RuntimeError(f"triton backend: no configuration of {launch.name} could be "
+                           f"prepared:\n  " + "\n  ".join(errors))
+
+    def _args(self, launch, bound):
+        dev = self.device
+        args = [dev.pointer(*bound[b], b) for b in launch.buffers]
+        if launch.status:
+            args.append(dev.pointer(self._status, 0, None))
+        return args
+
+    def _run_launches(self, bound):
+        dev = self.device
+        prec = self._precision()
+        steps = self._steps.setdefault(prec, [])
+        for j, base in enumerate(self.generated.launches):
+            if base.empty():
+                continue
+            launch = self._launch_for(base, prec)
+            args = self._args(launch, bound)
+            if len(steps) <= j:
+                while len(steps) < j:
+                    steps.append(None)
+                cfg, how = self._choose(launch, args)
+                cfg, kernel, how = self._prepare(launch, cfg, how)
+                steps.append(_Step(launch, cfg, kernel))
+                self.tuning.append((launch.name, cfg, how))
+            step = steps[j]
+            dev.run(step.kernel, step.launch, step.config, args)
+
+
+def _release_all(alloc, blocks):
+    for b in blocks:
+        alloc.release(b)

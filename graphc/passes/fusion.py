@@ -1,0 +1,894 @@
+"""Fusion: group a graph into kernels (graphc/backends/kernel_ir.py).
+
+The algorithm, in three steps.
+
+1. Decide which values are *materialized*: computed at kernel level rather than
+   inlined (recomputed) into every expression that uses them. Materialized are graph
+   outputs, reductions (they are accumulators), opaque ops (matmul, scatter_add) and
+   the operands of a matmul that cannot be handed to BLAS as a strided view. Every
+   other value (elementwise ops, movement ops, sources such as const/iota/rand, gather)
+   is inlined: a movement op becomes index arithmetic on its operand, never a copy.
+
+2. Place the materialized values, in topological order, into kernels. A kernel is a
+   loop nest over an *outer* domain with a sequence of stages over an *inner* domain
+   (kernel_ir.py). Each value is first tried in the existing kernels, newest first:
+     * a reduction joins a kernel whose reductions run over the same input shape and
+       dims (softmax's max and sum, layernorm's mean and variance): a sibling stage;
+     * an elementwise value whose shape is the kernel's full domain becomes an inner
+       store stage (softmax's e / sum, the normalised output of layernorm); one whose
+       shape is the kernel's outer domain becomes an outer store stage (mean = sum/n);
+       a pointwise value of the same shape as a pointwise kernel joins it.
+   Joining is legal when the value's expression, built at the kernel's canonical index,
+   reads the kernel's own reductions only at the outer point being computed (else the
+   reduction must go through memory: REDUCTION_INDEX_MISMATCH), and reads other
+   kernels' results only from kernels that run earlier (else the kernels would depend on
+   each other in a cycle: DEPENDENCY). A value that fits nowhere starts a new kernel:
+   a reduction kernel over (kept dims) x (reduced dims), a pointwise kernel over its
+   shape (collapsed to one loop when every access stays division-free), a matmul
+   kernel, or a serial scatter kernel.
+
+   Only the newest few kernels at or after the value's dependencies are tried, which
+   keeps placement linear in practice.
+
+3. Never duplicate expensive work into several kernels: an inlined value that ended up
+   in more than one kernel and costs more than a few cheap ops (a transcendental
+   counts four) is materialized, and placement runs again, until nothing changes.
+   Recomputing an inlined value in several stages of the same kernel is allowed: it
+   saves a round trip through memory. Independently, a value whose fully inlined
+   expression tree would exceed 256 ops is materialized up front (EXPRESSION_SIZE),
+   so chains such as an unrolled RNN's cell state cannot blow up code size.
+
+Every edge of the graph gets a `Reason` saying why it was or was not fused;
+`explain(graph)` prints the plan with them (for `graphc dump-ir --stage fused --explain`).
+
+Invariants of the result (`FusedPlan`): kernels are in an order where each reads only
+buffers written by earlier kernels or graph inputs; every graph output that is not a
+graph input has a buffer written by exactly one kernel; a buffer is written by one kernel.
+"""
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..backends import kernel_ir as K
+from ..ir import dtypes as dt
+from ..ir.graph import Graph, Node
+from ..ir.registry import FusionClass, get_op
+
+
+class Reason(enum.Enum):
+    INLINED = "elementwise producer inlined into its consumer's loop"
+    VIEW = "movement op folded into index arithmetic (no copy)"
+    SOURCE = "constant/iota/random source computed in place"
+    SAME_KERNEL = "producer computed earlier in the same kernel (prologue/epilogue/sibling)"
+    GRAPH_INPUT = "value is a graph input: read from memory"
+    GRAPH_OUTPUT = "value is a graph output: written to memory"
+    REDUCTION = "reduction result read by another kernel: written to memory"
+    OPAQUE = "matmul/scatter is a kernel of its own; its result goes through memory"
+    OPAQUE_OPERAND = "matmul operand is not a BLAS-compatible strided view: materialized"
+    STRIDED_VIEW = "movement ops feeding the matmul became strides/transpose flags"
+    SHARED_EXPENSIVE = "expensive value used by several kernels: computed once and stored"
+    EXPRESSION_SIZE = "inlined expression would grow too large: stored to bound code size"
+    DOMAIN_MISMATCH = "iteration domains differ"
+    REDUCTION_INDEX_MISMATCH = "consumer reads the reduction at other points than it produces"
+    DEPENDENCY = "fusing would make kernels depend on each other in a cycle"
+
+
+class CannotFuse(Exception):
+    def __init__(self, reason: Reason):
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+_MAX_INLINED_TREE = 256
+_JOIN_CANDIDATES = 8      # kernels tried (newest first) before starting a new one   # ops in one value's fully inlined expression tree
+_TRANSCENDENTAL = {"exp", "log", "log1p", "expm1", "sin", "cos", "tanh", "sigmoid", "gelu",
+                   "silu", "erf", "pow", "sqrt", "rsqrt"}
+_EXPENSIVE_COST = 4
+
+
+@dataclass
+class KernelPlan:
+    """A kernel being assembled: its domain and the materialized values placed in it."""
+    index: int
+    kind: str                       # "reduce", "pointwise", "matmul", "scatter"
+    full_shape: tuple = ()
+    dims: tuple = ()                # reduced dims of full_shape ("reduce" kernels)
+    outer: tuple = ()               # Vars
+    inner: tuple = ()               # Vars
+    full_index: tuple = ()          # Lin per dim of full_shape
+    entries: list = field(default_factory=list)   # (node, stage kind, payload)
+    kernel: object = None           # the finished kernel_ir object
+
+    def outer_shape(self):
+        return tuple(v.extent for v in self.outer)
+
+
+@dataclass
+class FusedPlan:
+    graph: Graph
+    kernels: list                   # kernel_ir Kernel / MatmulKernel, in execution order
+    buffers: dict                   # id(node) -> Buffer of every materialized value in memory
+    input_buffers: list             # Buffer per graph input
+    output_buffers: list            # Buffer per graph output (an input's Buffer if it is one)
+    edge_reasons: list              # (producer, consumer, fused: bool, Reason)
+    node_kernel: dict               # id(node) -> kernel name for materialized nodes
+
+    def explain(self) -> str:
+        from ..ir.printer import value_names
+        names = value_names(self.graph)
+        lines = [f"fused plan: {len(self.kernels)} kernel(s)"]
+        for k in self.kernels:
+            lines.append(str(k))
+            if k.nodes:
+                lines.append("  computes: " + ", ".join(f"%{names[n]}" for n in k.nodes))
+        lines.append("edges:")
+        for p, c, fused, reason in self.edge_reasons:
+            lines.append(f"  %{names[id(p)]} ({p.op}) -> %{names[id(c)]} ({c.op}): "
+                         f"{'fused' if fused else 'not fused'}: {reason.name} "
+                         f"({reason.value})")
+        return "\n".join(lines) + "\n"
+
+
+def explain(graph: Graph) -> str:
+    """The fused plan of `graph` with the reason for every edge, as text."""
+    return fuse(graph).explain()
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _fusion_class(node):
+    if node.op == "input":
+        return FusionClass.SOURCE
+    return get_op(node.op).fusion
+
+
+def _freeze(attrs):
+    out = []
+    for k, v in sorted(attrs.items()):
+        if isinstance(v, list):
+            v = tuple(v)
+        out.append((k, v))
+    return tuple(out)
+
+
+def _movement_index(node: Node, idx: tuple) -> tuple:
+    """Index into the operand of movement op `node` for index `idx` of its result.
+    (pad and concat are handled by the expression builder: they select values.)"""
+    src = node.inputs[0].shape
+    a = node.attrs
+    if node.op == "reshape":
+        return K.delinearize(K.linearize(idx, node.shape), src)
+    if node.op == "permute":
+        out = [None] * len(src)
+        for k, p in enumerate(a["dims"]):
+            out[p] = idx[k]
+        return tuple(out)
+    if node.op == "expand":
+        return tuple(K.ZERO if s == 1 else i for s, i in zip(src, idx))
+    if node.op == "slice":
+        return tuple(K.lin(st) + K.lin(i) * sp for i, st, sp in
+                     zip(idx, a["starts"], a["steps"]))
+    raise AssertionError(node.op)
+
+
+def _strided_view(node: Node, is_buffer) -> tuple | None:
+    """If `node` is movement ops (reshape/permute/expand/slice) over a value that is in
+    memory, return (base node, offset, strides) of the affine map from node's index to
+    the base buffer's flat index; else None."""
+    vars_ = tuple(K.Var(f"m{k}", s) for k, s in enumerate(node.shape))
+    idx = tuple(K.lin(v) for v in vars_)
+    n = node
+    while n.op in ("reshape", "permute", "expand", "slice") and not is_buffer(n):
+        idx = _movement_index(n, idx)
+        n = n.inputs[0]
+    if n.op in ("pad", "concat"):
+        return None
+    flat = K.linearize(idx, n.shape)
+    coeff = {}
+    for a, c in flat.terms:
+        if not isinstance(a, K.Var):
+            return None
+        coeff[a] = c
+    strides = tuple(coeff.get(v, 0) for v in vars_)
+    return n, flat.const, strides
+
+
+def _blas_ok(shape, strides):
+    """A 2-D operand BLAS can read: unit stride in one of the two matrix dims."""
+    (r, c), (sr, sc) = shape[-2:], strides[-2:]
+    if c == 1 or sc == 1:
+        return sr >= max(c, 1) or r == 1 or c == 1
+    if r == 1 or sr == 1:
+        return sc >= max(r, 1)
+    return False
+
+
+def normalize_matmul_view(shape, strides):
+    """(strides, transposed, leading dim) for BLAS, or None."""
+    r, c = shape[-2:]
+    sr, sc = strides[-2:]
+    if r * c == 0:
+        return strides[:-2] + (max(c, 1), 1), False, max(c, 1)
+    if c == 1:
+        sc = 1
+    if r == 1:
+        sr = max(c, 1) if sc == 1 else sr
+    if sc == 1 and sr >= max(c, 1):
+        return strides[:-2] + (sr, sc), False, sr
+    if r == 1:
+        sr = 1
+    if sr == 1 and sc >= max(r, 1):
+        return strides[:-2] + (sr, sc), True, sc
+    return None
+
+
+_BLAS_DTYPES = ("f32", "f64", "bf16")
+
+
+# ----------------------------------------------------------------------------- the pass
+
+class _Fuser:
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.users = graph.users()
+        self.out_ids = {id(o) for o in graph.outputs}
+        self.pos = {id(n): k for k, n in enumerate(graph.nodes)}
+        self.reason: dict[int, Reason] = {}      # materialized nodes and why
+        self.views: dict[int, tuple] = {}        # matmul operand -> (base, offset, strides)
+        for n in graph.nodes:
+            fc = _fusion_class(n)
+            if n.op == "input":
+                continue
+            if id(n) in self.out_ids:
+                self.reason[id(n)] = Reason.GRAPH_OUTPUT
+            elif fc is FusionClass.REDUCTION:
+                self.reason[id(n)] = Reason.REDUCTION
+            elif fc is FusionClass.OPAQUE and not _onehot_scatter(n):
+                self.reason[id(n)] = Reason.OPAQUE
+        for n in graph.nodes:
+            if n.op == "matmul" and n.dtype.short in _BLAS_DTYPES:
+                for x in n.inputs:
+                    self._plan_matmul_operand(x)
+
+    def _is_mat(self, n):
+        return n.op == "input" or id(n) in self.reason
+
+    def _plan_matmul_operand(self, x):
+        view = _strided_view(x, self._is_mat)
+        if view is not None and normalize_matmul_view(x.shape, view[2]) is not None:
+            base = view[0]
+            if not self._is_mat(base):
+                self.reason[id(base)] = Reason.OPAQUE_OPERAND
+            self.views[id(x)] = view
+        else:
+            self.reason[id(x)] = Reason.OPAQUE_OPERAND
+            self.views[id(x)] = (x, 0, K.Buffer("v", x.shape, x.dtype).strides())
+
+    # ------------------------------------------------------------------ placement
+    def _bound_expression_size(self):
+        """Materialize values whose inlined expression tree (a DAG unfolded: every use
+        recomputes) would exceed _MAX_INLINED_TREE ops, e.g. a cell state threaded
+        through the elementwise ops of an unrolled RNN."""
+        size = {}
+        for n in self.graph.nodes:
+            if self._is_mat(n):
+                size[id(n)] = 0
+                continue
+            s = 1 + sum(size[id(i)] for i in n.inputs)
+            if s > _MAX_INLINED_TREE:
+                self.reason[id(n)] = Reason.EXPRESSION_SIZE
+                s = 0
+            size[id(n)] = s
+
+    def run(self) -> FusedPlan:
+        self._bound_expression_size()
+        for _ in range(len(self.graph.nodes) + 1):
+            self._place_all()
+            dup = self._duplicated_expensive()
+            if not dup:
+                break
+            for n in dup:
+                self.reason[id(n)] = Reason.SHARED_EXPENSIVE
+        return self._finish()
+
+    def _place_all(self):
+        self.kernels: list[KernelPlan] = []
+        self.home: dict[int, KernelPlan] = {}       # materialized node -> its kernel
+        self.inlined_in: dict[int, set] = {}        # inlined node -> kernel indices
+        self.buffers: dict[int, K.Buffer] = {}
+        self.input_buffers = []
+        for k, n in enumerate(self.graph.inputs):
+            b = K.Buffer(f"in{k}", n.shape, n.dtype, "input")
+            self.buffers[id(n)] = b
+            self.input_buffers.append(b)
+        self.frontier = {}   # node -> lowest kernel index it may be computed in
+        for n in self.graph.nodes:
+            if n.op != "input" and id(n) in self.reason:
+                self._place(n)
+            self.frontier[id(n)] = self._frontier_of(n)
+
+    def _frontier_of(self, n):
+        """Kernels before this index cannot compute `n` (it reads a later kernel)."""
+        if n.op == "input":
+            return 0
+        home = self.home.get(id(n))
+        if home is not None:
+            return home.index
+        return max((self.frontier[id(i)] for i in n.inputs), default=0)
+
+    def _candidates(self, n, kinds):
+        lo = max((self.frontier[id(i)] for i in n.inputs), default=0)
+        out = []
+        for kp in reversed(self.kernels):
+            if kp.index < lo or len(out) == _JOIN_CANDIDATES:
+                break
+            if kp.kind in kinds:
+                out.append(kp)
+        return out
+
+    def _place(self, n: Node):
+        fc = _fusion_class(n)
+        if n.op == "matmul":
+            if n.dtype.short in _BLAS_DTYPES:
+                return self._new_kernel(n, "matmul")
+            return self._place_reduction_like(n)
+        if fc is FusionClass.OPAQUE and not _onehot_scatter(n):
+            return self._new_kernel(n, "scatter")
+        if fc is FusionClass.REDUCTION:
+            return self._place_reduction_like(n)
+        for kp in self._candidates(n, ("reduce", "pointwise")):
+            for stage in ("inner", "outer"):
+                if stage == "inner" and (kp.kind == "pointwise" or n.shape != kp.full_shape):
+                    continue
+                if stage == "outer":
+                    idx = self._outer_index_for(kp, n.shape)
+                    if idx is None:
+                        continue
+                else:
+                    idx = kp.full_index
+                try:
+                    value = self._build(n, idx, kp, top=True)
+                except CannotFuse:
+                    continue
+                kp.entries.append((n, stage, (idx, value)))
+                self.home[id(n)] = kp
+                return
+        self._new_kernel(n, "pointwise")
+
+    def _outer_index_for(self, kp, shape):
+        """The canonical outer index of `kp` as an index of a value of `shape` (the
+        reduced shape with or without kept size-1 dims), or None."""
+        if kp.kind == "pointwise":
+            return kp.full_index if shape == kp.full_shape else None
+        if shape == kp.outer_shape():
+            return tuple(K.lin(v) for v in kp.outer)
+        keep = tuple(1 if d in kp.dims else s for d, s in enumerate(kp.full_shape))
+        if shape == keep:
+            it = iter(kp.outer)
+            return tuple(K.ZERO if d in kp.dims else K.lin(next(it))
+                         for d in range(len(keep)))
+        return None
+
+    def _reduction_domain(self, n):
+        if n.op == "matmul":   # loop matmul: out[..., m, n] = sum_k a[..., m, k] b[..., k, n]
+            a, b = n.inputs
+            return a.shape[:-1] + (b.shape[-1], a.shape[-1]), (len(a.shape),)
+        x = n.inputs[0]
+        if n.op in ("argmax", "argmin"):
+            return x.shape, ((n.attrs["dim"],) if x.shape else ())
+        return x.shape, tuple(n.attrs["dims"])
+
+    def _place_reduction_like(self, n):
+        full, dims = self._reduction_domain(n)
+        for kp in self._candidates(n, ("reduce",)):
+            if kp.full_shape == full and kp.dims == dims:
+                try:
+                    value = self._reduce_value(n, kp)
+                except CannotFuse:
+                    continue
+                kp.entries.append((n, "reduce", value))
+                self.home[id(n)] = kp
+                return
+        self._new_kernel(n, "reduce")
+
+    def _reduce_value(self, n, kp):
+        if n.op == "matmul":
+            a, b = n.inputs
+            idx = kp.full_index
+            batch, m, nn, k = idx[:-3], idx[-3], idx[-2], idx[-1]
+            f32 = dt.float32 if n.dtype.is_floating else n.dtype
+            va = self._build(a, batch + (m, k), kp)
+            vb = self._build(b, batch + (k, nn), kp)
+            if f32 is not n.dtype:
+                va, vb = K.Compute("cast", (va,), f32), K.Compute("cast", (vb,), f32)
+            return K.Compute("mul", (va, vb), f32)
+        return self._build(n.inputs[0], kp.full_index, kp)
+
+    def _new_kernel(self, n, kind):
+        kp = KernelPlan(len(self.kernels), kind)
+        tag = f"k{kp.index}"
+        if kind == "reduce":
+            full, dims = self._reduction_domain(n)
+            kp.full_shape, kp.dims = full, dims
+            outer, inner, idx = [], [], []
+            for d, s in enumerate(full):
+                if d in dims:
+                    v = K.Var(f"{tag}r{len(inner)}", s)
+                    inner.append(v)
+                else:
+                    v = K.Var(f"{tag}o{len(outer)}", s)
+                    outer.append(v)
+                idx.append(K.lin(v))
+            kp.outer, kp.inner, kp.full_index = tuple(outer), tuple(inner), tuple(idx)
+            self.kernels.append(kp)
+            kp.entries.append((n, "reduce", self._reduce_value(n, kp)))
+        elif kind == "pointwise":
+            kp.full_shape = n.shape
+            self.kernels.append(kp)
+            value = None
+            if len(n.shape) > 1:   # one flat loop when that costs no division
+                flat = K.Var(f"{tag}i", _numel(n.shape))
+                idx = K.delinearize(K.lin(flat), n.shape)
+                value = self._build(n, idx, kp, top=True, tentative=True)
+                if value is None or _has_division(value):
+                    value = None
+                else:
+                    kp.outer, kp.full_index = (flat,), idx
+            if value is None:
+                kp.outer = tuple(K.Var(f"{tag}o{d}", s) for d, s in enumerate(n.shape))
+                kp.full_index = tuple(K.lin(v) for v in kp.outer)
+                value = self._build(n, kp.full_index, kp, top=True)
+            kp.entries.append((n, "outer", (kp.full_index, value)))
+        elif kind == "matmul":
+            self.kernels.append(kp)
+            kp.entries.append((n, "matmul", None))
+        elif kind == "scatter":
+            self.kernels.append(kp)
+            x, idx_node, src = n.inputs
+            d = n.attrs["dim"]
+            xv = tuple(K.Var(f"{tag}x{j}", s) for j, s in enumerate(x.shape))
+            iv = tuple(K.Var(f"{tag}s{j}", s) for j, s in enumerate(idx_node.shape))
+            x_idx = tuple(K.lin(v) for v in xv)
+            s_idx = tuple(K.lin(v) for v in iv)
+            copy = self._build(x, x_idx, kp)
+            target = self._build(idx_node, s_idx, kp)
+            add = self._build(src, s_idx, kp)
+            dst = tuple(K.lin(K.ValueIndex(target, x.shape[d])) if j == d else s_idx[j]
+                        for j in range(len(x.shape)))
+            kp.entries.append((n, "scatter", (xv, x_idx, copy, iv, dst, add)))
+        self.home[id(n)] = kp
+
+    # ------------------------------------------------------------------ expressions
+    def _build(self, n, idx, kp, top=False, tentative=False):
+        """The value expression of `n` at index `idx`, evaluated inside kernel `kp`.
+        Raises CannotFuse when that is illegal (or returns None if `tentative`)."""
+        self._memo = {}
+        self._touched = set()
+        if not hasattr(self, "_intern"):
+            self._intern = {}
+        try:
+            v = self._ev(n, tuple(idx), kp, top)
+        except CannotFuse:
+            if tentative:
+                return None
+            raise
+        for nid in self._touched:
+            self.inlined_in.setdefault(nid, set()).add(kp.index)
+        return v
+
+    def _ev(self, n, idx, kp, top=False):
+        key = (id(n), idx)
+        if key in self._memo:
+            return self._memo[key]
+        v = self._ev_uncached(n, idx, kp, top)
+        v = self._intern.setdefault(v, v)   # equal expressions become one object
+        self._memo[key] = v
+        return v
+
+    def _ev_uncached(self, n, idx, kp, top):
+        if not top and self._is_mat(n):
+            if n.op == "input":
+                return K.Load(self.buffers[id(n)], idx)
+            home = self.home.get(id(n))
+            if home is None:
+                raise AssertionError(f"{n} used before it was placed")
+            if home is not kp:
+                if home.index > kp.index:
+                    raise CannotFuse(Reason.DEPENDENCY)
+                return K.Load(self._buffer_for(n), idx)
+            entry = next(e for e in kp.entries if e[0] is n)
+            if entry[1] == "reduce":
+                want = self._outer_index_for(kp, n.shape)
+                if want is None or not _same_index(want, idx, n.shape):
+                    raise CannotFuse(Reason.REDUCTION_INDEX_MISMATCH)
+                return K.AccRef(f"v{self.pos[id(n)]}", n.dtype)
+            # an inner/outer store of this kernel: recompute it here
+        if not top:
+            self._touched.add(id(n))
+        op, a = n.op, n.attrs
+        if op == "const":
+            return K.Const(a["value"], n.dtype)
+        if op == "iota":
+            return K.IndexValue(idx[a["dim"]] if idx else K.ZERO, n.dtype)
+        if op == "rand":
+            seed = self._ev(n.inputs[0], (), kp)
+            off = self._ev(n.inputs[1], (), kp)
+            return K.RandValue(seed, off, K.linearize(idx, n.shape), bool(a.get("normal")),
+                               n.dtype)
+        if op in ("reshape", "permute", "expand", "slice"):
+            return self._ev(n.inputs[0], _movement_index(n, idx), kp)
+        if op == "pad":
+            return self._pad(n, idx, kp)
+        if op == "concat":
+            return self._concat(n, idx, kp)
+        if op == "gather":
+            x, ind = n.inputs
+            d = a["dim"]
+            where = K.lin(K.ValueIndex(self._ev(ind, idx, kp), x.shape[d]))
+            xi = tuple(where if j == d else idx[j] for j in range(len(x.shape)))
+            return K.CheckIndex(self._ev(x, xi, kp), where)
+        if op == "scatter_add":   # one index per row: out = x + (j == idx[i]) * src[i]
+            x, ind, src = n.inputs
+            d = a["dim"]
+            row = tuple(K.ZERO if j == d else idx[j] for j in range(len(idx)))
+            target = K.lin(K.ValueIndex(self._ev(ind, row, kp), x.shape[d]))
+            hit = K.InRange(K.lin(idx[d]) - target, 0, 1)
+            add = K.Compute("where", (hit, self._ev(src, row, kp), K.Const(0, n.dtype)),
+                            n.dtype)
+            return K.Compute("add", (self._ev(x, idx, kp), add), n.dtype)
+        fc = _fusion_class(n)
+        if fc is FusionClass.ELEMENTWISE:
+            args = tuple(self._ev(i, idx, kp) for i in n.inputs)
+            attrs = tuple((k, v) for k, v in _freeze(a) if k != "dtype")
+            return K.Compute(op, args, n.dtype, attrs)
+        raise AssertionError(f"cannot inline {op}")
+
+    def _pad(self, n, idx, kp):
+        x = n.inputs[0]
+        zero = K.Const(0, n.dtype)
+        if any(s == 0 for s in x.shape):
+            return zero
+        conds, src = [], []
+        for i, size, lo, it in zip(idx, x.shape, n.attrs["low"], n.attrs["interior"]):
+            step = it + 1
+            hi = lo + (size - 1) * step + 1
+            j = K.lin(i) - lo
+            blo, bhi = K.lin(i).bounds()
+            if not (blo >= lo and bhi < hi and step == 1):
+                conds.append(K.InRange(K.lin(i), lo, hi, step))
+            src.append(K.clamp(K.floordiv(j, step) if step > 1 else j, 0, size - 1))
+        val = self._ev(x, tuple(src), kp)
+        for c in conds:
+            val = K.Compute("where", (c, val, zero), n.dtype)
+        return val
+
+    def _concat(self, n, idx, kp):
+        d = n.attrs["dim"]
+        pieces, start = [], 0
+        for x in n.inputs:
+            size = x.shape[d]
+            if size:
+                pieces.append((x, start, size))
+            start += size
+        i = K.lin(idx[d])
+        val = None
+        for x, start, size in reversed(pieces):
+            xi = tuple(K.clamp(i - start, 0, size - 1) if j == d else idx[j]
+                       for j in range(len(idx)))
+            v = self._ev(x, xi, kp)
+            if val is None:
+                val = v
+            else:
+                lo, hi = i.bounds()
+                if lo >= start and hi < start + size:
+                    val = v
+                else:
+                    val = K.Compute("where", (K.InRange(i, start, start + size), v, val),
+                                    n.dtype)
+        return val
+
+    def _buffer_for(self, n):
+        b = self.buffers.get(id(n))
+        if b is None:
+            kind = "output" if id(n) in self.out_ids else "temp"
+            b = K.Buffer(f"t{len(self.buffers)}", n.shape, n.dtype, kind)
+            self.buffers[id(n)] = b
+        return b
+
+    # ------------------------------------------------------------------ duplication
+    def _duplicated_expensive(self):
+        out = []
+        for n in self.graph.nodes:
+            if self._is_mat(n) or len(self.inlined_in.get(id(n), ())) < 2:
+                continue
+            if self._cost(n) > _EXPENSIVE_COST:
+                out.append(n)
+        return out
+
+    def _cost(self, n, seen=None):
+        seen = set() if seen is None else seen
+        if id(n) in seen or (self._is_mat(n)):
+            return 0
+        seen.add(id(n))
+        fc = _fusion_class(n)
+        own = 0
+        if fc is FusionClass.ELEMENTWISE:
+            own = 4 if n.op in _TRANSCENDENTAL else 1
+        elif n.op == "rand":
+            own = 8
+        return own + sum(self._cost(i, seen) for i in n.inputs)
+
+    # ------------------------------------------------------------------ assembly
+    def _finish(self) -> FusedPlan:
+        for o in self.graph.outputs:
+            if o.op != "input":
+                self._buffer_for(o)
+        for kp in self.kernels:   # matmul operands are read from memory
+            if kp.kind == "matmul":
+                for x in kp.entries[0][0].inputs:
+                    base = self.views[id(x)][0]
+                    if base.op != "input":
+                        self._buffer_for(base)
+        kernels = []
+        for kp in self.kernels:
+            kernels.append(self._assemble(kp))
+        node_kernel = {nid: kp.kernel.name for nid, kp in self.home.items()}
+        return FusedPlan(self.graph, kernels, dict(self.buffers), self.input_buffers,
+                         [self.buffers[id(o)] for o in self.graph.outputs],
+                         self._edge_reasons(), node_kernel)
+
+    def _assemble(self, kp):
+        name = f"kernel{kp.index}"
+        names = [id(e[0]) for e in kp.entries]
+        if kp.kind == "matmul":
+            n = kp.entries[0][0]
+            a, b = n.inputs
+            views = []
+            for x in (a, b):
+                base, off, strides = self.views[id(x)]
+                views.append(K.StridedView(self._buffer_for(base) if base.op != "input"
+                                           else self.buffers[id(base)],
+                                           off, strides, x.shape))
+            kp.kernel = K.MatmulKernel(name, views[0], views[1], self._buffer_for(n),
+                                       n.dtype, names)
+            return kp.kernel
+        stages = []
+        for n, kind, payload in kp.entries:
+            buf = self.buffers.get(id(n))
+            if kind == "reduce":
+                op = "sum" if n.op == "matmul" else n.op
+                stages.append(K.Reduce(f"v{self.pos[id(n)]}", op, kp.inner, payload, n.dtype))
+                if buf is not None:
+                    idx = self._outer_index_for(kp, n.shape)
+                    stages.append(K.Store(buf, idx, (), K.AccRef(f"v{self.pos[id(n)]}", n.dtype)))
+            elif kind in ("inner", "outer"):
+                if buf is None:
+                    continue
+                idx, value = payload
+                stages.append(K.Store(buf, idx, kp.inner if kind == "inner" else (), value))
+            elif kind == "scatter":
+                xv, x_idx, copy, iv, dst, add = payload
+                buf = self._buffer_for(n)
+                stages.append(K.Store(buf, x_idx, xv, copy))
+                stages.append(K.Store(buf, dst, iv, add, accumulate="sum"))
+        if kp.kind == "reduce" and _is_column_reduction(kp, stages):
+            stages = _column_reduction_stages(kp, stages)
+            kp.kernel = K.Kernel(name, (), stages, parallel=False, nodes=names)
+            return kp.kernel
+        kp.kernel = K.Kernel(name, kp.outer, stages, parallel=kp.kind != "scatter",
+                             nodes=names)
+        return kp.kernel
+
+    def _edge_reasons(self):
+        out = []
+        for c in self.graph.nodes:
+            for p in c.inputs:
+                if p.op == "input":
+                    out.append((p, c, False, Reason.GRAPH_INPUT))
+                    continue
+                if c.op == "matmul" and id(p) in self.views and self.views[id(p)][0] is not p:
+                    out.append((p, c, True, Reason.STRIDED_VIEW))
+                    continue
+                if not self._is_mat(p):
+                    fc = _fusion_class(p)
+                    r = Reason.VIEW if fc is FusionClass.MOVEMENT else \
+                        Reason.SOURCE if fc is FusionClass.SOURCE else Reason.INLINED
+                    out.append((p, c, True, r))
+                    continue
+                p_home = self.home.get(id(p))
+                c_homes = {self.home[id(c)].index} if id(c) in self.home else \
+                    self.inlined_in.get(id(c), set())
+                if p_home is not None and c_homes == {p_home.index}:
+                    out.append((p, c, True, Reason.SAME_KERNEL))
+                else:
+                    out.append((p, c, False, self.reason[id(p)]))
+        return out
+
+
+def _numel(shape):
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+_COLUMN_DTYPES = ("f32", "f64", "i32", "i64")
+
+
+def _is_column_reduction(kp, stages):
+    """Reductions over leading dims only (e.g. a bias gradient: sum over rows), each
+    stored straight to memory: looping 'per kept point, over the reduced dims' would
+    read memory with a large stride. Such kernels are rewritten to sweep the input in
+    memory order, combining into the output row (contiguous, vectorisable)."""
+    full = kp.full_shape
+    if not kp.dims or not full or (len(full) - 1) in kp.dims or not kp.outer:
+        return False
+    if len(stages) % 2:
+        return False
+    for red, st in zip(stages[::2], stages[1::2]):
+        if not (isinstance(red, K.Reduce) and isinstance(st, K.Store) and not st.inner and
+                st.value == K.AccRef(red.acc, red.dtype) and red.op in ("sum", "max", "min")
+                and red.dtype.short in _COLUMN_DTYPES
+                and K.value_dtype(red.value) is red.dtype):
+            return False
+        for v in K.walk_values(red.value):
+            if isinstance(v, K.AccRef):
+                return False
+    return True
+
+
+def _column_reduction_stages(kp, stages):
+    out = []
+    for red, st in zip(stages[::2], stages[1::2]):
+        ident = {"sum": 0, "max": -math.inf, "min": math.inf}[red.op]
+        if not red.dtype.is_floating and red.op != "sum":
+            info = np.iinfo(red.dtype.np)
+            ident = int(info.min if red.op == "max" else info.max)
+        out.append(K.Store(st.buffer, st.index, kp.outer, K.Const(ident, red.dtype)))
+        full_vars = tuple(a.terms[0][0] for a in kp.full_index)   # input order
+        out.append(K.Store(st.buffer, st.index, full_vars, red.value, accumulate=red.op))
+    return out
+
+
+def _onehot_scatter(n):
+    """scatter_add with one index per row (idx.shape[dim] == 1, src and idx alike and
+    covering x elsewhere): exactly an elementwise select, so it fuses like one (the
+    gradient of gather in NLL / cross-entropy)."""
+    if n.op != "scatter_add":
+        return False
+    x, idx, src = n.inputs
+    d = n.attrs["dim"]
+    return (idx.shape[d] == 1 and src.shape == idx.shape and
+            all(idx.shape[j] == x.shape[j] for j in range(len(x.shape)) if j != d))
+
+
+def _has_division(value):
+    for v in K.walk_values(value):
+        if isinstance(v, K.Load):   # what matters is the address, after linearization
+            idx = (K.linearize(v.index, v.buffer.shape),)
+        else:
+            idx = v.index if isinstance(v, (K.IndexValue, K.InRange, K.CheckIndex)) else \
+                (v.flat,) if isinstance(v, K.RandValue) else ()
+        if isinstance(idx, K.Lin):
+            idx = (idx,)
+        for i in idx:
+            if any(isinstance(a, (K.FloorDiv, K.Mod)) for a in i.atoms()):
+                return True
+    return False
+
+
+def _same_index(want, got, shape):
+    for w, g, s in zip(want, got, shape):
+        if s != 1 and w != g:
+            return False
+    return True
+
+
+# ----------------------------------------------------------------------------- convolutions
+#
+# Convolutions are not kernels of their own: before fusion they are rewritten into
+# primitives whose fused form is im2col + BLAS GEMM. conv2d's kh*kw strided slices of the
+# padded input are concatenated into the patch matrix (one fused copy kernel: index
+# arithmetic, no intermediate per slice), multiplied by the weight viewed as
+# [groups, Cg*kh*kw, O/groups] (a strided view, no copy). conv_transpose2d is the conv2d
+# of the stride-dilated, padded input with the flipped, channel-swapped weight.
+
+def _mk(op, *inputs, **attrs):
+    return Node(op, inputs, attrs, get_op(op).infer([i.type for i in inputs], attrs))
+
+
+def _conv2d_primitives(x, w, stride, padding, dilation, groups):
+    N, C, H, W = x.shape
+    O, Cg, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    if ph or pw:
+        x = _mk("pad", x, low=(0, 0, ph, pw), high=(0, 0, ph, pw), interior=(0, 0, 0, 0))
+    Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    pieces = []
+    for i in range(kh):
+        for j in range(kw):
+            sl = _mk("slice", x, starts=(0, 0, i * dh, j * dw),
+                     stops=(N, C, i * dh + (Ho - 1) * sh + 1, j * dw + (Wo - 1) * sw + 1),
+                     steps=(1, 1, sh, sw))
+            pieces.append(_mk("reshape", sl, shape=(N, C, Ho, Wo, 1)))
+    cols = pieces[0] if len(pieces) == 1 else _mk("concat", *pieces, dim=4)
+    G, K = groups, kh * kw
+    cols = _mk("reshape", cols, shape=(N, G, Cg, Ho, Wo, K))
+    cols = _mk("permute", cols, dims=(1, 0, 3, 4, 2, 5))
+    cols = _mk("reshape", cols, shape=(G, N * Ho * Wo, Cg * K))
+    wm = _mk("permute", _mk("reshape", w, shape=(G, O // G, Cg * K)), dims=(0, 2, 1))
+    y = _mk("matmul", cols, wm)
+    y = _mk("permute", _mk("reshape", y, shape=(G, N, Ho, Wo, O // G)), dims=(1, 0, 4, 2, 3))
+    return _mk("reshape", y, shape=(N, O, Ho, Wo))
+
+
+def _flip_spatial(w):
+    out = w
+    for d in (2, 3):
+        k = w.shape[d]
+        if k == 1:
+            continue
+        iota = _mk("iota", shape=w.shape, dim=d, dtype=dt.int64)
+        last = _mk("expand", _mk("reshape", _mk("const", value=k - 1, dtype=dt.int64),
+                                 shape=(1, 1, 1, 1)), shape=w.shape)
+        out = _mk("gather", out, _mk("sub", last, iota), dim=d)
+    return out
+
+
+def _conv_transpose2d_primitives(x, w, stride, padding, dilation, groups, output_padding):
+    Ci, Cog, kh, kw = w.shape
+    G = groups
+    lows, highs = [], []
+    for k, p, d, op in zip((kh, kw), padding, dilation, output_padding):
+        lows.append(d * (k - 1) - p)
+        highs.append(d * (k - 1) - p + op)
+    xd = _mk("pad", x, low=(0, 0) + tuple(max(v, 0) for v in lows),
+             high=(0, 0) + tuple(max(v, 0) for v in highs),
+             interior=(0, 0, stride[0] - 1, stride[1] - 1))
+    if min(lows + highs) < 0:
+        cut_lo = [max(-v, 0) for v in lows]
+        cut_hi = [max(-v, 0) for v in highs]
+        shp = xd.shape
+        xd = _mk("slice", xd, starts=(0, 0, cut_lo[0], cut_lo[1]),
+                 stops=(shp[0], shp[1], shp[2] - cut_hi[0], shp[3] - cut_hi[1]),
+                 steps=(1, 1, 1, 1))
+    wt = _mk("reshape", w, shape=(G, Ci // G, Cog, kh, kw))
+    wt = _mk("reshape", _mk("permute", wt, dims=(0, 2, 1, 3, 4)),
+             shape=(G * Cog, Ci // G, kh, kw))
+    return _conv2d_primitives(xd, _flip_spatial(wt), (1, 1), (0, 0), dilation, groups)
+
+
+def lower_convolutions(graph: Graph) -> Graph:
+    """`graph` with conv2d / conv_transpose2d rewritten into primitive ops (or `graph`
+    itself when it has none)."""
+    if not any(n.op in ("conv2d", "conv_transpose2d") for n in graph.nodes):
+        return graph
+    new = {}
+    for n in graph.nodes:
+        ins = tuple(new[id(i)] for i in n.inputs)
+        a = n.attrs
+        if n.op == "conv2d":
+            c = _conv2d_primitives(*ins, a["stride"], a["padding"], a["dilation"], a["groups"])
+        elif n.op == "conv_transpose2d":
+            c = _conv_transpose2d_primitives(*ins, a["stride"], a["padding"], a["dilation"],
+                                             a["groups"], a["output_padding"])
+        elif n.op == "input":
+            c = n
+        else:
+            c = Node(n.op, ins, n.attrs, n.type, n.loc)
+        new[id(n)] = c
+    lowered, _ = Graph.from_outputs([new[id(o)] for o in graph.outputs],
+                                    input_order=graph.inputs)
+    return lowered
+
+
+def fuse(graph: Graph) -> FusedPlan:
+    """Group `graph` into kernels (see the module docstring). Convolutions are first
+    lowered to primitives (`lower_convolutions`); the plan's `graph` is the lowered one,
+    with the same inputs and outputs in the same order."""
+    return _Fuser(lower_convolutions(graph)).run()

@@ -1,0 +1,280 @@
+"""Fusion tests in the style of TVM's: a graph before, the expected grouping after.
+
+Each test builds a graph with graphc tensor ops (or raw IR nodes), fuses it and checks
+the kernels (how many, which kind, which values each computes) and the reasons recorded
+on the edges. Results of the fused kernels are checked against the interpreter in
+tests/test_llvm_backend.py; a few end-to-end checks here make sure the groupings asserted
+are also correct when run.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.backends import interp
+from graphc.backends import kernel_ir as K
+from graphc.backends import llvm as L
+from graphc.ir import dtypes as dt
+from graphc.ir.graph import Graph, Node, TensorType
+from graphc.ir.registry import get_op
+from graphc.passes.autodiff import grad_graph
+from graphc.passes.fusion import Reason, explain, fuse
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _private_cache(tmp_path_factory):
+    old = os.environ.get("GRAPHC_CACHE_DIR")
+    os.environ["GRAPHC_CACHE_DIR"] = str(tmp_path_factory.mktemp("graphc_cache"))
+    yield
+    if old is None:
+        os.environ.pop("GRAPHC_CACHE_DIR", None)
+    else:
+        os.environ["GRAPHC_CACHE_DIR"] = old
+
+
+def tensor_graph(fn, *shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    ts = [gc.tensor(rng.standard_normal(s).astype(np.float32)) for s in shapes]
+    outs = fn(*ts)
+    outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+    g, boundary = Graph.from_outputs([o._node for o in outs],
+                                     boundary=lambda n: n.data is not None)
+    return g, [n.data for n in boundary]
+
+
+def inp(shape, name="x", dtype=dt.float32):
+    return Node("input", (), {"name": name}, TensorType(tuple(shape), dtype))
+
+
+def op(name, *ins, **attrs):
+    return Node(name, ins, attrs, get_op(name).infer([i.type for i in ins], attrs))
+
+
+def kinds(plan):
+    return [k.kind for k in plan.kernels]
+
+
+def reasons(plan, producer_op=None, consumer_op=None):
+    return {r for p, c, fused, r in plan.edge_reasons
+            if (producer_op is None or p.op == producer_op)
+            and (consumer_op is None or c.op == consumer_op)}
+
+
+def run_matches_interp(g, ins, tol=2e-5):
+    want = interp.compile(g)(ins)
+    got = L.compile(g)(ins)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+# ----------------------------------------------------------------------------- groupings
+
+def test_gelu_of_affine_is_one_elementwise_kernel():
+    g, ins = tensor_graph(lambda x, w, b: gc.nn.functional.gelu(x * w + b),
+                          (64, 32), (64, 32), (32,))
+    plan = fuse(g)
+    assert kinds(plan) == ["loops"]
+    (k,) = plan.kernels
+    # the broadcast bias is read as b[j]: the loop nest stays 2-d (no i % 32 per element)
+    assert [v.extent for v in k.outer] == [64, 32]
+    assert len(k.stages) == 1 and isinstance(k.stages[0], K.Store)
+    assert reasons(plan, "expand") == {Reason.VIEW}
+    run_matches_interp(g, ins)
+
+
+def test_same_shape_elementwise_chain_is_one_flat_loop():
+    g, ins = tensor_graph(lambda x, w, b: gc.nn.functional.gelu(x * w + b).reshape(32, 64),
+                          (64, 32), (64, 32), (64, 32))
+    plan = fuse(g)
+    (k,) = plan.kernels
+    assert len(k.outer) == 1 and k.outer[0].extent == 64 * 32   # collapsed: no division
+    run_matches_interp(g, ins)
+
+
+def test_softmax_is_a_single_kernel_with_three_stages():
+    g, ins = tensor_graph(lambda x: gc.softmax(x, dim=1), (8, 33))
+    plan = fuse(g)
+    assert len(plan.kernels) == 1
+    (k,) = plan.kernels
+    assert [type(s).__name__ for s in k.stages] == ["Reduce", "Reduce", "Store"]
+    assert [s.op for s in k.stages[:2]] == ["max", "sum"]
+    assert Reason.SAME_KERNEL in reasons(plan, "max")
+    assert not plan.kernels[0].reads()[0].kind == "temp"
+    run_matches_interp(g, ins)
+
+
+def test_softmax_forward_and_backward_fit_two_kernels():
+    g, ins = tensor_graph(lambda x: gc.softmax(x, dim=1), (8, 33))
+    bg = grad_graph(g)
+    plan = fuse(bg)
+    assert len(plan.kernels) <= 2
+    rng = np.random.default_rng(1)
+    run_matches_interp(bg, ins + [rng.standard_normal((8, 33)).astype(np.float32)])
+
+
+def test_layernorm_is_one_kernel():
+    def layernorm(x, w, b):
+        return gc.nn.functional.layer_norm(x, (x.shape[-1],), w, b)
+    g, ins = tensor_graph(layernorm, (16, 40), (40,), (40,))
+    plan = fuse(g)
+    assert len(plan.kernels) == 1
+    assert [type(s).__name__ for s in plan.kernels[0].stages][-1] == "Store"
+    run_matches_interp(g, ins)
+
+
+def test_layernorm_backward_kernel_count():
+    def layernorm(x, w, b):
+        return gc.nn.functional.layer_norm(x, (x.shape[-1],), w, b)
+    g, ins = tensor_graph(layernorm, (16, 40), (40,), (40,))
+    bg = grad_graph(g, wrt=[k for k, n in enumerate(g.inputs) if n.shape != ()])
+    plan = fuse(bg)
+    # row statistics, the output and dx in one row kernel; dw and db reduce over rows:
+    # a second domain, one more kernel.
+    assert len(plan.kernels) == 2, explain(bg)
+    rng = np.random.default_rng(2)
+    run_matches_interp(bg, ins + [rng.standard_normal((16, 40)).astype(np.float32)], 1e-4)
+
+
+def test_log_softmax_nll_is_at_most_two_kernels():
+    def loss(x):
+        target = gc.tensor(np.array([1, 0, 3, 2, 2, 1], np.int64))
+        return gc.nn.functional.cross_entropy(x, target)
+    g, ins = tensor_graph(loss, (6, 5))
+    plan = fuse(g)
+    assert len(plan.kernels) <= 2, explain(g)
+    run_matches_interp(g, ins)
+    bg = grad_graph(g)
+    assert len(fuse(bg).kernels) <= 3, explain(bg)
+    run_matches_interp(bg, ins + [np.array(1.0, np.float32)])
+
+
+def test_matmul_stays_its_own_kernel_with_epilogue_after():
+    g, ins = tensor_graph(lambda x, w, b: (x @ w + b).relu(), (8, 16), (16, 4), (4,))
+    plan = fuse(g)
+    assert kinds(plan) == ["matmul", "loops"]
+    assert reasons(plan, "matmul") == {Reason.OPAQUE}
+    run_matches_interp(g, ins)
+
+
+def test_transposed_operand_becomes_a_blas_flag_not_a_copy():
+    g, ins = tensor_graph(lambda x, w: x @ w.t(), (8, 16), (4, 16))
+    plan = fuse(g)
+    assert kinds(plan) == ["matmul"]
+    assert Reason.STRIDED_VIEW in reasons(plan, consumer_op="matmul")
+    k = plan.kernels[0]
+    assert k.b.buffer.kind == "input" and k.b.strides == (1, 16)
+    run_matches_interp(g, ins)
+
+
+def test_matmul_operand_that_is_computed_is_materialized_with_reason():
+    g, ins = tensor_graph(lambda x, w: x.exp() @ w, (8, 16), (16, 4))
+    plan = fuse(g)
+    assert kinds(plan) == ["loops", "matmul"]
+    assert Reason.OPAQUE_OPERAND in reasons(plan, "exp", "matmul")
+
+
+def test_expensive_value_shared_by_two_kernels_is_computed_once():
+    x = inp((6, 7))
+    e = op("tanh", op("exp", op("sin", x)))
+    r0 = op("sum", e, dims=(0,), keepdim=False)
+    r1 = op("sum", e, dims=(1,), keepdim=False)
+    g, _ = Graph.from_outputs([r0, r1], input_order=[x])
+    plan = fuse(g)
+    assert any(r is Reason.SHARED_EXPENSIVE for _, _, _, r in plan.edge_reasons)
+    stores = [s for k in plan.kernels for s in k.stages if isinstance(s, K.Store)
+              and s.buffer.kind == "temp"]
+    assert len(stores) == 1   # tanh(exp(sin(x))) written once, read by both reductions
+    run_matches_interp(g, [np.random.default_rng(0).standard_normal((6, 7)).astype(np.float32)])
+
+
+def test_cheap_value_shared_by_two_kernels_is_recomputed():
+    x = inp((6, 7))
+    e = op("add", x, x)
+    r0 = op("sum", e, dims=(0,), keepdim=False)
+    r1 = op("sum", e, dims=(1,), keepdim=False)
+    g, _ = Graph.from_outputs([r0, r1], input_order=[x])
+    plan = fuse(g)
+    assert len(plan.kernels) == 2
+    assert all(b.kind != "temp" for k in plan.kernels for b in k.writes())
+
+
+def test_reduction_read_at_other_points_goes_through_memory():
+    x = inp((5, 5))
+    s = op("sum", x, dims=(1,), keepdim=False)                 # s[i]
+    col = op("expand", op("reshape", s, shape=(1, 5)), shape=(5, 5))   # reads s[j] at (i, j)
+    y = op("add", x, col)
+    g, _ = Graph.from_outputs([y], input_order=[x])
+    plan = fuse(g)
+    assert len(plan.kernels) == 2
+    assert any(b.kind == "temp" for b in plan.kernels[1].reads())
+    run_matches_interp(g, [np.arange(25, dtype=np.float32).reshape(5, 5)])
+
+
+def test_movement_ops_never_copy():
+    x = inp((4, 6, 5))
+    y = op("exp", op("reshape", op("permute", op("slice", x, starts=(0, 1, 0),
+                                                  stops=(4, 6, 5), steps=(2, 1, 1)),
+                                       dims=(2, 1, 0)), shape=(5, 10)))
+    g, _ = Graph.from_outputs([y], input_order=[x])
+    plan = fuse(g)
+    assert len(plan.kernels) == 1
+    assert reasons(plan, "permute") == {Reason.VIEW}
+
+
+def test_explain_lists_every_edge_with_a_reason():
+    g, _ = tensor_graph(lambda x: gc.softmax(x, dim=1), (4, 6))
+    text = explain(g)
+    n_edges = sum(len(n.inputs) for n in g.nodes)
+    edge_lines = [ln for ln in text.splitlines() if " -> " in ln]
+    assert len(edge_lines) == n_edges
+    assert "fused plan: 1 kernel(s)" in text
+    assert all(("not fused" in ln) or ("fused" in ln) for ln in edge_lines)
+
+
+def test_kernel_ir_is_backend_neutral():
+    import graphc.backends.kernel_ir as kir
+    import graphc.passes.fusion as fus
+    for mod in (kir, fus):
+        src = open(mod.__file__).read()
+        assert "llvmlite" not in src and "import llvm" not in src
+
+
+def test_index_simplification_folds_reshape_division():
+    i = K.Var("i", 12)
+    idx = K.delinearize(K.lin(i), (3, 4))
+    assert K.linearize(idx, (3, 4)) == K.lin(i)
+    a, b = K.Var("a", 3), K.Var("b", 4)
+    flat = K.linearize((K.lin(a), K.lin(b)), (3, 4))
+    assert K.floordiv(flat, 4) == K.lin(a) and K.mod(flat, 4) == K.lin(b)
+
+
+def test_one_index_per_row_scatter_add_fuses_as_elementwise():
+    x = inp((6, 5))
+    idx = inp((6, 1), "idx", dt.int64)
+    src = inp((6, 1), "src")
+    y = op("exp", op("scatter_add", x, idx, src, dim=1))
+    g, _ = Graph.from_outputs([y], input_order=[x, idx, src])
+    plan = fuse(g)
+    assert len(plan.kernels) == 1 and plan.kernels[0].parallel
+    rng = np.random.default_rng(3)
+    ins = [rng.standard_normal((6, 5)).astype(np.float32), rng.integers(-5, 5, (6, 1)),
+           rng.standard_normal((6, 1)).astype(np.float32)]
+    run_matches_interp(g, ins)
+    with pytest.raises(IndexError):
+        L.compile(g)([ins[0], np.full((6, 1), 5), ins[2]])
+
+
+def test_column_reduction_sweeps_memory_in_order():
+    x = inp((64, 48))
+    db = op("sum", x, dims=(0,), keepdim=False)              # a bias gradient
+    g, _ = Graph.from_outputs([db, op("max", x, dims=(0,), keepdim=True)], input_order=[x])
+    plan = fuse(g)
+    (k,) = plan.kernels
+    assert k.outer == () and [s.accumulate for s in k.stages] == ["", "sum", "", "max"]
+    inner = k.stages[1].inner
+    assert [v.extent for v in inner] == [64, 48]             # rows outer, columns inner
+    run_matches_interp(g, [np.random.default_rng(4).standard_normal((64, 48))
+                           .astype(np.float32)], 1e-5)

@@ -1,0 +1,119 @@
+"""Memory planning: liveness-based arena placement (graphc/passes/memory.py)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from graphc.backends import interp
+from graphc.backends import llvm as L
+from graphc.ir import dtypes as dt
+from graphc.ir.graph import Graph, Node, TensorType
+from graphc.ir.registry import get_op
+from graphc.passes.fusion import fuse
+from graphc.passes.memory import plan_memory
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _private_cache(tmp_path_factory):
+    old = os.environ.get("GRAPHC_CACHE_DIR")
+    os.environ["GRAPHC_CACHE_DIR"] = str(tmp_path_factory.mktemp("graphc_cache"))
+    yield
+    if old is None:
+        os.environ.pop("GRAPHC_CACHE_DIR", None)
+    else:
+        os.environ["GRAPHC_CACHE_DIR"] = old
+
+
+def inp(shape, name="x"):
+    return Node("input", (), {"name": name}, TensorType(tuple(shape), dt.float32))
+
+
+def op(name, *ins, **attrs):
+    return Node(name, ins, attrs, get_op(name).infer([i.type for i in ins], attrs))
+
+
+def mlp_graph(layers=4, width=32):
+    """x -> (matmul -> relu) * layers: every relu output is a matmul operand (a temp)."""
+    x = inp((16, width))
+    ws = [inp((width, width), f"w{k}") for k in range(layers)]
+    h = x
+    for w in ws:
+        h = op("relu", op("matmul", h, w))
+    g, _ = Graph.from_outputs([h], input_order=[x] + ws)
+    return g
+
+
+def check_no_live_overlap(mem):
+    temps = list(mem.offsets)
+    for i, a in enumerate(temps):
+        for b in temps[i + 1:]:
+            (fa, la), (fb, lb) = mem.lifetimes[a], mem.lifetimes[b]
+            if la < fb or lb < fa:
+                continue   # never live together
+            oa, ob = mem.offsets[a], mem.offsets[b]
+            assert oa + a.nbytes <= ob or ob + b.nbytes <= oa, \
+                f"{a!r} and {b!r} are live together but overlap in the arena"
+
+
+def test_dead_intermediates_share_memory():
+    g = mlp_graph()
+    plan = fuse(g)
+    mem = plan_memory(plan.kernels, plan.input_buffers, plan.output_buffers)
+    assert len(mem.offsets) == 7            # 4 matmul results + 3 relu operands
+    assert mem.arena_bytes <= 2 * 16 * 32 * 4 + 64   # two live at a time
+    assert mem.arena_bytes < mem.temp_bytes
+    check_no_live_overlap(mem)
+    assert all(b.kind == "output" for b in plan.output_buffers)
+    assert not set(plan.output_buffers) & set(mem.offsets)   # outputs never in the arena
+
+
+def test_report_states_arena_and_peak():
+    plan = fuse(mlp_graph())
+    mem = plan_memory(plan.kernels, plan.input_buffers, plan.output_buffers)
+    text = mem.report()
+    assert "arena" in text and "peak" in text
+    assert mem.peak_bytes == mem.arena_bytes + 16 * 32 * 4
+
+
+def test_arena_is_allocated_once_and_results_stay_valid():
+    g = mlp_graph(layers=3)
+    exe = L.compile(g)
+    rng = np.random.default_rng(0)
+    ins = [rng.standard_normal(n.shape).astype(np.float32) * 0.3 for n in g.inputs]
+    first = exe(ins)
+    arena = exe._arena
+    ins2 = [a * 2 for a in ins]
+    second = exe(ins2)
+    assert exe._arena is arena
+    np.testing.assert_allclose(first[0], interp.compile(g)(ins)[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(second[0], interp.compile(g)(ins2)[0], rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from(["row", "col", "mm", "exp"]), min_size=1, max_size=8),
+       st.integers(1, 9))
+def test_random_chains_never_overlap_live_buffers(steps, n):
+    x = inp((n, n))
+    h = x
+    for s in steps:
+        if s == "row":
+            h = op("add", h, op("expand", op("sum", h, dims=(1,), keepdim=True), shape=(n, n)))
+        elif s == "col":
+            h = op("mul", h, op("expand", op("max", h, dims=(0,), keepdim=True), shape=(n, n)))
+        elif s == "mm":
+            h = op("matmul", h, op("permute", h, dims=(1, 0)))
+        else:
+            h = op("tanh", h)
+    g, _ = Graph.from_outputs([h], input_order=[x])
+    plan = fuse(g)
+    mem = plan_memory(plan.kernels, plan.input_buffers, plan.output_buffers)
+    check_no_live_overlap(mem)
+    for k, kern in enumerate(plan.kernels):   # a buffer is written by one kernel
+        for b in kern.writes():
+            assert mem.lifetimes.get(b, (k, k))[0] == k or b.kind != "temp"
+    a = np.random.default_rng(n).standard_normal((n, n)).astype(np.float32) * 0.2
+    np.testing.assert_allclose(L.compile(g)([a])[0], interp.compile(g)([a])[0],
+                               rtol=1e-4, atol=1e-4)
