@@ -1,6 +1,17 @@
-"""Devices. graphc runs on the CPU; `cuda` is recognised and, where no GPU backend is
-available, refused with a clear error (the Triton backend issue adds the GPU)."""
+"""Devices. graphc runs on the CPU; `cuda` means "compute with the Triton GPU backend".
+
+Where no GPU is usable (no NVIDIA driver, no device, or no `triton` package), asking for
+`cuda` raises a clear error and nothing else changes. Where one is, a successful request
+for `cuda` (`device("cuda")` used by `Tensor.to`/`cuda()`, `Module.to`, a factory's
+`device=`) switches realization to the Triton backend for the rest of the process
+(`GRAPHC_BACKEND=triton`, unless the user set that variable): tensors keep host values
+between realizations and the backend keeps device copies of the values it produced, so
+a training loop's parameters stay on the GPU (docs/backends.md, "Triton backend").
+"""
 from __future__ import annotations
+
+import importlib.util
+import os
 
 from .ir.errors import at_user_line
 
@@ -22,10 +33,22 @@ class device:
         return self
 
     def _check_usable(self):
-        if self.type == "cuda" and not cuda_is_available():
+        if self.type != "cuda":
+            return self
+        if not cuda_is_available():
             raise at_user_line(RuntimeError, "graphc: a CUDA device was requested, but no GPU "
                                              "backend is available on this machine "
-                                             "(graphc.cuda.is_available() is False)")
+                                             "(graphc.cuda.is_available() is False: "
+                                             f"{cuda_unavailable_reason()})")
+        if importlib.util.find_spec("triton") is None:
+            raise at_user_line(RuntimeError, "graphc: a CUDA device was requested, but no GPU "
+                                             "backend is available: the `triton` package "
+                                             "that graphc's GPU backend uses is not installed")
+        from .cuda import device_count
+        if self.index is not None and not 0 <= self.index < device_count():
+            raise at_user_line(RuntimeError, f"graphc: CUDA device {self.index} requested; "
+                                             f"this machine has {device_count()}")
+        _use_gpu_for_realization()
         return self
 
     def __eq__(self, other):
@@ -44,7 +67,26 @@ class device:
 
 
 def cuda_is_available() -> bool:
-    return False
+    """Whether the NVIDIA driver loads and reports at least one device (cached)."""
+    from .cuda import driver
+    return driver.probe()[0] is not None
+
+
+def cuda_unavailable_reason() -> str:
+    from .cuda import driver
+    return driver.probe()[1] or "a GPU is available"
+
+
+_ENV_SET_BY_GRAPHC = False
+
+
+def _use_gpu_for_realization():
+    """Route realization to the Triton backend, unless the user chose a backend."""
+    global _ENV_SET_BY_GRAPHC
+    if os.environ.get("GRAPHC_BACKEND") and not _ENV_SET_BY_GRAPHC:
+        return
+    os.environ["GRAPHC_BACKEND"] = "triton"
+    _ENV_SET_BY_GRAPHC = True
 
 
 cpu_device = device("cpu")
