@@ -89,7 +89,7 @@ STAGES = [
           "graphc.passes.pipeline:optimize"),
     Stage("fused", "the kernel plan of the fusion pass, with the reason for every edge",
           "graphc.passes.fusion:explain", after_optimize=True),
-    Stage("memory", "the buffer and arena plan", "graphc.passes.memory:explain",
+    Stage("memory", "the buffer and arena plan", "graphc.passes.memory:memory_report",
           after_optimize=True),
     Stage("llvm", "the generated LLVM IR", "graphc.backends.llvm:llvm_ir",
           after_optimize=True),

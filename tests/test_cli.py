@@ -224,6 +224,16 @@ def test_later_stages_get_the_optimized_graph(model, capsys, monkeypatch):
     assert_one_line_error(code, err, 2, "stage 'fused' produces text")
 
 
+def test_backend_stages_print_the_kernel_plan_memory_plan_and_llvm_ir(model, capsys):
+    args = ["dump-ir", f"{model}:mlp", "--input", "x:f32[2,3]", "--input", "w:f32[3,4]"]
+    code, fused, _ = run(capsys, *args, "--stage", "fused")
+    assert code == 0 and "kernel" in fused and "matmul" in fused and "edges:" in fused
+    code, memory, _ = run(capsys, *args, "--stage", "memory")
+    assert code == 0 and "memory plan: arena" in memory and "peak" in memory
+    code, llvm_ir, _ = run(capsys, *args, "--stage", "llvm")
+    assert code == 0 and "define void @" in llvm_ir and "graphc_kernel0" in llvm_ir
+
+
 def test_a_stage_whose_module_does_not_exist_is_reported(model, capsys, monkeypatch):
     missing = cli.Stage("future", "not written yet", "graphc.passes.no_such_pass:explain")
     no_function = cli.Stage("half", "module without it", "graphc.passes.dce:explain")

@@ -95,3 +95,12 @@ def _calls(plan, steps):
 
 def compile(graph):
     return compile_plan(fuse(graph))
+
+
+def llvm_ir(graph) -> str:
+    """The LLVM IR the backend generates for `graph`, before LLVM's O3 pipeline (for
+    `graphc dump-ir --stage llvm`)."""
+    plan = fuse(graph)
+    module, _ = build_module(plan, plan_memory(plan.kernels, plan.input_buffers,
+                                               plan.output_buffers))
+    return str(module)
