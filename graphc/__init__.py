@@ -49,3 +49,4 @@ from . import jit  # noqa: E402,F401
 from . import optim, utils  # noqa: E402,F401
 from . import nn  # noqa: E402,F401
 from . import onnx  # noqa: E402,F401  (imports no onnx until export is called)
+from . import export  # noqa: E402,F401  (callable: graphc.export(model, ...))

@@ -617,8 +617,68 @@ def register_run(subparsers):
     p.set_defaults(handler=run_run)
 
 
-# More commands (export) register themselves here.
-COMMANDS = [register_dump_ir, register_bench, register_run]
+# ============================================================================ export
+#
+#   graphc export MODEL -o DIR [--name NAME] [--blas bundle|numpy] [--cpu CPU]
+#
+# Compiles a model saved by graphc.jit.save into DIR/lib<NAME>.so + <NAME>.h +
+# <NAME>.json (graphc/export; the format is in docs/formats.md, "Export").
+
+def run_export(args) -> int:
+    import graphc as gc
+    from .export import ExportError, export, library_name_from
+    if not Path(args.model).is_file():
+        raise UsageError(f"no such file: {args.model}")
+    try:
+        module = gc.jit.load(args.model)
+    except Exception as e:  # not a traced model, corrupt, from another program
+        raise UsageError(f"cannot load {args.model} as a traced model (graphc.jit.save): "
+                         f"{e}") from None
+    try:
+        name = args.name if args.name is not None else library_name_from(Path(args.model).stem)
+        paths = export(module, out_dir=args.output_dir, name=name, blas=args.blas,
+                       cpu=args.cpu)
+    except ExportError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot write to {args.output_dir}: {e.strerror or e}") from None
+    for what in ("library", "header", "manifest"):
+        print(f"{what}: {paths[what]}")
+    for extra in paths["extra"]:
+        print(f"dependency: {extra}")
+    return EXIT_OK
+
+
+def register_export(subparsers):
+    p = subparsers.add_parser(
+        "export", help="compile a traced model (graphc.jit.save) into a C shared library",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Compile a model saved by graphc.jit.save ahead of time into a native "
+                    "shared library\nthat runs its forward pass without Python: "
+                    "OUTDIR/lib<NAME>.so, the C header\nOUTDIR/<NAME>.h (create / run / "
+                    "destroy, shapes and dtypes) and OUTDIR/<NAME>.json.\nWeights are "
+                    "embedded in the library. Needs a C compiler (cc, or $CC) to link.",
+        epilog="examples:\n"
+               "  graphc export mlp.gcjit -o build/mlp\n"
+               "  graphc export cnn.gcjit -o out --name digits --cpu x86-64-v3\n\n"
+               "exit status: 0 ok, 2 usage error (unreadable model, bad name, a model "
+               "that cannot be\nexported, no C compiler)")
+    p.add_argument("model", metavar="MODEL", help="a traced model saved by graphc.jit.save")
+    p.add_argument("-o", "--output-dir", required=True, metavar="OUTDIR",
+                   help="folder for the library, header and manifest (created if missing)")
+    p.add_argument("--name", default=None,
+                   help="C identifier prefixing every symbol and naming the files "
+                        "(default: from MODEL's file name)")
+    p.add_argument("--blas", choices=["bundle", "numpy"], default="bundle",
+                   help="bundle: copy numpy's OpenBLAS next to the library (self-contained "
+                        "folder, default); numpy: use it from this Python environment")
+    p.add_argument("--cpu", default="host",
+                   help="CPU to generate code for: host (default) or an LLVM CPU name, "
+                        "e.g. x86-64-v2 for older machines")
+    p.set_defaults(handler=run_export)
+
+
+COMMANDS = [register_dump_ir, register_bench, register_run, register_export]
 
 
 def build_parser():
