@@ -82,9 +82,9 @@ def _private_cache(tmp_path_factory):
 
 
 def run_case(case, device, choose_config=None):
-    want = interp.compile(case.graph)(case.inputs)
+    want = checks.expected(case)
     got = T.compile(case.graph, device=device, choose_config=choose_config)(case.inputs)
-    checks.compare(got, want, case.rtol, case.atol, case.name)
+    checks.verify(case, got, want)
     return got
 
 

@@ -599,6 +599,10 @@ def _np_reduce(fn):
     def impl(attrs, x):
         # numpy's float summation order follows the memory layout: reduce a contiguous
         # copy so the reference's bits depend on values only, not on views.
+        if x.dtype == np.float16:
+            # PyTorch accumulates half in float32 and rounds once; numpy would round
+            # after every addition along a leading axis (up to 164 ulps off).
+            x = x.astype(np.float32)
         return fn(_contiguous(x), axis=tuple(attrs["dims"]), keepdims=attrs["keepdim"])
     return impl
 

@@ -10,11 +10,22 @@ Tolerances (rtol, atol), stated once:
   * float32 transcendentals 4e-6, 1e-6 (numpy's and libdevice's routines differ by a few
     ulp); float64 1e-13, 1e-14;
   * reductions: summation order differs (chunked tree sums): 2e-6 float32;
-  * float16 2e-3, 1e-3 and bfloat16 1.6e-2, 1e-2 (about one unit in the last place).
+  * float16 2e-3, 1e-3 and bfloat16 1.6e-2, 1e-2 (about one unit in the last place);
+  * float16/bfloat16 reductions are compared with the *exactly rounded* result (the
+    graph run in float64, rounded once: `exactly_rounded`), within one unit in the last
+    place. That is what PyTorch computes (16-bit sums accumulate in float32, rounded
+    once) and what graphc's compiled backends compute; the reference interpreter uses
+    numpy, which rounds to float16 after every addition when it reduces along a
+    non-contiguous axis (a sum of 2000 float16 values is off by several units there);
+  * float32/float64 matmuls: an error bound that grows with K (`matmul_error_bound`),
+    since BLAS and the GPU sum the K products in different orders.
 `scale` multiplies the sizes (1 for tests; the GPU check uses larger shapes too).
+`expected(case)` and `verify(case, got, want)` apply all of this; tests and
+benchmarks/gpu_check.py use them.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +33,7 @@ import numpy as np
 from ...ir import dtypes as dt
 from ...ir.graph import Graph, Node, TensorType
 from ...ir.registry import get_op
+from .. import interp
 from ..interp import round_to_bfloat16
 
 FLOATS = [dt.float32, dt.float64, dt.float16, dt.bfloat16]
@@ -44,6 +56,10 @@ class Case:
     rtol: float = 0.0
     atol: float = 0.0
     interpreter_note: str = ""    # why Triton's interpreter cannot run it (GPU only)
+    reference: object = None      # inputs -> expected outputs, where the reference
+    #                               interpreter is not the oracle (see exactly_rounded)
+    error_bound: object = None    # inputs -> per output, the allowed |got - want| per
+    #                               element (None for an output: rtol/atol)
 
 
 def inp(shape, dtype, name="x"):
@@ -192,24 +208,52 @@ def sources(rng):
 # ----------------------------------------------------------------------------- reductions
 
 def reductions(dtype, rng, shape=(6, 5, 4)):
-    x = inp(shape, dtype)
     a = data(shape, dtype, rng)
-    pos = inp(shape, dtype, "p")
     p = (np.abs(a) * 0.3 + 0.7).astype(a.dtype) if dtype.is_floating else \
         (a % 3 + 1).astype(a.dtype) if not dtype.is_bool else a
+    if dtype.short == "bf16":   # values a bfloat16 input can hold (numpy keeps float32)
+        p = round_to_bfloat16(p)
     cases = [((0,), False), ((1,), True), ((2,), False), ((0, 2), True), ((0, 1, 2), True),
              ((), False)]
     if dtype.short != "bf16":   # interp rounds 0-d bfloat16 results into 1-d arrays
         cases.append(((0, 1, 2), False))
-    outs = []
-    for name in ("sum", "prod", "max", "min"):
-        src = pos if name == "prod" else x
-        outs += [op(name, src, dims=d, keepdim=k) for d, k in cases]
-    # float16/bfloat16: numpy accumulates in the 16-bit type, graphc in float64, so sums
-    # that cancel differ by a few units of the 16-bit type of the addends
-    rt, at = {"f32": (2e-6, 2e-6), "f64": (1e-13, 1e-13), "f16": (2e-3, 1e-2),
-              "bf16": (1.6e-2, 8e-2)}.get(dtype.short, (0, 0))
-    return Case(f"reductions-{dtype.name}", graph(outs, [x, pos]), [a, p], rt, at)
+
+    def build(d):
+        x, pos = inp(shape, d), inp(shape, d, "p")
+        outs = []
+        for name in ("sum", "prod", "max", "min"):
+            src = pos if name == "prod" else x
+            outs += [op(name, src, dims=dims, keepdim=k) for dims, k in cases]
+        return graph(outs, [x, pos])
+    rt, at = {"f32": (2e-6, 2e-6), "f64": (1e-13, 1e-13)}.get(dtype.short, (0, 0))
+    reference = None
+    if dtype.short in ("f16", "bf16"):
+        reference = exactly_rounded(build(dt.float64), dtype)
+        rt, at = ulp_tolerance(dtype, atol=1e-4)
+    return Case(f"reductions-{dtype.name}", build(dtype), [a, p], rt, at,
+                reference=reference)
+
+
+def exactly_rounded(graph64: Graph, dtype):
+    """A reference for 16-bit reductions: `graph64` (the same graph over float64) run by
+    the reference interpreter on the inputs (all of `dtype`) as stored in `dtype` and
+    widened to float64, each output rounded once to `dtype` (bfloat16 through float32,
+    as the backends convert)."""
+    def to_dtype(x):
+        if dtype.short == "bf16":
+            return round_to_bfloat16(np.asarray(x, np.float32))
+        return np.asarray(x).astype(dtype.np)
+
+    def reference(inputs):
+        outs = interp.compile(graph64)([to_dtype(a).astype(np.float64) for a in inputs])
+        return [to_dtype(o) for o in outs]
+    return reference
+
+
+def ulp_tolerance(dtype, atol):
+    """(rtol, atol) admitting one unit in the last place of a 16-bit result (a value
+    within float32 accumulation error of a rounding tie may round either way)."""
+    return {"f16": 2.0 ** -10, "bf16": 2.0 ** -7}[dtype.short], atol
 
 
 def column_reductions(dtype, rng, shape=(37, 5, 6)):
@@ -306,8 +350,31 @@ def scatter_rows(dtype, rng):
 def matmul(dtype, rng, m=5, k=7, n=3, batch=2):
     a, b = inp((batch, m, k), dtype, "a"), inp((batch, k, n), dtype, "b")
     rt = {"f32": 1e-5, "f64": 1e-12, "bf16": 1.6e-2, "f16": 2e-3}.get(dtype.short, 0)
+    bound = matmul_error_bound(dtype, k) if dtype.short in ("f32", "f64") else None
     return Case(f"matmul-{dtype.name}-{batch}x{m}x{k}x{n}", graph([op("matmul", a, b)], [a, b]),
-                [data((batch, m, k), dtype, rng), data((batch, k, n), dtype, rng)], rt, rt)
+                [data((batch, m, k), dtype, rng), data((batch, k, n), dtype, rng)], rt, rt,
+                error_bound=bound)
+
+
+# Probabilistic rounding-error bound of a K-term dot product (Higham & Mary, 2019):
+# |computed - exact| <= LAMBDA * sqrt(K) * u * (|A| @ |B|), u the unit roundoff, which
+# holds for any summation order (BLAS's blocked sums, the GPU's FMA chains along K).
+# Both sides err, so got and want may differ by twice that. Measured on the GPU check's
+# standard-normal operands (K = 300 and 1025): sequential float32 summation reaches
+# 0.2 sqrt(K) u |A||B| against the exact product, TF32 inputs 36 to 95: LAMBDA = 2
+# leaves a 10x margin for correct float32 and still catches TF32 where it must be off.
+# For K <= 4 the bound is also above the worst case, 2 K u |A||B|.
+MATMUL_LAMBDA = 2.0
+
+
+def matmul_error_bound(dtype, k):
+    """error_bound for `matmul(a, b)` over K = k terms in float32 or float64."""
+    u = {"f32": 2.0 ** -24, "f64": 2.0 ** -53}[dtype.short]
+
+    def bound(inputs):
+        a, b = (np.abs(np.asarray(x, np.float64)) for x in inputs[:2])
+        return [2 * MATMUL_LAMBDA * math.sqrt(max(k, 1)) * u * np.matmul(a, b)]
+    return bound
 
 
 def matmul_views(rng):
@@ -398,6 +465,49 @@ def corpus(seed=0):
                                             (0, 3, 2))]
     out += [conv(c, rng) for c in range(len(CONV_CASES))]
     return out
+
+
+def expected(case: Case) -> list:
+    """The outputs `case` must produce: its own reference, else the reference
+    interpreter's."""
+    if case.reference is not None:
+        return case.reference(case.inputs)
+    return interp.compile(case.graph)(case.inputs)
+
+
+def verify(case: Case, got, want):
+    """Assert got matches want under the case's error bounds, else its rtol/atol."""
+    bounds = case.error_bound(case.inputs) if case.error_bound is not None else None
+    if bounds is None:
+        compare(got, want, case.rtol, case.atol, case.name)
+        return
+    assert len(got) == len(want) == len(bounds), \
+        f"{case.name}: {len(got)} outputs, expected {len(want)}"
+    for k, (a, b, bound) in enumerate(zip(got, want, bounds)):
+        if bound is None:
+            compare([a], [b], case.rtol, case.atol, f"{case.name}[{k}]")
+        else:
+            within_bound(a, b, bound, f"{case.name} output {k}")
+
+
+def within_bound(got, want, bound, label=""):
+    """Assert |got - want| <= bound elementwise (NaNs and infinities must match)."""
+    a, b = np.asarray(got), np.asarray(want)
+    assert a.shape == b.shape, f"{label}: shape {a.shape} vs {b.shape}"
+    assert a.dtype == b.dtype, f"{label}: dtype {a.dtype} vs {b.dtype}"
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    finite = np.isfinite(b64)
+    np.testing.assert_array_equal(a64[~finite], b64[~finite], err_msg=label)
+    err = np.where(finite, np.abs(a64 - b64), 0.0)
+    bound = np.broadcast_to(np.asarray(bound, np.float64), err.shape)
+    bad = ~(err <= bound)
+    if bad.any():
+        excess = np.where(bad, err / np.maximum(bound, 1e-300), 0.0)
+        worst = np.unravel_index(np.argmax(excess), err.shape)
+        raise AssertionError(
+            f"{label}: {int(bad.sum())} of {err.size} elements exceed the error bound; "
+            f"worst at {tuple(int(i) for i in worst)}: got {a64[worst]!r}, want "
+            f"{b64[worst]!r}, |diff| {err[worst]:.3g} > bound {bound[worst]:.3g}")
 
 
 def compare(got, want, rtol, atol, label=""):

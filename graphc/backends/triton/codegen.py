@@ -49,7 +49,7 @@ from .mathlib import prelude
 @dataclass
 class Launch:
     """One generated function and how to launch it."""
-    name: str                 # function name in the module (a hash of its text)
+    name: str                 # function name: a hash of its text and pointer types
     kernel: str               # the kernel IR kernel it implements (part of)
     kind: str                 # flat | tiled | gemm | serial
     buffers: list             # Buffer per pointer parameter, in order
@@ -221,7 +221,13 @@ class Generator:
         args = list(params) + (["status"] if fn.status else []) + \
             [f"{c}: tl.constexpr" for c in constexprs]
         body = "\n".join(fn.lines)
-        digest = hashlib.sha256((", ".join(args) + "\n" + body + repr(extra)).encode())
+        # The text alone does not determine the kernel: loads and stores take their
+        # element types from the pointer parameters, so `where` over float32 and over
+        # float64 is the same text. The name (which keys every cache: compiled kernels,
+        # cubins on disk, tuned configs) must therefore hash the pointer types too.
+        types = [POINTER[b.dtype.short] for b in fn.params] + (["*i32"] if fn.status else [])
+        digest = hashlib.sha256((", ".join(args) + "\n" + body + repr(extra) + "\n" +
+                                 ", ".join(types)).encode())
         name = f"gc_{kind}_{digest.hexdigest()[:16]}"
         text = f"@triton.jit\ndef {name}({', '.join(args)}):\n{body}"
         launch = Launch(name, kernel_name, kind, list(fn.params), fn.status, tuple(constexprs),

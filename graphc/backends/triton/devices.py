@@ -160,7 +160,9 @@ class CudaDevice:
         return block.address + offset
 
     def prepare(self, generated, launch, cfg):
-        key = (launch.name, cfg, launch.extra_constexprs)
+        # the signature is part of the key: equal text with other pointer types is
+        # another kernel (the name hashes it too; this keeps the cache honest regardless)
+        key = (launch.name, tuple(launch.signature().items()), cfg, launch.extra_constexprs)
         k = self._kernels.get(key)
         if k is not None:
             return k

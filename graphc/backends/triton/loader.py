@@ -129,7 +129,8 @@ def compile_launch(module, launch, cfg, arch: int):
 def binary_key(launch, cfg, arch: int) -> str:
     import triton
     h = hashlib.sha256()
-    for part in (triton.__version__, arch, launch.source, json.dumps(cfg.to_json()),
+    for part in (triton.__version__, arch, launch.source, json.dumps(launch.signature()),
+                 json.dumps(cfg.to_json()),
                  repr(launch.constexpr_values(cfg)), json.dumps(COMPILE_OPTIONS,
                                                                 sort_keys=True),
                  _prelude_hash()):
@@ -192,7 +193,8 @@ def binary_for(module_text_device: str, launch, cfg, arch: int):
 
 def tune_key(launch, device_name: str, arch: int, extra="") -> str:
     h = hashlib.sha256()
-    for part in (launch.source, device_name, arch, _prelude_hash(), extra,
+    for part in (launch.source, json.dumps(launch.signature()), device_name, arch,
+                 _prelude_hash(), extra,
                  json.dumps([c.to_json() for c in launch.configs])):
         h.update(str(part).encode())
         h.update(b"\0")

@@ -174,7 +174,9 @@ def _gc_round_bf16(x):
 
 @triton.jit
 def _gc_dot(a, b, acc, PREC: tl.constexpr):
-    return tl.dot(a, b, acc, input_precision=PREC)
+    # out_dtype must name the accumulator's type: Triton < 3.7 defaults it to float32
+    # and rejects a float64 accumulator (3.9 defaults it to acc's type)
+    return tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
 
 @triton.jit
 def _gc_exp(x):
@@ -248,9 +250,10 @@ def _gc_dot(a, b, acc, PREC: tl.constexpr):
     # the 3.9 interpreter multiplies bfloat16 tiles as their raw uint16 bits: go through
     # float32 (bfloat16 products are exact in float32)
     if a.dtype == tl.bfloat16:
-        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee",
+                      out_dtype=acc.dtype)
     else:
-        return tl.dot(a, b, acc, input_precision=PREC)
+        return tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
 
 @triton.jit
 def _gc_exp(x):
