@@ -5,13 +5,14 @@ from .base import Target, Workload
 from .compile_time import MLPCompile
 from .elementwise import ElementwiseChain
 from .matmul import Matmul
+from .nn_training import LSTMStep, NNCNNStep, NNMLPStep
 from .rowwise import LayerNorm, Softmax
 from .training import CNNStep, MLPStep
 
 
 def all_workloads() -> list[Workload]:
     return [ElementwiseChain(), Softmax(), LayerNorm(), Matmul(1024, 64), Matmul(2048, 128),
-            MLPStep(), CNNStep(), MLPCompile()]
+            MLPStep(), CNNStep(), NNMLPStep(), NNCNNStep(), LSTMStep(), MLPCompile()]
 
 
 def by_name() -> dict[str, Workload]:
