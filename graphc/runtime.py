@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import weakref
 
@@ -85,11 +86,45 @@ def compiled_for(graph: Graph, backend_name=None):
     t0 = time.perf_counter()
     from .passes.pipeline import optimize  # keeps inputs and outputs, in order
     graph = optimize(graph)
-    exe = get_backend(backend_name).compile(graph)
+    exe = _on_deep_stack(get_backend(backend_name).compile, graph)
     exe.compile_seconds = time.perf_counter() - t0
     stats["compiles"] += 1
     _cache[key] = exe
     return exe
+
+
+_DEEP_STACK_BYTES = 512 << 20    # virtual: only the pages a compile touches are committed
+_DEEP_RECURSION = 100_000
+
+
+def _on_deep_stack(fn, *args):
+    """Run a backend compile on a thread with a large stack and recursion limit.
+
+    Fused kernels are expression trees, and some graphs (the backward of a convolution
+    over a 28x28 image, say) nest a few hundred selects deep; hashing and printing
+    them recurses through C code, which the default 1000-frame limit and the main
+    thread's 8 MB stack cannot hold. A dedicated thread can have both."""
+    result, error = [], []
+
+    def work():
+        try:
+            result.append(fn(*args))
+        except BaseException as e:  # re-raised in the caller's thread
+            error.append(e)
+
+    old_limit, old_size = sys.getrecursionlimit(), threading.stack_size()
+    threading.stack_size(_DEEP_STACK_BYTES)
+    try:
+        worker = threading.Thread(target=work, name="graphc-compile")
+        sys.setrecursionlimit(max(old_limit, _DEEP_RECURSION))
+        worker.start()
+    finally:
+        threading.stack_size(old_size)
+    worker.join()
+    sys.setrecursionlimit(old_limit)
+    if error:
+        raise error[0]
+    return result[0]
 
 
 def log_recompile(message):

@@ -325,13 +325,7 @@ def _llvm_available():
 
 @pytest.mark.skipif(not HAVE_TORCH or not _llvm_available(),
                     reason="needs PyTorch and the LLVM backend")
-@pytest.mark.parametrize("name", [
-    "nn_mlp_step", "lstm_step",
-    pytest.param("nn_cnn_step", marks=pytest.mark.xfail(
-        reason="LLVM fusion: RecursionError in kernel_ir.py __hash__ compiling the backward "
-               "of conv -> max_pool2d -> conv -> max_pool2d on images of 16x16 and up",
-        strict=False)),
-])
+@pytest.mark.parametrize("name", ["nn_mlp_step", "lstm_step", "nn_cnn_step"])
 def test_nn_steps_quick_on_llvm_agree_with_torch(name):
     """The default backend: compiled replays on LLVM match PyTorch's nn/optim losses."""
     opts = suite.Options(quick=True, backend="llvm", peers={"torch"}, reps=2,

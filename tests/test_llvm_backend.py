@@ -641,3 +641,23 @@ def test_outputs_are_fresh_arrays_per_call(rng):
     exe([a2])
     for r, k in zip(r1, keep):
         np.testing.assert_array_equal(r, k)
+
+
+def test_deeply_nested_kernels_compile(monkeypatch):
+    """The backward of conv -> max_pool -> conv -> max_pool on 16x16 images fuses into
+    expression trees a few hundred levels deep; compiling them must not hit Python's
+    recursion limit (runtime compiles on a thread with a deep stack)."""
+    import graphc.nn.functional as F
+    monkeypatch.setenv("GRAPHC_BACKEND", "llvm")
+    gc.manual_seed(0)
+    w1 = gc.randn(1, 1, 3, 3).requires_grad_()
+    w2 = gc.randn(1, 1, 3, 3).requires_grad_()
+    x = gc.randn(1, 1, 16, 16)
+    h = F.max_pool2d(F.conv2d(x, w1, padding=1), 2)
+    F.max_pool2d(F.conv2d(h, w2, padding=1), 2).sum().backward()
+    got = w1.grad.numpy()
+    monkeypatch.setenv("GRAPHC_BACKEND", "interp")
+    w1.grad = None
+    h = F.max_pool2d(F.conv2d(x, w1, padding=1), 2)
+    F.max_pool2d(F.conv2d(h, w2, padding=1), 2).sum().backward()
+    np.testing.assert_allclose(got, w1.grad.numpy(), rtol=1e-5, atol=1e-6)
