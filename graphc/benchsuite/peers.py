@@ -52,6 +52,11 @@ def probe_backend(name: str) -> tuple[bool, str]:
         return False, f"graphc backend {name!r} does not import: {type(exc).__name__}: {exc}"
     if not callable(getattr(module, "compile", None)):
         return False, f"graphc backend {name!r} imports but has no compile(graph) yet"
+    available = getattr(module, "available", None)   # e.g. triton: needs a CUDA GPU
+    if callable(available):
+        ok, why = available()
+        if not ok:
+            return False, f"graphc backend {name!r} cannot run here: {why}"
     return True, f"graphc backend {name!r} imported"
 
 
