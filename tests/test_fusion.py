@@ -278,3 +278,43 @@ def test_column_reduction_sweeps_memory_in_order():
     assert [v.extent for v in inner] == [64, 48]             # rows outer, columns inner
     run_matches_interp(g, [np.random.default_rng(4).standard_normal((64, 48))
                            .astype(np.float32)], 1e-5)
+
+
+def _concat_piece_counts(graph):
+    from graphc.passes.fusion import lower_convolutions
+    return [len(n.inputs) for n in lower_convolutions(graph).nodes if n.op == "concat"]
+
+
+@pytest.mark.parametrize("stride,dilation,groups", [((1, 1), (1, 1), 1), ((2, 1), (1, 2), 2)])
+def test_im2col_concatenates_over_the_fewer_of_taps_and_positions(stride, dilation, groups):
+    # A weight gradient is a convolution whose kernel is the whole output map: 49 taps
+    # here. Concatenating per tap would inline a 49-deep select chain per element;
+    # concatenating per output position needs only Ho*Wo pieces.
+    x = inp((2, 4, 9, 9))
+    big = inp((6, 4 // groups, 7, 6), "w")
+    small = inp((6, 4 // groups, 2, 2), "v")
+    attrs = dict(stride=stride, padding=(1, 1), dilation=dilation, groups=groups)
+    y_big = op("conv2d", x, big, **attrs)
+    y_small = op("conv2d", x, small, **attrs)
+    g, _ = Graph.from_outputs([y_big, y_small], input_order=[x, big, small])
+    positions = y_big.shape[2] * y_big.shape[3]
+    assert positions < 7 * 6 and y_small.shape[2] * y_small.shape[3] > 2 * 2
+    assert sorted(_concat_piece_counts(g)) == sorted([positions, 4])
+    rng = np.random.default_rng(5)
+    ins = [rng.standard_normal(s).astype(np.float32) for s in (x.shape, big.shape, small.shape)]
+    run_matches_interp(g, ins, 1e-4)
+
+
+def test_conv_weight_gradient_has_no_deep_select_chain():
+    # The weight gradient of a 3x3 conv over a 12x12 map is a conv with a 12x12 kernel
+    # and a 3x3 output: 9 concat pieces (per output position), not 144 (per tap).
+    x, w = inp((4, 2, 12, 12)), inp((3, 2, 3, 3), "w")
+    y = op("sum", op("conv2d", x, w, stride=(1, 1), padding=(1, 1), dilation=(1, 1),
+                     groups=1), dims=(0, 1, 2, 3), keepdim=False)
+    g, _ = Graph.from_outputs([y], input_order=[x, w])
+    bg = grad_graph(g, wrt=[1])
+    assert any(n.op == "conv2d" and n.inputs[1].shape[2:] == (12, 12) for n in bg.nodes)
+    assert max(_concat_piece_counts(bg)) == 9
+    rng = np.random.default_rng(6)
+    ins = [rng.standard_normal(n.shape).astype(np.float32) for n in bg.inputs]
+    run_matches_interp(bg, ins, 1e-4)

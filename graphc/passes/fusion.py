@@ -792,7 +792,8 @@ def _same_index(want, got, shape):
 #
 # Convolutions are not kernels of their own: before fusion they are rewritten into
 # primitives whose fused form is im2col + BLAS GEMM. conv2d's kh*kw strided slices of the
-# padded input are concatenated into the patch matrix (one fused copy kernel: index
+# padded input (or its Ho*Wo patches when those are fewer: `_im2col`) are concatenated
+# into the patch matrix (one fused copy kernel: index
 # arithmetic, no intermediate per slice), multiplied by the weight viewed as
 # [groups, Cg*kh*kw, O/groups] (a strided view, no copy). conv_transpose2d is the conv2d
 # of the stride-dilated, padded input with the flipped, channel-swapped weight.
@@ -809,15 +810,8 @@ def _conv2d_primitives(x, w, stride, padding, dilation, groups):
         x = _mk("pad", x, low=(0, 0, ph, pw), high=(0, 0, ph, pw), interior=(0, 0, 0, 0))
     Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    pieces = []
-    for i in range(kh):
-        for j in range(kw):
-            sl = _mk("slice", x, starts=(0, 0, i * dh, j * dw),
-                     stops=(N, C, i * dh + (Ho - 1) * sh + 1, j * dw + (Wo - 1) * sw + 1),
-                     steps=(1, 1, sh, sw))
-            pieces.append(_mk("reshape", sl, shape=(N, C, Ho, Wo, 1)))
-    cols = pieces[0] if len(pieces) == 1 else _mk("concat", *pieces, dim=4)
     G, K = groups, kh * kw
+    cols = _im2col(x, (kh, kw), (Ho, Wo), stride, dilation)
     cols = _mk("reshape", cols, shape=(N, G, Cg, Ho, Wo, K))
     cols = _mk("permute", cols, dims=(1, 0, 3, 4, 2, 5))
     cols = _mk("reshape", cols, shape=(G, N * Ho * Wo, Cg * K))
@@ -825,6 +819,34 @@ def _conv2d_primitives(x, w, stride, padding, dilation, groups):
     y = _mk("matmul", cols, wm)
     y = _mk("permute", _mk("reshape", y, shape=(G, N, Ho, Wo, O // G)), dims=(1, 0, 4, 2, 3))
     return _mk("reshape", y, shape=(N, O, Ho, Wo))
+
+
+def _im2col(x, kernel, out_hw, stride, dilation):
+    """The patch tensor cols[n, c, ho, wo, i*kw + j] = x[n, c, ho*sh + i*dh, wo*sw + j*dw]
+    as a concat of strided slices of `x`. The concat's pieces are either the kh*kw
+    kernel taps (each a slice over all output positions) or the Ho*Wo output positions
+    (each a slice over all taps), whichever is fewer: an inlined concat of P pieces is a
+    chain of P selects evaluated for every element, and a weight gradient is a
+    convolution whose kernel is the whole output map (e.g. 784 taps, 3x3 positions)."""
+    N, C = x.shape[:2]
+    (kh, kw), (Ho, Wo), (sh, sw), (dh, dw) = kernel, out_hw, stride, dilation
+    pieces = []
+    if kh * kw <= Ho * Wo:
+        for i in range(kh):
+            for j in range(kw):
+                sl = _mk("slice", x, starts=(0, 0, i * dh, j * dw),
+                         stops=(N, C, i * dh + (Ho - 1) * sh + 1, j * dw + (Wo - 1) * sw + 1),
+                         steps=(1, 1, sh, sw))
+                pieces.append(_mk("reshape", sl, shape=(N, C, Ho, Wo, 1)))
+        return pieces[0] if len(pieces) == 1 else _mk("concat", *pieces, dim=4)
+    for ho in range(Ho):
+        for wo in range(Wo):
+            sl = _mk("slice", x, starts=(0, 0, ho * sh, wo * sw),
+                     stops=(N, C, ho * sh + (kh - 1) * dh + 1, wo * sw + (kw - 1) * dw + 1),
+                     steps=(1, 1, dh, dw))
+            pieces.append(_mk("reshape", sl, shape=(N, C, 1, kh * kw)))
+    cols = pieces[0] if len(pieces) == 1 else _mk("concat", *pieces, dim=2)
+    return _mk("reshape", cols, shape=(N, C, Ho, Wo, kh * kw))
 
 
 def _flip_spatial(w):
