@@ -19,16 +19,17 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
 
 import graphc as gc
 from graphc.backends import interp
 from graphc.backends import llvm as L
 from graphc.backends.llvm import cache as disk_cache
 from graphc.ir import dtypes as dt
-from graphc.ir.graph import Graph, Node, TensorType
+from graphc.ir.graph import Graph, TensorType
 from graphc.ir.registry import all_ops, get_op
 from graphc.passes.autodiff import grad_graph
+from graphc.testing import data, graph, inp, op, random_graphs
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -43,37 +44,6 @@ def _private_cache(tmp_path_factory):
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def inp(shape, dtype, name="x"):
-    return Node("input", (), {"name": name}, TensorType(tuple(shape), dtype))
-
-
-def op(name, *ins, **attrs):
-    ty = get_op(name).infer([i.type for i in ins], attrs)
-    return Node(name, ins, attrs, ty)
-
-
-def graph(outputs, inputs):
-    g, _ = Graph.from_outputs(list(outputs), input_order=list(inputs))
-    return g
-
-
-def data(shape, dtype, rng, kind="any"):
-    if dtype.is_bool:
-        return rng.random(shape) < 0.5
-    if not dtype.is_floating:
-        lo = 0 if dtype.short == "u8" else -20
-        return rng.integers(lo, 40 if dtype.short == "u8" else 20, size=shape).astype(dtype.np)
-    x = rng.standard_normal(shape) * 2
-    if kind == "pos":
-        x = np.abs(x) + 0.1
-    elif kind == "gt-1":
-        x = np.abs(x) - 0.9
-    x = x.astype(dtype.np)
-    if dtype.short == "bf16":
-        x = interp.round_to_bfloat16(x)
-    return x
-
 
 def tol(dtype, transcendental=False):
     if dtype.short == "f16":
@@ -467,51 +437,8 @@ def test_forward_and_backward_graphs(name, rng):
 
 # ----------------------------------------------------------------------------- random graphs
 
-@st.composite
-def random_graphs(draw):
-    rng_seed = draw(st.integers(0, 2 ** 32 - 1))
-    rows = draw(st.sampled_from([1, 3, 7, 16]))
-    cols = draw(st.sampled_from([1, 5, 8, 33]))
-    dtype = draw(st.sampled_from([dt.float32, dt.float64]))
-    x = inp((rows, cols), dtype, "x")
-    y = inp((rows, cols), dtype, "y")
-    vals = [x, y]
-    for _ in range(draw(st.integers(1, 8))):
-        kind = draw(st.sampled_from(["unary", "binary", "reduce", "transpose", "bcast",
-                                     "matmul", "slice"]))
-        a = draw(st.sampled_from(vals))
-        if kind == "unary":
-            vals.append(op(draw(st.sampled_from(["exp", "tanh", "neg", "sigmoid", "abs",
-                                                 "relu", "sin"])), a))
-        elif kind == "binary":
-            same = [v for v in vals if v.shape == a.shape]
-            vals.append(op(draw(st.sampled_from(["add", "mul", "sub", "maximum"])), a,
-                           draw(st.sampled_from(same))))
-        elif kind == "reduce" and a.shape:
-            dims = tuple(sorted(draw(st.sets(st.integers(0, len(a.shape) - 1), min_size=1))))
-            r = op(draw(st.sampled_from(["sum", "max", "min"])), a, dims=dims, keepdim=True)
-            vals.append(r)
-            vals.append(op("sub", a, op("expand", r, shape=a.shape)))
-        elif kind == "transpose" and len(a.shape) == 2:
-            vals.append(op("permute", a, dims=(1, 0)))
-        elif kind == "bcast" and len(a.shape) == 2:
-            r = op("slice", a, starts=(0, 0), stops=(1, a.shape[1]), steps=(1, 1))
-            vals.append(op("add", a, op("expand", r, shape=a.shape)))
-        elif kind == "matmul" and len(a.shape) == 2:
-            b = draw(st.sampled_from([v for v in vals if len(v.shape) == 2]))
-            bt = b if b.shape[0] == a.shape[1] else (
-                op("permute", b, dims=(1, 0)) if b.shape[1] == a.shape[1] else None)
-            if bt is not None:
-                vals.append(op("matmul", a, bt))
-        elif kind == "slice" and len(a.shape) == 2 and a.shape[0] > 1:
-            vals.append(op("slice", a, starts=(1, 0), stops=(a.shape[0], a.shape[1]),
-                           steps=(2, 1)))
-    outs = draw(st.lists(st.sampled_from(vals[2:] or vals), min_size=1, max_size=3))
-    return graph(outs, [x, y]), dtype, rng_seed
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(random_graphs())
+@given(random_graphs([dt.float32, dt.float64]))
 def test_random_graphs_match_interpreter(case):
     g, dtype, seed = case
     rng = np.random.default_rng(seed)

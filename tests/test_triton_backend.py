@@ -26,13 +26,12 @@ import textwrap  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 import graphc as gc  # noqa: E402
 from graphc.backends import interp  # noqa: E402
 from graphc.backends import triton as T  # noqa: E402
 from graphc.backends.triton import checks, executor, loader  # noqa: E402
-from graphc.backends.triton.configs import Config  # noqa: E402
 from graphc.backends.triton.devices import InterpreterDevice  # noqa: E402
 from graphc.cuda.allocator import CachingAllocator, size_class  # noqa: E402
 from graphc.ir import dtypes as dt  # noqa: E402
@@ -41,7 +40,7 @@ from graphc.ir.registry import all_ops  # noqa: E402
 from graphc.passes.autodiff import grad_graph  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-inp, op, graph, data = checks.inp, checks.op, checks.graph, checks.data
+from graphc.testing import data, graph, inp, op, random_graphs  # noqa: E402
 
 
 def carrier(array, pointer_type):
@@ -211,51 +210,9 @@ def test_forward_and_backward_graphs(name, device):
     run_case(checks.Case(name + "-grad", bg, ins + seeds, 5e-5, 5e-5), device)
 
 
-@st.composite
-def random_graphs(draw):
-    rng_seed = draw(st.integers(0, 2 ** 32 - 1))
-    rows = draw(st.sampled_from([1, 3, 7, 16]))
-    cols = draw(st.sampled_from([1, 5, 8, 33]))
-    dtype = draw(st.sampled_from([dt.float32, dt.float64, dt.float16]))
-    x, y = inp((rows, cols), dtype, "x"), inp((rows, cols), dtype, "y")
-    vals = [x, y]
-    for _ in range(draw(st.integers(1, 8))):
-        kind = draw(st.sampled_from(["unary", "binary", "reduce", "transpose", "bcast",
-                                     "matmul", "slice"]))
-        a = draw(st.sampled_from(vals))
-        if kind == "unary":
-            vals.append(op(draw(st.sampled_from(["exp", "tanh", "neg", "sigmoid", "abs",
-                                                 "relu", "sin"])), a))
-        elif kind == "binary":
-            same = [v for v in vals if v.shape == a.shape]
-            vals.append(op(draw(st.sampled_from(["add", "mul", "sub", "maximum"])), a,
-                           draw(st.sampled_from(same))))
-        elif kind == "reduce" and a.shape:
-            dims = tuple(sorted(draw(st.sets(st.integers(0, len(a.shape) - 1), min_size=1))))
-            r = op(draw(st.sampled_from(["sum", "max", "min"])), a, dims=dims, keepdim=True)
-            vals.append(r)
-            vals.append(op("sub", a, op("expand", r, shape=a.shape)))
-        elif kind == "transpose" and len(a.shape) == 2:
-            vals.append(op("permute", a, dims=(1, 0)))
-        elif kind == "bcast" and len(a.shape) == 2:
-            r = op("slice", a, starts=(0, 0), stops=(1, a.shape[1]), steps=(1, 1))
-            vals.append(op("add", a, op("expand", r, shape=a.shape)))
-        elif kind == "matmul" and len(a.shape) == 2:
-            b = draw(st.sampled_from([v for v in vals if len(v.shape) == 2]))
-            bt = b if b.shape[0] == a.shape[1] else (
-                op("permute", b, dims=(1, 0)) if b.shape[1] == a.shape[1] else None)
-            if bt is not None:
-                vals.append(op("matmul", a, bt))
-        elif kind == "slice" and len(a.shape) == 2 and a.shape[0] > 1:
-            vals.append(op("slice", a, starts=(1, 0), stops=(a.shape[0], a.shape[1]),
-                           steps=(2, 1)))
-    outs = draw(st.lists(st.sampled_from(vals[2:] or vals), min_size=1, max_size=3))
-    return graph(outs, [x, y]), dtype, rng_seed
-
-
 @interpreted
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(random_graphs())
+@given(random_graphs([dt.float32, dt.float64, dt.float16]))
 def test_random_graphs_match_reference(case):
     device = _shared_device()
     g, dtype, seed = case

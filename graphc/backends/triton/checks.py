@@ -31,10 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...ir import dtypes as dt
-from ...ir.graph import Graph, Node, TensorType
+from ...ir.graph import Graph, TensorType
 from ...ir.registry import get_op
 from .. import interp
 from ..interp import round_to_bfloat16
+from ...testing import data, graph, inp, op  # noqa: F401  (the shared corpus builders)
 
 FLOATS = [dt.float32, dt.float64, dt.float16, dt.bfloat16]
 INTS = [dt.int32, dt.int64, dt.uint8]
@@ -61,35 +62,6 @@ class Case:
     error_bound: object = None    # inputs -> per output, the allowed |got - want| per
     #                               element (None for an output: rtol/atol)
 
-
-def inp(shape, dtype, name="x"):
-    return Node("input", (), {"name": name}, TensorType(tuple(shape), dtype))
-
-
-def op(name, *ins, **attrs):
-    return Node(name, ins, attrs, get_op(name).infer([i.type for i in ins], attrs))
-
-
-def graph(outputs, inputs) -> Graph:
-    g, _ = Graph.from_outputs(list(outputs), input_order=list(inputs))
-    return g
-
-
-def data(shape, dtype, rng, kind="any"):
-    if dtype.is_bool:
-        return rng.random(shape) < 0.5
-    if not dtype.is_floating:
-        lo = 0 if dtype.short == "u8" else -20
-        return rng.integers(lo, 40 if dtype.short == "u8" else 20, size=shape).astype(dtype.np)
-    x = rng.standard_normal(shape) * 2
-    if kind == "pos":
-        x = np.abs(x) + 0.1
-    elif kind == "gt-1":
-        x = np.abs(x) - 0.9
-    x = np.asarray(x).astype(dtype.np)
-    if dtype.short == "bf16":
-        x = round_to_bfloat16(x)
-    return x
 
 
 def tol(dtype, transcendental=False):
