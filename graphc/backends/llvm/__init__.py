@@ -38,7 +38,7 @@ def build_module(plan, memory, steps=None):
     kernel plus one driver per group of kernels the schedule runs in a single call."""
     from .codegen import ModuleBuilder
     steps = steps if steps is not None else schedule(plan.kernels)
-    mb = ModuleBuilder(memory.slots)
+    mb = ModuleBuilder(memory.slots, streaming_stores=True)   # executor aligns buffers
     names = [mb.add(k) for k in plan.kernels]
     calls = []
     for j, (kidx, ranges) in enumerate(steps):

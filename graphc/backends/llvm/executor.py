@@ -55,6 +55,29 @@ data_pointer = _pyobject_data_pointer if _pyobject_data_pointer(_probe) == \
 del _probe
 
 
+ALIGN = 64   # bytes; as passes/memory.py aligns arena offsets
+# Where in its 4 KiB page a large buffer we allocate starts. A load whose address
+# matches a store still in flight in its low 12 bits waits for it ("4K aliasing"). numpy
+# puts large arrays 16 bytes into a page, so an output starting 64 bytes into its page
+# is written just ahead of where the loop next reads its input: measured on softmax
+# 4096x4096, 9.3 ms with the input at page offset 16 and the output at 64, 6.3 ms with
+# the output half a page away. Buffers we allocate (which feed later graphs) share one
+# offset, and equal offsets measured as fast as distant ones.
+PAGE = 4096
+PAGE_OFFSET = 2048 + ALIGN
+PAGE_OFFSET_MIN_BYTES = 1 << 16   # below this, not worth the extra page
+
+
+def aligned_block(nbytes):
+    """(owner byte array, start offset): `nbytes` bytes starting on a 64-byte boundary,
+    and for large blocks at PAGE_OFFSET within a page."""
+    if nbytes < PAGE_OFFSET_MIN_BYTES:
+        owner = np.empty(nbytes + ALIGN, np.uint8)
+        return owner, (-data_pointer(owner)) % ALIGN
+    owner = np.empty(nbytes + PAGE, np.uint8)
+    return owner, (PAGE_OFFSET - data_pointer(owner)) % PAGE
+
+
 def schedule(kernels, threads=None):
     """[(kernel indices, ranges)]: each entry is one native call per range. A kernel
     worth splitting gets one range per thread; runs of other kernels are grouped into
@@ -65,7 +88,11 @@ def schedule(kernels, threads=None):
         extent = kern.outer[0].extent if getattr(kern, "outer", ()) else 1
         if kern.parallel and threads > 1 and extent > 1 and kern.work() >= PARALLEL_MIN_WORK:
             parts = min(threads, extent)
-            cuts = [extent * p // parts for p in range(parts + 1)]
+            # cut at multiples of 64 iterations where the extent allows: a pointwise
+            # kernel's ranges then start on whole 64-byte tiles (see codegen streaming)
+            grain = 64 if extent >= 64 * parts else 1
+            cuts = [min(extent, (extent * p // parts) // grain * grain) for p in range(parts)]
+            cuts.append(extent)
             out.append(([k], [(cuts[p], cuts[p + 1]) for p in range(parts)]))
         elif out and len(out[-1][1]) == 1 and out[-1][1][0] == (0, -1):
             out[-1][0].append(k)
@@ -121,31 +148,34 @@ class Executable:
         self._steps = [(KERNEL_CFUNC(loaded.address(name)), ranges) for name, ranges in steps]
 
     def _setup_arena(self):
-        size = self.memory.arena_bytes
-        raw = np.empty(size + 64, np.uint8)
-        base = raw.ctypes.data
-        shift = (-base) % 64
+        raw, shift = aligned_block(self.memory.arena_bytes)
         self._arena = raw
+        base = data_pointer(raw) + shift
         for buf, off in self.memory.offsets.items():
-            self.table[self.memory.slots[buf]] = base + shift + off
+            self.table[self.memory.slots[buf]] = base + off
 
     @staticmethod
     def _output_array(pool, shape, np_dtype):
         """An output array whose memory nobody references any more, if the pool has one.
 
-        Every array viewing a pool block (the one returned, the runtime's tensor value,
-        any view a user made of it) holds a reference to the block (numpy points a
-        view's `base` at the array owning the memory), so a block whose only references
-        are the pool's own is free to overwrite. Reusing it avoids touching fresh pages
-        (~1.7 us per 4 KiB page: 16-30 ms for a 64 MB output)."""
-        for block in pool:
-            if sys.getrefcount(block) == 3:   # the pool list, `block`, the call argument
-                return block.view()
-        block = np.empty(shape, np_dtype)
+        A pool entry is (owner, aligned view): the owner is a byte array, the view its
+        64-byte-aligned part shaped as the output (the kernels' streaming stores rely
+        on that alignment, see codegen.ModuleBuilder). numpy points every view's `base`
+        at the owner, so every array on a block (the one returned, the runtime's tensor
+        value, any view a user made of it) holds a reference to the owner, and an owner
+        referenced only by its entry is free to overwrite. Reusing it avoids touching
+        fresh pages (~1.7 us per 4 KiB page: 16-30 ms for a 64 MB output)."""
+        for owner, aligned in pool:
+            # references: the entry, the entry view's base, `owner`, the call argument
+            if sys.getrefcount(owner) == 4:
+                return aligned.view()
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(np_dtype).itemsize
+        owner, shift = aligned_block(nbytes)
+        aligned = owner[shift:shift + nbytes].view(np_dtype).reshape(shape)
         if len(pool) < OUTPUT_POOL_DEPTH:
-            pool.append(block)
-            return block.view()
-        return block
+            pool.append((owner, aligned))
+            return aligned.view()
+        return aligned
 
     def __call__(self, inputs):
         if len(inputs) != len(self._inputs):

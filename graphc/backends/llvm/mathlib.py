@@ -31,21 +31,26 @@ def _f(x):
     return ir.Constant(F32, float(x))
 
 
-def _poly(b, x, coeffs):
-    """Horner: coeffs from highest degree down."""
-    acc = _f(coeffs[0])
-    for c in coeffs[1:]:
-        acc = b.fadd(b.fmul(acc, x), _f(c))
-    return acc
-
-
 class MathLib:
-    def __init__(self, module: ir.Module):
+    def __init__(self, module: ir.Module, scalef: bool = False):
+        """`scalef`: the target has AVX-512's vscalefps, to which `llvm.ldexp` lowers
+        (elsewhere ldexp is a scalar libm call that would stop vectorisation)."""
         self.module = module
         self._cache = {}
+        self.scalef = scalef
 
     _TWO_ARGS = ("llvm.maximum", "llvm.minimum", "llvm.copysign", "llvm.pow")
-    _THREE_ARGS = ("llvm.fma",)
+    _THREE_ARGS = ("llvm.fma", "llvm.fmuladd")
+
+    def _poly(self, b, x, coeffs):
+        """Horner, coeffs from highest degree down. Each step is `llvm.fmuladd`: one
+        FMA where the host has it (half the instructions of a multiply and an add, and
+        one rounding instead of two), a multiply and an add elsewhere."""
+        fmuladd = self.intrinsic("llvm.fmuladd", F32)
+        acc = _f(coeffs[0])
+        for c in coeffs[1:]:
+            acc = b.call(fmuladd, [acc, x, _f(c)])
+        return acc
 
     def declare(self, name, ret, args):
         fn = self.module.globals.get(name)
@@ -91,15 +96,23 @@ class MathLib:
             n = b.call(self.intrinsic("llvm.roundeven", F32), [b.fmul(xc, _f(1.4426950408889634))])
             r = b.fsub(xc, b.fmul(n, _f(0.693359375)))
             r = b.fsub(r, b.fmul(n, _f(-2.12194440e-4)))
-            p = _poly(b, r, [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
+            p = self._poly(b, r, [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
                              4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1])
-            p = b.fadd(b.fadd(b.fmul(p, b.fmul(r, r)), r), _f(1.0))
+            p = b.fadd(b.call(self.intrinsic("llvm.fmuladd", F32), [p, b.fmul(r, r), r]),
+                       _f(1.0))
             ni = b.fptosi(n, I32)
-            n1 = b.ashr(ni, ir.Constant(I32, 1))
-            n2 = b.sub(ni, n1)
-            s1 = b.bitcast(b.shl(b.add(n1, ir.Constant(I32, 127)), ir.Constant(I32, 23)), F32)
-            s2 = b.bitcast(b.shl(b.add(n2, ir.Constant(I32, 127)), ir.Constant(I32, 23)), F32)
-            res = b.fmul(b.fmul(p, s1), s2)
+            if self.scalef:
+                # one vscalefps: p * 2^n with a single rounding, subnormals included
+                res = b.call(self.declare("llvm.ldexp.f32.i32", F32, [F32, I32]), [p, ni])
+            else:
+                # 2^n in two factors, so a subnormal result is still rounded only once
+                n1 = b.ashr(ni, ir.Constant(I32, 1))
+                n2 = b.sub(ni, n1)
+                s1 = b.bitcast(b.shl(b.add(n1, ir.Constant(I32, 127)), ir.Constant(I32, 23)),
+                               F32)
+                s2 = b.bitcast(b.shl(b.add(n2, ir.Constant(I32, 127)), ir.Constant(I32, 23)),
+                               F32)
+                res = b.fmul(b.fmul(p, s1), s2)
             return b.select(b.fcmp_unordered("uno", x, x), x, res)
         return self._helper("expf", 1, body)
 
@@ -119,7 +132,7 @@ class MathLib:
             e = b.select(small, b.sub(e, ir.Constant(I32, 1)), e)
             m = b.select(small, b.fsub(b.fadd(m, m), _f(1.0)), b.fsub(m, _f(1.0)))
             z = b.fmul(m, m)
-            y = _poly(b, m, [7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1,
+            y = self._poly(b, m, [7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1,
                              -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1,
                              2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1])
             y = b.fmul(b.fmul(y, m), z)
@@ -143,7 +156,7 @@ class MathLib:
         def body(b, a, a_lo):
             ac = b.select(b.fcmp_ordered(">", a, _f(10.0)), _f(10.0), a)
             t = b.fdiv(_f(1.0), b.fadd(_f(1.0), b.fmul(ac, _f(0.5))))
-            p = _poly(b, t, [0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807,
+            p = self._poly(b, t, [0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807,
                              -0.18628806, 0.09678418, 0.37409196, 1.00002368, -1.26551223])
             # exp(p - a^2) with the argument kept as a float pair (hi + lo): for large a
             # the rounding of a^2 and of the sum alone would cost tens of ulps.
@@ -166,7 +179,7 @@ class MathLib:
             c = self.call(b, "erfc_pos", a, _f(0.0))
             # below 0.5 use the series directly for full relative accuracy near 0
             z = b.fmul(a, a)
-            series = _poly(b, z, [1 / 9360, -1 / 1320, 1 / 216, -1 / 42, 1 / 10, -1 / 3, 1.0])
+            series = self._poly(b, z, [1 / 9360, -1 / 1320, 1 / 216, -1 / 42, 1 / 10, -1 / 3, 1.0])
             small = b.fmul(b.fmul(series, a), _f(2 / math.sqrt(math.pi)))
             r = b.select(b.fcmp_ordered("<", a, _f(0.5)), small, b.fsub(_f(1.0), c))
             r = b.call(self.intrinsic("llvm.copysign", F32), [r, x])
@@ -192,7 +205,7 @@ class MathLib:
         def body(b, x):
             a = b.call(self.intrinsic("llvm.fabs", F32), [x])
             z = b.fmul(x, x)
-            p = _poly(b, z, [-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2,
+            p = self._poly(b, z, [-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2,
                              1.33314422036e-1, -3.33332819422e-1])
             small = b.fadd(x, b.fmul(b.fmul(p, z), x))
             e = self.call(b, "exp", b.fadd(a, a))
