@@ -318,3 +318,49 @@ def test_conv_weight_gradient_has_no_deep_select_chain():
     rng = np.random.default_rng(6)
     ins = [rng.standard_normal(n.shape).astype(np.float32) for n in bg.inputs]
     run_matches_interp(bg, ins, 1e-4)
+
+
+def test_materialized_concat_is_one_store_stage_per_piece():
+    """No element selects among the pieces: each piece is copied by its own stage, over
+    its own extent along the concat dim, with the output offset in the store index."""
+    a, b, c = inp((5, 3, 7)), inp((5, 1, 7), "b"), inp((5, 4, 7), "c")
+    cat = op("concat", op("exp", a), b, c, dim=1)
+    g, _ = Graph.from_outputs([cat], input_order=[a, b, c])
+    (kern,) = fuse(g).kernels
+    assert len(kern.stages) == 3
+    assert [tuple(v.extent for v in st.inner) for st in kern.stages] == [(3, 7), (7,), (4, 7)]
+    for st in kern.stages:
+        assert not any(isinstance(v, K.Compute) and v.op == "where"
+                       for v in K.walk_values(st.value))
+    rng = np.random.default_rng(7)
+    run_matches_interp(g, [rng.standard_normal(s).astype(np.float32)
+                           for s in (a.shape, b.shape, c.shape)], 1e-6)
+
+
+def test_concat_along_last_dim_keeps_rows_outer():
+    a, b = inp((64, 10)), inp((64, 5), "b")
+    g, _ = Graph.from_outputs([op("concat", a, b, dim=1)], input_order=[a, b])
+    (kern,) = fuse(g).kernels
+    assert [v.extent for v in kern.outer] == [64]
+    assert [tuple(v.extent for v in st.inner) for st in kern.stages] == [(10,), (5,)]
+    rng = np.random.default_rng(8)
+    run_matches_interp(g, [rng.standard_normal(s).astype(np.float32) for s in ((64, 10), (64, 5))], 0)
+
+
+@pytest.mark.parametrize("kernel_hw", [(3, 3), (12, 12)])
+def test_conv_patch_matrix_is_a_strided_gemm_operand(kernel_hw):
+    """im2col writes the patch matrix once (the concat kernel) and the GEMM reads it in
+    place, for taps (3x3 kernel) and positions (kernel as large as the map) alike."""
+    x, w = inp((4, 2, 12, 12)), inp((3, 2) + kernel_hw, "w")
+    y = op("conv2d", x, w, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1)
+    g, _ = Graph.from_outputs([y], input_order=[x, w])
+    plan = fuse(g)
+    (mm,) = [k for k in plan.kernels if isinstance(k, K.MatmulKernel)]
+    cat = [n for n in plan.graph.nodes if n.op == "concat"]
+    assert len(cat) == 1 and mm.a.buffer is plan.buffers[id(cat[0])]
+    assert not any(r is Reason.OPAQUE_OPERAND and p is not cat[0]
+                   for p, c, fused, r in plan.edge_reasons if c.op == "matmul" and p.op != "input"
+                   and p.shape == mm.a.shape)
+    rng = np.random.default_rng(9)
+    run_matches_interp(g, [rng.standard_normal(s).astype(np.float32) for s in (x.shape, w.shape)],
+                       1e-4)

@@ -185,7 +185,7 @@ def _strided_view(node: Node, is_buffer) -> tuple | None:
     while n.op in ("reshape", "permute", "expand", "slice") and not is_buffer(n):
         idx = _movement_index(n, idx)
         n = n.inputs[0]
-    if n.op in ("pad", "concat"):
+    if n.op == "pad":
         return None
     flat = K.linearize(idx, n.shape)
     coeff = {}
@@ -340,6 +340,8 @@ class _Fuser:
             return self._new_kernel(n, "scatter")
         if fc is FusionClass.REDUCTION:
             return self._place_reduction_like(n)
+        if n.op == "concat":
+            return self._new_kernel(n, "concat")
         for kp in self._candidates(n, ("reduce", "pointwise")):
             for stage in ("inner", "outer"):
                 if stage == "inner" and (kp.kind == "pointwise" or n.shape != kp.full_shape):
@@ -443,6 +445,9 @@ class _Fuser:
                 kp.full_index = tuple(K.lin(v) for v in kp.outer)
                 value = self._build(n, kp.full_index, kp, top=True)
             kp.entries.append((n, "outer", (kp.full_index, value)))
+        elif kind == "concat":
+            self.kernels.append(kp)
+            self._concat_kernel(n, kp, tag)
         elif kind == "matmul":
             self.kernels.append(kp)
             kp.entries.append((n, "matmul", None))
@@ -461,6 +466,52 @@ class _Fuser:
                         for j in range(len(x.shape)))
             kp.entries.append((n, "scatter", (xv, x_idx, copy, iv, dst, add)))
         self.home[id(n)] = kp
+
+    def _concat_kernel(self, n, kp, tag):
+        """A materialized concat: one store stage per piece, each looping over its own
+        piece and writing its block of the output, so no element selects among the
+        pieces (inlined, a concat of P pieces is a chain of P selects per element).
+        The outer loops are the dims other than the concat dim and the last one (the
+        largest first, so the thread split has work to share); each stage loops over
+        its extent along the concat dim, then the last dim (if that is not the concat
+        dim), so its innermost loop is contiguous in memory."""
+        shape, d = n.shape, n.attrs["dim"]
+        others = [j for j in range(len(shape)) if j != d]
+        # the innermost loop walks the last dim (contiguous in memory)
+        last = others[-1] if d != len(shape) - 1 else None
+        outer_dims = [j for j in others if j != last]
+        if outer_dims:
+            big = max(outer_dims, key=lambda j: shape[j])
+            outer_dims = [big] + [j for j in outer_dims if j != big]
+        outer = {j: K.Var(f"{tag}o{j}", shape[j]) for j in outer_dims}
+        kp.outer = tuple(outer[j] for j in outer_dims)
+        kp.full_shape = shape
+        start = 0
+        for p, x in enumerate(n.inputs):
+            size = x.shape[d]
+            if size == 0 or _numel(shape) == 0:
+                start += size
+                continue
+            inner = []
+            along = K.Var(f"{tag}p{p}", size) if size > 1 else None
+            if along is not None:
+                inner.append(along)
+            tail = K.Var(f"{tag}p{p}t", shape[last]) if last is not None else None
+            if tail is not None:
+                inner.append(tail)
+            src, dst = [], []
+            for j in range(len(shape)):
+                if j == d:
+                    i = K.lin(along) if along is not None else K.ZERO
+                    src.append(i)
+                    dst.append(i + start)
+                else:
+                    i = K.lin(tail) if j == last else K.lin(outer[j])
+                    src.append(i)
+                    dst.append(i)
+            value = self._build(x, tuple(src), kp)
+            kp.entries.append((n, "piece", (tuple(dst), tuple(inner), value)))
+            start += size
 
     # ------------------------------------------------------------------ expressions
     def _build(self, n, idx, kp, top=False, tentative=False):
@@ -643,7 +694,7 @@ class _Fuser:
 
     def _assemble(self, kp):
         name = f"kernel{kp.index}"
-        names = [id(e[0]) for e in kp.entries]
+        names = list(dict.fromkeys(id(e[0]) for e in kp.entries))
         if kp.kind == "matmul":
             n = kp.entries[0][0]
             a, b = n.inputs
@@ -670,6 +721,9 @@ class _Fuser:
                     continue
                 idx, value = payload
                 stages.append(K.Store(buf, idx, kp.inner if kind == "inner" else (), value))
+            elif kind == "piece":
+                dst, inner, value = payload
+                stages.append(K.Store(self._buffer_for(n), dst, inner, value))
             elif kind == "scatter":
                 xv, x_idx, copy, iv, dst, add = payload
                 buf = self._buffer_for(n)
@@ -791,12 +845,18 @@ def _same_index(want, got, shape):
 # ----------------------------------------------------------------------------- convolutions
 #
 # Convolutions are not kernels of their own: before fusion they are rewritten into
-# primitives whose fused form is im2col + BLAS GEMM. conv2d's kh*kw strided slices of the
-# padded input (or its Ho*Wo patches when those are fewer: `_im2col`) are concatenated
-# into the patch matrix (one fused copy kernel: index
-# arithmetic, no intermediate per slice), multiplied by the weight viewed as
-# [groups, Cg*kh*kw, O/groups] (a strided view, no copy). conv_transpose2d is the conv2d
-# of the stride-dilated, padded input with the flipped, channel-swapped weight.
+# primitives whose fused form is im2col + BLAS GEMM. The patch matrix is a concat of
+# strided slices of the padded input, laid out so that it is a plain (or transposed)
+# matrix in memory: the concat becomes one copy kernel with a store stage per slice
+# (`_Fuser._concat_kernel`) and the GEMM reads it through a strided view. The slices
+# are either the kh*kw kernel taps or the Ho*Wo output positions, whichever are fewer
+# (a weight gradient is a convolution whose kernel is the whole output map: 784 taps,
+# 3x3 positions):
+#   taps:      cols[g, tap, c, n, ho, wo]   GEMM  cols[g]^T [N*Ho*Wo, K*Cg] @ W[g] [K*Cg, O/G]
+#   positions: cols[g, pos, n, c, i, j]     GEMM  cols[g]   [P*N, Cg*K]     @ W[g] [Cg*K, O/G]
+# W is the weight as a matrix (a strided view for positions; for taps a small copy,
+# since its rows run tap-major). conv_transpose2d is the conv2d of the stride-dilated,
+# padded input with the flipped, channel-swapped weight.
 
 def _mk(op, *inputs, **attrs):
     return Node(op, inputs, attrs, get_op(op).infer([i.type for i in inputs], attrs))
@@ -810,43 +870,43 @@ def _conv2d_primitives(x, w, stride, padding, dilation, groups):
         x = _mk("pad", x, low=(0, 0, ph, pw), high=(0, 0, ph, pw), interior=(0, 0, 0, 0))
     Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    G, K = groups, kh * kw
-    cols = _im2col(x, (kh, kw), (Ho, Wo), stride, dilation)
-    cols = _mk("reshape", cols, shape=(N, G, Cg, Ho, Wo, K))
-    cols = _mk("permute", cols, dims=(1, 0, 3, 4, 2, 5))
-    cols = _mk("reshape", cols, shape=(G, N * Ho * Wo, Cg * K))
-    wm = _mk("permute", _mk("reshape", w, shape=(G, O // G, Cg * K)), dims=(0, 2, 1))
-    y = _mk("matmul", cols, wm)
-    y = _mk("permute", _mk("reshape", y, shape=(G, N, Ho, Wo, O // G)), dims=(1, 0, 4, 2, 3))
-    return _mk("reshape", y, shape=(N, O, Ho, Wo))
-
-
-def _im2col(x, kernel, out_hw, stride, dilation):
-    """The patch tensor cols[n, c, ho, wo, i*kw + j] = x[n, c, ho*sh + i*dh, wo*sw + j*dw]
-    as a concat of strided slices of `x`. The concat's pieces are either the kh*kw
-    kernel taps (each a slice over all output positions) or the Ho*Wo output positions
-    (each a slice over all taps), whichever is fewer: an inlined concat of P pieces is a
-    chain of P selects evaluated for every element, and a weight gradient is a
-    convolution whose kernel is the whole output map (e.g. 784 taps, 3x3 positions)."""
-    N, C = x.shape[:2]
-    (kh, kw), (Ho, Wo), (sh, sw), (dh, dw) = kernel, out_hw, stride, dilation
-    pieces = []
-    if kh * kw <= Ho * Wo:
+    G, K, P, Og = groups, kh * kw, Ho * Wo, O // groups
+    if K <= P:
+        pieces = []
         for i in range(kh):
             for j in range(kw):
                 sl = _mk("slice", x, starts=(0, 0, i * dh, j * dw),
                          stops=(N, C, i * dh + (Ho - 1) * sh + 1, j * dw + (Wo - 1) * sw + 1),
-                         steps=(1, 1, sh, sw))
-                pieces.append(_mk("reshape", sl, shape=(N, C, Ho, Wo, 1)))
-        return pieces[0] if len(pieces) == 1 else _mk("concat", *pieces, dim=4)
+                         steps=(1, 1, sh, sw))                          # [N, C, Ho, Wo]
+                sl = _mk("permute", _mk("reshape", sl, shape=(N, G, Cg, Ho, Wo)),
+                         dims=(1, 2, 0, 3, 4))                          # [G, Cg, N, Ho, Wo]
+                pieces.append(_mk("reshape", sl, shape=(G, 1, Cg, N, Ho, Wo)))
+        cols = _concat(pieces, 1)                                       # [G, K, Cg, N, Ho, Wo]
+        a = _mk("permute", _mk("reshape", cols, shape=(G, K * Cg, N * P)), dims=(0, 2, 1))
+        wm = _mk("reshape", _mk("permute", _mk("reshape", w, shape=(G, Og, Cg, K)),
+                                dims=(0, 3, 2, 1)), shape=(G, K * Cg, Og))
+        y = _mk("matmul", a, wm)                                        # [G, N*Ho*Wo, O/G]
+        y = _mk("permute", _mk("reshape", y, shape=(G, N, Ho, Wo, Og)), dims=(1, 0, 4, 2, 3))
+        return _mk("reshape", y, shape=(N, O, Ho, Wo))
+    pieces = []
     for ho in range(Ho):
         for wo in range(Wo):
             sl = _mk("slice", x, starts=(0, 0, ho * sh, wo * sw),
                      stops=(N, C, ho * sh + (kh - 1) * dh + 1, wo * sw + (kw - 1) * dw + 1),
-                     steps=(1, 1, dh, dw))
-            pieces.append(_mk("reshape", sl, shape=(N, C, 1, kh * kw)))
-    cols = pieces[0] if len(pieces) == 1 else _mk("concat", *pieces, dim=2)
-    return _mk("reshape", cols, shape=(N, C, Ho, Wo, kh * kw))
+                     steps=(1, 1, dh, dw))                              # [N, C, kh, kw]
+            sl = _mk("permute", _mk("reshape", sl, shape=(N, G, Cg, kh, kw)),
+                     dims=(1, 0, 2, 3, 4))                              # [G, N, Cg, kh, kw]
+            pieces.append(_mk("reshape", sl, shape=(G, 1, N, Cg, kh, kw)))
+    cols = _concat(pieces, 1)                                           # [G, P, N, Cg, kh, kw]
+    a = _mk("reshape", cols, shape=(G, P * N, Cg * K))
+    wm = _mk("permute", _mk("reshape", w, shape=(G, Og, Cg * K)), dims=(0, 2, 1))
+    y = _mk("matmul", a, wm)                                            # [G, Ho*Wo*N, O/G]
+    y = _mk("permute", _mk("reshape", y, shape=(G, Ho, Wo, N, Og)), dims=(3, 0, 4, 1, 2))
+    return _mk("reshape", y, shape=(N, O, Ho, Wo))
+
+
+def _concat(pieces, dim):
+    return pieces[0] if len(pieces) == 1 else _mk("concat", *pieces, dim=dim)
 
 
 def _flip_spatial(w):

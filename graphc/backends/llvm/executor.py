@@ -19,6 +19,7 @@ import ctypes
 import os
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -83,6 +84,7 @@ def schedule(kernels, threads=None):
     worth splitting gets one range per thread; runs of other kernels are grouped into
     one entry, executed by a generated driver function (one foreign call for all)."""
     threads = threads or num_threads()
+    profiling = profile_enabled()
     out = []
     for k, kern in enumerate(kernels):
         extent = kern.outer[0].extent if getattr(kern, "outer", ()) else 1
@@ -94,11 +96,37 @@ def schedule(kernels, threads=None):
             cuts = [min(extent, (extent * p // parts) // grain * grain) for p in range(parts)]
             cuts.append(extent)
             out.append(([k], [(cuts[p], cuts[p + 1]) for p in range(parts)]))
-        elif out and len(out[-1][1]) == 1 and out[-1][1][0] == (0, -1):
+        elif out and len(out[-1][1]) == 1 and out[-1][1][0] == (0, -1) and not profiling:
             out[-1][0].append(k)
         else:
             out.append(([k], [(0, -1)]))   # (0, -1): whole extent, see Executable
     return out
+
+
+def profile_enabled() -> bool:
+    """GRAPHC_PROFILE=1: time every kernel call (see `profile_report`). Kernels are then
+    called one by one instead of in driver groups, so set it before compiling."""
+    return os.environ.get("GRAPHC_PROFILE", "") not in ("", "0")
+
+
+# kernel name -> [total seconds, calls, one-line description]
+PROFILE: dict = {}
+
+
+def profile_report(top=20) -> str:
+    """The kernels that took longest since profiling started (GRAPHC_PROFILE=1)."""
+    rows = sorted(PROFILE.items(), key=lambda kv: -kv[1][0])[:top]
+    total = sum(v[0] for v in PROFILE.values()) or 1.0
+    lines = [f"{'kernel':<28} {'total ms':>9} {'calls':>6} {'ms/call':>8} {'share':>6}  what"]
+    for name, (t, n, what) in rows:
+        lines.append(f"{name:<28} {t * 1e3:9.2f} {n:6d} {t * 1e3 / n:8.3f} {t / total:6.1%}  "
+                     f"{what}")
+    return "\n".join(lines)
+
+
+def _describe(kernel) -> str:
+    text = " | ".join(line.strip() for line in str(kernel).splitlines()[1:3])
+    return text if len(text) < 160 else text[:157] + "..."
 
 
 def num_threads():
@@ -146,6 +174,13 @@ class Executable:
             self._outputs.append(("fresh", fresh_index[id(buf)]))
         self._pools = [[] for _ in self._fresh]
         self._steps = [(KERNEL_CFUNC(loaded.address(name)), ranges) for name, ranges in steps]
+        if profile_enabled():
+            by_name = {f"graphc_{k.name}": k for k in plan.kernels}
+            self._step_info = [(f"{id(self) % 10000:04d}:{name}",
+                                _describe(by_name[name]) if name in by_name else "driver")
+                               for name, _ in steps]
+        else:
+            self._step_info = None
 
     def _setup_arena(self):
         raw, shift = aligned_block(self.memory.arena_bytes)
@@ -204,7 +239,10 @@ class Executable:
                 table[slot] = data_pointer(out)
                 fresh.append(out)
             ta, sa = self._table_addr, self._status_addr
-            for fn, ranges in self._steps:
+            info = self._step_info
+            for step, (fn, ranges) in enumerate(self._steps):
+                if info is not None:
+                    started = time.perf_counter()
                 if len(ranges) == 1:
                     lo, hi = ranges[0]
                     fn(ta, lo, hi, sa)
@@ -215,6 +253,10 @@ class Executable:
                     fn(ta, lo, hi, sa)
                     for f in futures:
                         f.result()
+                if info is not None:
+                    entry = PROFILE.setdefault(info[step][0], [0.0, 0, info[step][1]])
+                    entry[0] += time.perf_counter() - started
+                    entry[1] += 1
             if self.status[0]:
                 self.status[0] = 0
                 raise IndexError("graphc: an index of gather/scatter_add/indexing is out of "

@@ -208,6 +208,8 @@ class Generator:
                 self._serial_kernel(k)
             elif gemm.dot_reductions(k) is not None:
                 gemm.dot_kernel(self, k, gemm.dot_reductions(k))
+            elif _piecewise(k):
+                self._piecewise_kernel(k)
             elif any(st.inner for st in k.stages):
                 self._tiled_kernel(k)
             else:
@@ -423,6 +425,23 @@ class Generator:
                      ("tiled", n_outer), k.work(),
                      f"{k.name}: {n_outer} outer point(s) x {n_inner} inner")
 
+    # -------------------------------------------------------------- piecewise kernels
+    def _piecewise_kernel(self, k: K.Kernel):
+        """Store stages over different inner domains (a materialized concat, one stage
+        per piece): one flat launch per stage over its outer x inner points."""
+        n_outer = 1
+        for v in k.outer:
+            n_outer *= v.extent
+        for j, st in enumerate(k.stages):
+            n = n_outer
+            for v in st.inner:
+                n *= v.extent
+            fn = Function(self.index_type(k))
+            scope = self._flat_setup(fn, list(k.outer) + list(st.inner), n)
+            self.store(scope, st, {"o"})
+            self.finish(fn, k.name, "flat", ("BLOCK",), C.flat(n), ("flat", n), max(n, 1),
+                        f"{k.name} stage {j}: store over {n} point(s)")
+
     # -------------------------------------------------------------- serial kernels
     def _serial_kernel(self, k: K.Kernel):
         if k.outer or any(isinstance(st, K.Reduce) for st in k.stages):
@@ -543,3 +562,11 @@ def _inner_contiguous(k: K.Kernel, inner_vars) -> bool:
 
 def generate(plan) -> Generated:
     return Generator(plan).run()
+
+
+def _piecewise(k) -> bool:
+    """Plain store stages that loop over different inner domains."""
+    stages = k.stages
+    return (k.parallel and len(stages) > 1 and
+            all(isinstance(st, K.Store) and not st.accumulate for st in stages) and
+            len({st.inner for st in stages}) > 1)
