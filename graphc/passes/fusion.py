@@ -773,31 +773,65 @@ def _numel(shape):
 _COLUMN_DTYPES = ("f32", "f64", "i32", "i64")
 
 
+def _column_pairs(stages):
+    """How many leading stages are (reduction, store of its result) pairs."""
+    n = 0
+    while n + 1 < len(stages) and isinstance(stages[n], K.Reduce) and \
+            isinstance(stages[n + 1], K.Store) and not stages[n + 1].inner and \
+            stages[n + 1].value == K.AccRef(stages[n].acc, stages[n].dtype):
+        n += 2
+    return n // 2
+
+
 def _is_column_reduction(kp, stages):
     """Reductions over leading dims only (e.g. a bias gradient: sum over rows), each
-    stored straight to memory: looping 'per kept point, over the reduced dims' would
-    read memory with a large stride. Such kernels are rewritten to sweep the input in
-    memory order, combining into the output row (contiguous, vectorisable)."""
+    stored straight to memory, then possibly outer stores that use them (an optimiser
+    update of the bias): looping 'per kept point, over the reduced dims' would read
+    memory with a large stride. Such kernels are rewritten to sweep the input in memory
+    order, combining into the output row (contiguous, vectorisable); the outer stores
+    then run over the kept points, reading the results back from memory."""
     full = kp.full_shape
     if not kp.dims or not full or (len(full) - 1) in kp.dims or not kp.outer:
         return False
-    if len(stages) % 2:
+    pairs = _column_pairs(stages)
+    if not pairs:
         return False
-    for red, st in zip(stages[::2], stages[1::2]):
-        if not (isinstance(red, K.Reduce) and isinstance(st, K.Store) and not st.inner and
-                st.value == K.AccRef(red.acc, red.dtype) and red.op in ("sum", "max", "min")
-                and red.dtype.short in _COLUMN_DTYPES
+    for red in stages[:2 * pairs:2]:
+        if not (red.op in ("sum", "max", "min") and red.dtype.short in _COLUMN_DTYPES
                 and K.value_dtype(red.value) is red.dtype):
             return False
         for v in K.walk_values(red.value):
             if isinstance(v, K.AccRef):
                 return False
+    for st in stages[2 * pairs:]:
+        if not isinstance(st, K.Store) or st.inner or st.accumulate or \
+                _replace_accs(st.value, {}) is None:
+            return False
     return True
 
 
+def _replace_accs(v, loads):
+    """`v` with each AccRef replaced by loads[acc] (None if an AccRef sits where it
+    cannot be replaced: inside an index)."""
+    if isinstance(v, K.AccRef):
+        return loads.get(v.name, v)
+    if isinstance(v, K.Compute):
+        args = [_replace_accs(a, loads) for a in v.args]
+        if any(a is None for a in args):
+            return None
+        return K.Compute(v.op, tuple(args), v.dtype, v.attrs)
+    if isinstance(v, K.CheckIndex):
+        inner = _replace_accs(v.value, loads)
+        return None if inner is None else K.CheckIndex(inner, v.index)
+    if any(isinstance(x, K.AccRef) for x in K.walk_values(v)):
+        return None
+    return v
+
+
 def _column_reduction_stages(kp, stages):
-    out = []
-    for red, st in zip(stages[::2], stages[1::2]):
+    out, loads = [], {}
+    pairs = _column_pairs(stages)
+    for red, st in zip(stages[:2 * pairs:2], stages[1:2 * pairs:2]):
         ident = {"sum": 0, "max": -math.inf, "min": math.inf}[red.op]
         if not red.dtype.is_floating and red.op != "sum":
             info = np.iinfo(red.dtype.np)
@@ -805,6 +839,9 @@ def _column_reduction_stages(kp, stages):
         out.append(K.Store(st.buffer, st.index, kp.outer, K.Const(ident, red.dtype)))
         full_vars = tuple(a.terms[0][0] for a in kp.full_index)   # input order
         out.append(K.Store(st.buffer, st.index, full_vars, red.value, accumulate=red.op))
+        loads[red.acc] = K.Load(st.buffer, st.index)
+    for st in stages[2 * pairs:]:
+        out.append(K.Store(st.buffer, st.index, kp.outer, _replace_accs(st.value, loads)))
     return out
 
 
@@ -970,7 +1007,9 @@ def lower_convolutions(graph: Graph) -> Graph:
 
 
 def fuse(graph: Graph) -> FusedPlan:
-    """Group `graph` into kernels (see the module docstring). Convolutions are first
-    lowered to primitives (`lower_convolutions`); the plan's `graph` is the lowered one,
+    """Group `graph` into kernels (see the module docstring). Sums of gradient
+    contributions are first combined (passes/sums.py) and convolutions lowered to
+    primitives (`lower_convolutions`); the plan's `graph` is the lowered one,
     with the same inputs and outputs in the same order."""
-    return _Fuser(lower_convolutions(graph)).run()
+    from .sums import combine_sums
+    return _Fuser(lower_convolutions(combine_sums(graph))).run()

@@ -512,11 +512,15 @@ def sweep_as_reduction(k: K.Kernel):
     order, for CPU caches: `out[o] = identity` over the kept points, then `out[o] op=
     value` over every point. On a GPU that is the tiled reduction it came from, with a
     deterministic order and no atomics: rebuild it (None when k is not such a sweep)."""
-    if k.parallel or k.outer or not k.stages or len(k.stages) % 2:
+    if k.parallel or k.outer or not k.stages:
         return None
     outer = red = None
-    stages = []
-    for j, (init, acc) in enumerate(zip(k.stages[::2], k.stages[1::2])):
+    stages, results = [], {}
+    n_pairs = 0
+    while 2 * n_pairs + 1 < len(k.stages) and accumulate_op(k.stages[2 * n_pairs + 1]):
+        n_pairs += 1
+    pairs = k.stages[:2 * n_pairs]
+    for j, (init, acc) in enumerate(zip(pairs[::2], pairs[1::2])):
         op = accumulate_op(acc) if isinstance(acc, K.Store) else ""
         if not (isinstance(init, K.Store) and op in ("sum", "prod", "max", "min") and
                 not accumulate_op(init) and isinstance(init.value, K.Const) and
@@ -537,9 +541,35 @@ def sweep_as_reduction(k: K.Kernel):
         dtype = acc.buffer.dtype
         stages.append(K.Reduce(name, op, r, acc.value, dtype))
         stages.append(K.Store(acc.buffer, init.index, (), K.AccRef(name, dtype)))
+        results[K.Load(acc.buffer, tuple(init.index))] = K.AccRef(name, dtype)
     if not red:
         return None
+    # outer stores after the sweep (an optimiser update of a bias) read its results
+    for st in k.stages[2 * n_pairs:]:
+        if not isinstance(st, K.Store) or accumulate_op(st) or tuple(st.inner) != outer:
+            return None
+        value = _substitute(st.value, results)
+        if value is None:
+            return None
+        stages.append(K.Store(st.buffer, st.index, (), value))
     return K.Kernel(k.name, outer, stages, parallel=True, nodes=k.nodes)
+
+
+def _substitute(v, table):
+    """`v` with the sub-expressions in `table` replaced (None where one of them sits
+    inside an index, where it cannot be)."""
+    if v in table:
+        return table[v]
+    if isinstance(v, K.Compute):
+        args = [_substitute(a, table) for a in v.args]
+        return None if any(a is None for a in args) else \
+            K.Compute(v.op, tuple(args), v.dtype, v.attrs)
+    if isinstance(v, K.CheckIndex):
+        inner = _substitute(v.value, table)
+        return None if inner is None else K.CheckIndex(inner, v.index)
+    if any(x in table for x in K.walk_values(v)):
+        return None
+    return v
 
 
 def _inner_contiguous(k: K.Kernel, inner_vars) -> bool:

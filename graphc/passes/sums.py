@@ -1,0 +1,171 @@
+"""Sum rewrites for the backends: gradient accumulations become single ops.
+
+Reverse mode sums the contributions of every use of a value. A weight used at every
+step of an unrolled RNN gets the sum of T small matmuls; a tensor split into T slices
+(`unbind`) gets the sum of T zero-padded slice gradients. Added up element by element,
+the first costs T reads of every output element (from T separate buffers) and the
+second a T-deep chain of selects. Two rewrites of an add tree (add nodes whose inner
+nodes feed only their parent) fix both:
+
+  * matmuls:  sum_i A_i @ B_i  ->  concat_i(A_i, dim=-1) @ concat_i(B_i, dim=-2)
+              one GEMM with the summed dimension T times longer. An operand that is
+              a transpose of the last two dims in every term is concatenated before
+              the transpose, so the GEMM still reads it through a transpose flag.
+  * pads:     sum of pads of pieces into disjoint slabs along one dim -> concat of the
+              pieces (and zeros for the gaps): each element is written once.
+
+Both change the order in which floats are added (the first) or the sign of an exact
+zero (the second: -0 + 0 is +0), so they are not simplifications in the bit-exact sense
+of passes/simplify.py: they run as part of the backends' lowering (`fusion.fuse`),
+where summation order is already the backend's to choose, and the differential tests
+compare with the interpreter at the tolerance of a reduction.
+"""
+from __future__ import annotations
+
+from ..ir.graph import Graph, Node
+from ..ir.registry import get_op
+
+
+def _mk(op, *inputs, **attrs):
+    return Node(op, inputs, attrs, get_op(op).infer([i.type for i in inputs], attrs))
+
+
+def combine_sums(graph: Graph) -> Graph:
+    """`graph` with every add tree of matmuls or disjoint pads rewritten (or `graph`
+    itself when there is none)."""
+    if not any(n.op == "add" for n in graph.nodes):
+        return graph
+    users = graph.users()
+    for o in graph.outputs:        # an output is one more use
+        users[id(o)] = users[id(o)] + [None]
+
+    def absorbed(n):   # an add node that is an inner node of its user's tree
+        us = users[id(n)]
+        return n.op == "add" and len(us) == 1 and us[0] is not None and \
+            us[0].op == "add" and us[0].type == n.type
+
+    def leaves(n):
+        out = []
+        for i in n.inputs:
+            out.extend(leaves(i) if absorbed(i) and users[id(i)][0] is n else [i])
+        return out
+
+    new, changed = {}, False
+    for n in graph.nodes:
+        if n.op == "input":
+            new[id(n)] = n
+            continue
+        if n.op == "add" and not absorbed(n):
+            terms = leaves(n)
+            if len(terms) > 2 or any(t.op in ("matmul", "pad") for t in terms):
+                r = _rewrite_sum(n, terms, new, users)
+                if r is not None:
+                    new[id(n)] = r
+                    changed = True
+                    continue
+        ins = tuple(new[id(i)] for i in n.inputs)
+        new[id(n)] = n if all(a is b for a, b in zip(ins, n.inputs)) else \
+            Node(n.op, ins, n.attrs, n.type, n.loc)
+    if not changed:
+        return graph
+    out, _ = Graph.from_outputs([new[id(o)] for o in graph.outputs], input_order=graph.inputs)
+    return out
+
+
+def _rewrite_sum(root, terms, new, users):
+    """The sum of `terms` (old nodes) with matmuls and pads combined, built from their
+    rewritten inputs (`new`), or None if nothing combines."""
+    def only_here(t):
+        return len(users[id(t)]) == 1
+    used, parts = set(), []
+    mms = [t for t in terms if t.op == "matmul" and only_here(t) and t.type == root.type]
+    groups = {}
+    for t in mms:
+        a, b = t.inputs
+        groups.setdefault((a.shape[:-1], b.shape[-1], a.dtype, b.dtype), []).append(t)
+    for group in groups.values():
+        if len(group) >= 2:
+            parts.append(_combined_matmul(group, new))
+            used.update(id(t) for t in group)
+    pads = {}
+    for t in terms:
+        if t.op == "pad" and only_here(t) and id(t) not in used:
+            d = _slab_dim(t)
+            if d is not None:
+                pads.setdefault(d, []).append(t)
+    for d, group in pads.items():
+        cat = _disjoint_concat(group, d, new) if len(group) >= 2 else None
+        if cat is not None:
+            parts.append(cat)
+            used.update(id(t) for t in group)
+    if not parts:
+        return None
+    rest = [new[id(t)] for t in terms if id(t) not in used]
+    total = parts[0]
+    for x in parts[1:] + rest:
+        total = Node("add", (total, x), {}, root.type, root.loc)
+    return total
+
+
+def _swaps_last_two(n):
+    if n.op != "permute":
+        return False
+    dims, k = tuple(n.attrs["dims"]), len(n.shape)
+    return k >= 2 and dims == tuple(range(k - 2)) + (k - 1, k - 2)
+
+
+def _concat(xs, dim):
+    return xs[0] if len(xs) == 1 else _mk("concat", *xs, dim=dim)
+
+
+def _operand(xs, dim, new):
+    """concat of the operands along `dim` (the summed one), or the transpose of the
+    concat of their untransposed forms when every operand is a transpose."""
+    k = len(xs[0].shape)
+    if all(_swaps_last_two(x) for x in xs):
+        inner = [new[id(x.inputs[0])] for x in xs]
+        other = k - 1 if dim == k - 2 else k - 2
+        return _mk("permute", _concat(inner, other), dims=tuple(xs[0].attrs["dims"]))
+    return _concat([new[id(x)] for x in xs], dim % k)
+
+
+def _combined_matmul(group, new):
+    k = len(group[0].inputs[0].shape)
+    a = _operand([t.inputs[0] for t in group], k - 1, new)
+    b = _operand([t.inputs[1] for t in group], len(group[0].inputs[1].shape) - 2, new)
+    return _mk("matmul", a, b)
+
+
+def _slab_dim(pad):
+    """The one dim a pad pads (without interior padding), or None."""
+    low, high, interior = pad.attrs["low"], pad.attrs["high"], pad.attrs["interior"]
+    if any(interior):
+        return None
+    dims = [d for d in range(len(low)) if low[d] or high[d]]
+    return dims[0] if len(dims) == 1 else None
+
+
+def _disjoint_concat(group, d, new):
+    """The pads' pieces concatenated along `d` with zeros in the gaps, if their slabs
+    do not overlap; else None."""
+    size = group[0].shape[d]
+    group = sorted(group, key=lambda p: p.attrs["low"][d])
+    pieces, at = [], 0
+    for p in group:
+        lo = p.attrs["low"][d]
+        if lo < at:
+            return None
+        if lo > at:
+            pieces.append(_zeros(p, d, lo - at))
+        pieces.append(new[id(p.inputs[0])])
+        at = lo + p.inputs[0].shape[d]
+    if at < size:
+        pieces.append(_zeros(group[0], d, size - at))
+    return _concat(pieces, d)
+
+
+def _zeros(like, d, n):
+    shape = tuple(n if j == d else s for j, s in enumerate(like.shape))
+    value = False if like.dtype.is_bool else 0.0 if like.dtype.is_floating else 0
+    zero = _mk("const", value=value, dtype=like.dtype)
+    return _mk("expand", _mk("reshape", zero, shape=(1,) * len(shape)), shape=shape)

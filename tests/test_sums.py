@@ -1,0 +1,153 @@
+"""passes/sums.py: add trees of matmuls and of disjoint pads become one op.
+
+Before/after graphs in the style of tests/test_fusion.py, then the fused plan run on
+the LLVM backend against the interpreter (summation order changes: reduction tolerance).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from graphc.backends import interp
+from graphc.backends import kernel_ir as K
+from graphc.backends import llvm as L
+from graphc.ir.graph import Graph
+from graphc.passes.autodiff import grad_graph
+from graphc.passes.fusion import fuse
+from graphc.passes.sums import combine_sums
+from graphc.testing import inp, op
+from graphc.ir import dtypes as dt
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _private_cache(tmp_path_factory):
+    old = os.environ.get("GRAPHC_CACHE_DIR")
+    os.environ["GRAPHC_CACHE_DIR"] = str(tmp_path_factory.mktemp("graphc_cache"))
+    yield
+    if old is None:
+        os.environ.pop("GRAPHC_CACHE_DIR", None)
+    else:
+        os.environ["GRAPHC_CACHE_DIR"] = old
+
+
+def make(outputs, inputs):
+    g, _ = Graph.from_outputs(outputs, input_order=inputs)
+    return g
+
+
+def ops(g):
+    return [n.op for n in g.nodes if n.op != "input"]
+
+
+def close_to_interp(g, rtol=1e-5, seed=0):
+    rng = np.random.default_rng(seed)
+    ins = [rng.standard_normal(n.shape).astype(n.dtype.np) for n in g.inputs]
+    want = interp.compile(g)(ins)
+    got = L.compile(g)(ins)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
+
+
+def test_sum_of_matmuls_is_one_matmul_over_a_longer_k():
+    a = [inp((6, 4), dt.float32, f"a{t}") for t in range(5)]
+    b = [inp((4, 3), dt.float32, f"b{t}") for t in range(5)]
+    total = op("matmul", a[0], b[0])
+    for t in range(1, 5):
+        total = op("add", total, op("matmul", a[t], b[t]))
+    g = make([total], a + b)
+    after = combine_sums(g)
+    assert ops(after).count("matmul") == 1 and "add" not in ops(after)
+    (mm,) = [n for n in after.nodes if n.op == "matmul"]
+    assert mm.inputs[0].shape == (6, 20) and mm.inputs[1].shape == (20, 3)
+    assert sum(isinstance(k, K.MatmulKernel) for k in fuse(g).kernels) == 1
+    close_to_interp(g)
+
+
+def test_transposed_terms_are_concatenated_before_the_transpose():
+    """The RNN weight gradient: sum_t h_t^T @ g_t. The h_t are stacked untransposed
+    (a copy along rows) and the GEMM reads the stack through a transpose flag."""
+    h = [inp((8, 5), dt.float32, f"h{t}") for t in range(4)]
+    gs = [inp((8, 7), dt.float32, f"g{t}") for t in range(4)]
+    terms = [op("matmul", op("permute", h[t], dims=(1, 0)), gs[t]) for t in range(4)]
+    total = terms[0]
+    for t in terms[1:]:
+        total = op("add", total, t)
+    g = make([total], h + gs)
+    after = combine_sums(g)
+    (mm,) = [n for n in after.nodes if n.op == "matmul"]
+    assert mm.inputs[0].op == "permute" and mm.inputs[0].inputs[0].op == "concat"
+    assert mm.inputs[0].inputs[0].shape == (32, 5)
+    plan = fuse(g)
+    (kern,) = [k for k in plan.kernels if isinstance(k, K.MatmulKernel)]
+    assert kern.a.strides[-2:] == (1, 5)    # transposed view of the [32, 5] stack
+    close_to_interp(g)
+
+
+def test_other_terms_stay_and_shapes_must_agree():
+    a, b, c = inp((3, 4), dt.float32, "a"), inp((4, 2), dt.float32, "b"), inp((3, 2), dt.float32, "c")
+    a2, b2 = inp((3, 6), dt.float32, "a2"), inp((6, 2), dt.float32, "b2")
+    total = op("add", op("add", op("matmul", a, b), c), op("matmul", a2, b2))
+    g = make([total], [a, b, c, a2, b2])
+    after = combine_sums(g)
+    assert ops(after).count("matmul") == 1 and ops(after).count("add") == 1
+    close_to_interp(g)
+
+
+def test_a_matmul_used_elsewhere_is_left_alone():
+    a, b = inp((3, 4), dt.float32, "a"), inp((4, 2), dt.float32, "b")
+    m1, m2 = op("matmul", a, b), op("matmul", op("neg", a), b)
+    g = make([op("add", m1, m2), m1], [a, b])
+    assert combine_sums(g) is g
+
+
+def test_unbind_gradient_is_a_concat_not_a_select_chain():
+    """Slicing a [T, N, C] tensor into T steps: the gradient is the sum of T pads, one
+    slab each; it becomes a concat of the slice gradients."""
+    x = inp((6, 4, 5), dt.float32)
+    steps = [op("reshape", op("slice", x, starts=(t, 0, 0), stops=(t + 1, 4, 5),
+                              steps=(1, 1, 1)), shape=(4, 5)) for t in range(6)]
+    loss = steps[0]
+    for t, s in enumerate(steps[1:], start=1):
+        loss = op("add", loss, op("mul", s, op("exp", s)) if t % 2 else s)
+    y = op("sum", loss, dims=(0, 1), keepdim=False)
+    bg = grad_graph(make([y], [x]), wrt=[0])
+    pads = sum(n.op == "pad" for n in bg.nodes)
+    assert pads >= 6
+    after = combine_sums(bg)
+    assert not any(n.op == "pad" for n in after.nodes)
+    assert any(n.op == "concat" and len(n.inputs) == 6 for n in after.nodes)
+    close_to_interp(bg)
+
+
+def test_pads_with_gaps_get_zero_pieces_and_overlaps_are_kept():
+    a, b = inp((2, 3), dt.float32, "a"), inp((1, 3), dt.float32, "b")
+    pa = op("pad", a, low=(0, 0), high=(4, 0), interior=(0, 0))       # rows 0-1 of 6
+    pb = op("pad", b, low=(4, 0), high=(1, 0), interior=(0, 0))       # row 4 of 6
+    g = make([op("add", pa, pb)], [a, b])
+    after = combine_sums(g)
+    (cat,) = [n for n in after.nodes if n.op == "concat"]
+    assert [p.shape[0] for p in cat.inputs] == [2, 2, 1, 1]
+    close_to_interp(g, rtol=0)
+    c = inp((3, 3), dt.float32, "c")
+    pc = op("pad", c, low=(1, 0), high=(2, 0), interior=(0, 0))       # rows 1-3: overlaps a
+    g2 = make([op("add", pa, pc)], [a, c])
+    assert combine_sums(g2) is g2
+
+
+def test_bias_gradient_with_its_update_sweeps_memory_in_order():
+    """A column reduction followed by an optimiser-style update of its result: one
+    serial sweep in memory order, then the update over the kept points."""
+    g_out = inp((64, 32), dt.float32, "g")
+    bias = inp((32,), dt.float32, "bias")
+    grad = op("sum", g_out, dims=(0,), keepdim=False)
+    lr = op("expand", op("reshape", op("const", value=0.1, dtype=dt.float32), shape=(1,)),
+            shape=(32,))
+    new_bias = op("sub", bias, op("mul", lr, grad))
+    g = make([grad, new_bias], [g_out, bias])
+    plan = fuse(g)
+    (kern,) = [k for k in plan.kernels if not isinstance(k, K.MatmulKernel)]
+    assert not kern.parallel and not kern.outer
+    assert [st.accumulate for st in kern.stages] == ["", "sum", ""]
+    close_to_interp(g)
