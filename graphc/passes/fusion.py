@@ -1008,8 +1008,8 @@ def lower_convolutions(graph: Graph) -> Graph:
 
 def fuse(graph: Graph) -> FusedPlan:
     """Group `graph` into kernels (see the module docstring). Sums of gradient
-    contributions are first combined (passes/sums.py) and convolutions lowered to
+    contributions are first combined (passes/lowering.py) and convolutions lowered to
     primitives (`lower_convolutions`); the plan's `graph` is the lowered one,
     with the same inputs and outputs in the same order."""
-    from .sums import combine_sums
-    return _Fuser(lower_convolutions(combine_sums(graph))).run()
+    from .lowering import lower_for_backends
+    return _Fuser(lower_convolutions(lower_for_backends(graph))).run()

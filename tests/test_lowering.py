@@ -1,4 +1,4 @@
-"""passes/sums.py: add trees of matmuls and of disjoint pads become one op.
+"""passes/lowering.py: add trees of matmuls and of disjoint pads become one op.
 
 Before/after graphs in the style of tests/test_fusion.py, then the fused plan run on
 the LLVM backend against the interpreter (summation order changes: reduction tolerance).
@@ -16,7 +16,7 @@ from graphc.backends import llvm as L
 from graphc.ir.graph import Graph
 from graphc.passes.autodiff import grad_graph
 from graphc.passes.fusion import fuse
-from graphc.passes.sums import combine_sums
+from graphc.passes.lowering import combine_sums, transpose_matmul_outputs
 from graphc.testing import inp, op
 from graphc.ir import dtypes as dt
 
@@ -151,3 +151,28 @@ def test_bias_gradient_with_its_update_sweeps_memory_in_order():
     assert not kern.parallel and not kern.outer
     assert [st.accumulate for st in kern.stages] == ["", "sum", ""]
     close_to_interp(g)
+
+
+def test_matmul_read_only_transposed_is_computed_transposed():
+    """The weight gradient of x @ w.t(): (x^T @ g)^T becomes g^T @ x, so the optimiser
+    update and the .grad output read it in memory order."""
+    x, gy = inp((16, 12), dt.float32, "x"), inp((16, 5), dt.float32, "gy")
+    dw_t = op("matmul", op("permute", x, dims=(1, 0)), gy)            # [12, 5]
+    dw = op("permute", dw_t, dims=(1, 0))                              # [5, 12]
+    w = inp((5, 12), dt.float32, "w")
+    step = op("sub", w, op("mul", dw, dw))
+    g = make([dw, step], [x, gy, w])
+    after = transpose_matmul_outputs(g)
+    (mm,) = [n for n in after.nodes if n.op == "matmul"]
+    assert mm.shape == (5, 12) and mm.inputs[1] is after.inputs[0]
+    assert not any(n.op == "permute" and n.inputs[0] is mm for n in after.nodes)
+    close_to_interp(g)
+
+
+def test_matmul_read_directly_somewhere_keeps_its_layout():
+    a, b = inp((4, 3), dt.float32, "a"), inp((3, 6), dt.float32, "b")
+    m = op("matmul", a, b)
+    g = make([op("permute", m, dims=(1, 0)), op("neg", m)], [a, b])
+    assert transpose_matmul_outputs(g) is g
+    g2 = make([op("permute", m, dims=(1, 0)), m], [a, b])
+    assert transpose_matmul_outputs(g2) is g2

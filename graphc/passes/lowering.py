@@ -1,11 +1,11 @@
-"""Sum rewrites for the backends: gradient accumulations become single ops.
+"""Lowering rewrites for the backends: gradient sums and GEMM output layouts.
 
 Reverse mode sums the contributions of every use of a value. A weight used at every
 step of an unrolled RNN gets the sum of T small matmuls; a tensor split into T slices
 (`unbind`) gets the sum of T zero-padded slice gradients. Added up element by element,
 the first costs T reads of every output element (from T separate buffers) and the
 second a T-deep chain of selects. Two rewrites of an add tree (add nodes whose inner
-nodes feed only their parent) fix both:
+nodes feed only their parent) fix both (`combine_sums`):
 
   * matmuls:  sum_i A_i @ B_i  ->  concat_i(A_i, dim=-1) @ concat_i(B_i, dim=-2)
               one GEMM with the summed dimension T times longer. An operand that is
@@ -14,11 +14,17 @@ nodes feed only their parent) fix both:
   * pads:     sum of pads of pieces into disjoint slabs along one dim -> concat of the
               pieces (and zeros for the gaps): each element is written once.
 
-Both change the order in which floats are added (the first) or the sign of an exact
-zero (the second: -0 + 0 is +0), so they are not simplifications in the bit-exact sense
-of passes/simplify.py: they run as part of the backends' lowering (`fusion.fuse`),
-where summation order is already the backend's to choose, and the differential tests
-compare with the interpreter at the tolerance of a reduction.
+A third rewrite picks a GEMM's output layout (`transpose_matmul_outputs`): the weight
+gradient of `x @ w.t()` is `(x^T @ g)^T`, and every reader of it (the .grad output, the
+optimiser update) would read the GEMM's result transposed, a cache miss per element on
+a large weight. When a matmul is only read through a transpose of its last two dims,
+it is computed transposed instead, `B^T @ A^T` (BLAS flags, no copies).
+
+These change the order in which floats are added, or the sign of an exact zero (-0 + 0
+is +0), so they are not simplifications in the bit-exact sense of passes/simplify.py:
+they run as part of the backends' lowering (`fusion.fuse`), where summation order is
+already the backend's to choose, and the differential tests compare with the
+interpreter at the tolerance of a reduction.
 """
 from __future__ import annotations
 
@@ -28,6 +34,47 @@ from ..ir.registry import get_op
 
 def _mk(op, *inputs, **attrs):
     return Node(op, inputs, attrs, get_op(op).infer([i.type for i in inputs], attrs))
+
+
+def lower_for_backends(graph: Graph) -> Graph:
+    return transpose_matmul_outputs(combine_sums(graph))
+
+
+def transpose_matmul_outputs(graph: Graph) -> Graph:
+    """`graph` with every matmul whose only readers transpose its last two dims computed
+    transposed (or `graph` itself when there is none)."""
+    users = graph.users()
+    outputs = {id(o) for o in graph.outputs}
+
+    def read_transposed(n):
+        us = users[id(n)]
+        return (n.op == "matmul" and us and id(n) not in outputs and
+                len(n.shape) >= 2 and all(_swaps_last_two(u) for u in us))
+    if not any(read_transposed(n) for n in graph.nodes):
+        return graph
+    new = {}
+    for n in graph.nodes:
+        if n.op == "input":
+            new[id(n)] = n
+            continue
+        if _swaps_last_two(n) and read_transposed(n.inputs[0]):
+            m = n.inputs[0]
+            a, b = (new[id(i)] for i in m.inputs)
+            new[id(n)] = _mk("matmul", _transposed(b), _transposed(a))
+            continue
+        ins = tuple(new[id(i)] for i in n.inputs)
+        new[id(n)] = n if all(x is y for x, y in zip(ins, n.inputs)) else \
+            Node(n.op, ins, n.attrs, n.type, n.loc)
+    out, _ = Graph.from_outputs([new[id(o)] for o in graph.outputs], input_order=graph.inputs)
+    return out
+
+
+def _transposed(x):
+    """x with its last two dims swapped (undoing a transpose rather than stacking one)."""
+    if _swaps_last_two(x):
+        return x.inputs[0]
+    k = len(x.shape)
+    return _mk("permute", x, dims=tuple(range(k - 2)) + (k - 1, k - 2))
 
 
 def combine_sums(graph: Graph) -> Graph:
