@@ -161,3 +161,18 @@ def test_thread_ranges_split_streamed_loops_anywhere(n, monkeypatch, rng):
     g = graph([op("mul", op("add", x, x), x)], [x])
     assert len(executor.schedule(fuse(g).kernels)[0][1]) == 3
     same_as_interp(g, [data((n,), dt.float32, rng)])
+
+
+def test_row_kernels_prefetch_the_next_row_and_compute_exp_once(rng):
+    """softmax: the output stage asks for the next row's input while it works from
+    cache, and reads exp(x - max) back from the row the sum stage kept, instead of
+    computing the exponential a second time."""
+    x = inp((6, 96), dt.float32)
+    m = op("max", x, dims=(1,), keepdim=True)
+    e = op("exp", op("sub", x, op("expand", m, shape=(6, 96))))
+    s = op("sum", e, dims=(1,), keepdim=True)
+    g = graph([op("mul", e, op("expand", op("reciprocal", s), shape=(6, 96)))], [x])
+    text = L.llvm_ir(g)
+    assert "llvm.prefetch" in text
+    assert text.count('call float @"graphc_expf"') == 1
+    same_as_interp(g, [data((6, 96), dt.float32, rng)], rtol=4e-6)

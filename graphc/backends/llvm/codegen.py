@@ -44,6 +44,11 @@ SUM_BLOCK = 1024
 # (np.copyto: 4.8 ms). A buffer smaller than the last-level cache (32 MB here) is better
 # left in cache for the kernel that reads it next, hence the threshold.
 STREAMING_MIN_BYTES = 32 << 20
+# A row-wise kernel keeps an expensive per-element value several of its stages need in
+# a stack array of at most this many elements (64 KB of float32), see _plan_row_cache.
+ROW_CACHE_ELEMENTS = 16384
+_EXPENSIVE = {"exp", "log", "log1p", "expm1", "sin", "cos", "tanh", "sigmoid", "gelu",
+              "silu", "erf", "pow"}
 STREAM_TILE_BYTES = 64     # one cache line: x86 non-temporal vector stores need this alignment
 
 
@@ -200,6 +205,8 @@ class _LoopKernel(ValueLowering):
         self.vars = {}
         self.accs = {}
         self.streamed = False
+        self.stage_no = 0
+        self.row_cache = self._plan_row_cache()
         outer = list(self.k.outer)
         self._emit_outer(outer, lo, hi)
         b = self.b
@@ -252,7 +259,8 @@ class _LoopKernel(ValueLowering):
 
     def _emit_outer(self, outer, lo, hi):
         def body():
-            for st in self.k.stages:
+            for j, st in enumerate(self.k.stages):
+                self.stage_no = j
                 if isinstance(st, K.Reduce):
                     self._reduce(st)
                 else:
@@ -343,6 +351,7 @@ class _LoopKernel(ValueLowering):
             out = b.store(b.load(tile, typ=vec_t, align=STREAM_TILE_BYTES),
                           self.address(st.buffer, st.index), align=STREAM_TILE_BYTES)
             out.set_metadata("nontemporal", nontemporal)
+            self._prefetch_next_row(st)
 
         mask = _c64(lanes - 1)
         first = b.and_(b.add(start, mask), b.not_(mask))          # start rounded up
@@ -353,6 +362,38 @@ class _LoopKernel(ValueLowering):
         self._loop(tiles, _c64(0), count, per_tile)
         self._loop(v, end, stop, plain)
         self.streamed = True
+
+    def _prefetch_next_row(self, st: K.Store):
+        """While the last stage of a row-wise kernel (softmax, layer norm) computes from
+        cache, memory would sit idle: ask for the next outer point's input of the first
+        stage now, one cache line per tile written (measured on 4096x4096 float32:
+        softmax 6.0 -> 5.6 ms, layer norm 5.5 -> 5.1 ms; two rows ahead was slower)."""
+        if not self.k.outer:
+            return
+        first = self.k.stages[0]
+        o = self.k.outer[-1]
+        if first is st or not isinstance(first, K.Reduce) or tuple(first.inner) != tuple(st.inner):
+            return
+        b = self.b
+        seen = set()
+        here = self.vars[o]
+        nxt = b.add(here, _c64(1))        # the last row prefetches itself: stays in bounds
+        self.vars[o] = b.select(b.icmp_signed("<", nxt, _c64(o.extent)), nxt, here)
+        for v in K.walk_values(first.value):
+            if not isinstance(v, K.Load) or v.buffer.name in seen:
+                continue
+            flat = K.linearize(v.index, v.buffer.shape)
+            if o not in dict(flat.terms) or any(isinstance(a, K.ValueIndex) for a in flat.atoms()):
+                continue
+            seen.add(v.buffer.name)
+            self.memo = {}
+            fn = self.math.declare("llvm.prefetch.p0", VOID, [PTR, ir.IntType(32),
+                                                              ir.IntType(32), ir.IntType(32)])
+            i32 = ir.IntType(32)
+            b.call(fn, [self.address(v.buffer, v.index), ir.Constant(i32, 0),
+                        ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        self.vars[o] = here
+        self.memo = {}
 
     def _reduce(self, st: K.Reduce):
         b = self.b
@@ -567,9 +608,66 @@ class _LoopKernel(ValueLowering):
     def value(self, v):
         if v in self.memo:
             return self.memo[v]
-        r = self._value(v)
+        cached = self.row_cache.get(v)
+        if cached is not None and self.stage_no > cached[0]:
+            r = self.b.load(self._row_slot(cached[1]), typ=cached[1].allocated_type)
+        else:
+            r = self._value(v)
+            if cached is not None and self.stage_no == cached[0]:
+                self.b.store(r, self._row_slot(cached[1]))
         self.memo[v] = r
         return r
+
+    # -------------------------------------------------------------- row cache
+    def _plan_row_cache(self):
+        """{value: (first stage, scratch array)} for expensive values that several
+        stages of a row-wise kernel compute at the same inner points (softmax's
+        exp(x - max) in its sum and in its output): the first stage to compute one
+        keeps the row in a stack array (L1-resident), later stages read it back."""
+        stages = [st for st in self.k.stages if st.inner]
+        if len(stages) < 2 or len({tuple(st.inner) for st in stages}) != 1:
+            return {}
+        n = 1
+        for v in stages[0].inner:
+            n *= v.extent
+        if n > ROW_CACHE_ELEMENTS:
+            return {}
+        uses = {}
+        for j, st in enumerate(self.k.stages):
+            if not st.inner:
+                continue
+            for v in K.walk_values(st.value):
+                if isinstance(v, K.Compute) and v.op in _EXPENSIVE:
+                    uses.setdefault(v, []).append(j)
+        shared = {v: js for v, js in uses.items() if len(set(js)) > 1}
+        # keep the outermost shared expressions (a cached exp(x - m) makes x - m moot)
+        inside = set()
+        for v in shared:
+            for w in K.walk_values(v):
+                if w is not v and w in shared:
+                    inside.add(w)
+        out = {}
+        b = self.b
+        entry = self.fn.entry_basic_block
+        for v, js in shared.items():
+            if v in inside:
+                continue
+            with b.goto_block(entry):
+                b.position_at_start(entry)
+                slot = b.alloca(compute_type(v.dtype), size=n, name="row")
+                slot.align = 64
+            out[v] = (min(js), slot)
+        return out
+
+    def _row_slot(self, slot):
+        inner = self.k.stages[self.stage_no].inner
+        flat, stride = None, 1
+        b = self.b
+        for var in reversed(inner):
+            term = self.vars[var] if stride == 1 else b.mul(self.vars[var], _c64(stride))
+            flat = term if flat is None else b.add(flat, term)
+            stride *= var.extent
+        return b.gep(slot, [flat], source_etype=slot.allocated_type, inbounds=True)
 
     def _value(self, v):
         b = self.b
