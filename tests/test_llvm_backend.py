@@ -588,3 +588,29 @@ def test_deeply_nested_kernels_compile(monkeypatch):
     h = F.max_pool2d(F.conv2d(x, w1, padding=1), 2)
     F.max_pool2d(F.conv2d(h, w2, padding=1), 2).sum().backward()
     np.testing.assert_allclose(got, w1.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_identical_loop_kernels_share_one_body(rng):
+    """Steps of an unrolled recurrence differ only in where they start in a buffer:
+    their kernels call one body (pointers advanced by the wrapper), and each still
+    reads its own rows. (Rows of 64 floats: a base offset's alignment class is part of
+    the key, since it decides streaming stores.)"""
+    from graphc.backends.llvm.codegen import body_key, buffer_bases, kernel_buffers
+    from graphc.passes.fusion import fuse
+    x = inp((6, 4, 16), dt.float32)
+    h0 = inp((4, 16), dt.float32, "h0")
+    w = inp((16, 16), dt.float32, "w")
+    cur, outs = h0, []
+    for t in range(6):
+        step = op("reshape", op("slice", x, starts=(t, 0, 0), stops=(t + 1, 4, 16),
+                                steps=(1, 1, 1)), shape=(4, 16))
+        cur = op("tanh", op("add", step, op("matmul", cur, w)))
+        outs.append(cur)
+    g = graph(outs, [x, h0, w])
+    loops = [k for k in fuse(g).kernels if not hasattr(k, "a")]
+    keys = {body_key(k, kernel_buffers(k), buffer_bases(k)) for k in loops}
+    assert len(loops) == 6 and len(keys) == 1
+    text = L.llvm_ir(g)
+    assert text.count("_body\"(") == 7 and "noinline" in text      # 1 definition, 6 calls
+    check(g, [data((6, 4, 16), dt.float32, rng), data((4, 16), dt.float32, rng),
+              data((16, 16), dt.float32, rng) * 0.3], *tol(dt.float32, transcendental=True))

@@ -257,7 +257,7 @@ register(OpDef("where", _where_infer, lambda attrs, c, a, b: np.where(c, a, b), 
 
 
 def _cast_infer(types, attrs):
-    return TensorType(types[0].shape, attrs["dtype"])
+    return TensorType(types[0].shape, _dtype_attr(attrs))
 
 
 def _cast_np(attrs, x):
@@ -282,8 +282,16 @@ register(OpDef("cast", _cast_infer, _cast_np, _cast_vjp, F.ELEMENTWISE, 1))
 # ---------------------------------------------------------------------------- sources
 
 
+def _dtype_attr(attrs):
+    """The `dtype` attribute, checked: IR text read from a file may hold anything."""
+    d = attrs["dtype"]
+    if not isinstance(d, dt.DType):
+        raise TypeError(f"attribute dtype must be a dtype, got {d!r}")
+    return d
+
+
 def _const_infer(types, attrs):
-    return TensorType((), attrs["dtype"])
+    return TensorType((), _dtype_attr(attrs))
 
 
 register(OpDef("const", _const_infer,
@@ -295,7 +303,7 @@ def _iota_infer(types, attrs):
     shape = tuple(attrs["shape"])
     if not 0 <= attrs["dim"] < max(len(shape), 1):
         raise _shape_err(f"iota: dim {attrs['dim']} out of range for shape {list(shape)}")
-    return TensorType(shape, attrs["dtype"])
+    return TensorType(shape, _dtype_attr(attrs))
 
 
 def _iota_np(attrs):
@@ -337,7 +345,7 @@ def _rand_infer(types, attrs):
     for t in types:
         if t.shape != () or t.dtype is not dt.int64:
             raise _dtype_err("rand: seed and offset must be int64 scalars")
-    return TensorType(tuple(attrs["shape"]), attrs["dtype"])
+    return TensorType(tuple(attrs["shape"]), _dtype_attr(attrs))
 
 
 def _rand_np(attrs, seed, offset):

@@ -24,6 +24,7 @@ blas_codegen.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -63,6 +64,7 @@ class ModuleBuilder:
         self.math = MathLib(self.module, scalef=_host_has_avx512())
         self.slots = slots       # Buffer -> table slot
         self._helpers = {}
+        self._bodies = {}        # body_key -> [body function, kernels using it]
         self.streaming_stores = streaming_stores and _host_is_x86()
 
     def add(self, kernel) -> str:
@@ -70,8 +72,25 @@ class ModuleBuilder:
         if isinstance(kernel, K.MatmulKernel):
             from .blas_codegen import emit_matmul
             emit_matmul(self, kernel, name)
+            return name
+        bufs = kernel_buffers(kernel)
+        bases = buffer_bases(kernel)
+        key = body_key(kernel, bufs, bases)
+        shared = self._bodies.get(key)
+        if shared is None:
+            body = _LoopKernel(self, kernel, name, bases).emit()
+            self._bodies[key] = [body, 1]
         else:
-            _LoopKernel(self, kernel, name).emit()
+            # an identical loop nest over other buffers (the same step of an unrolled
+            # RNN): call the body already emitted, so LLVM optimises it once. A body
+            # shared by several kernels stays a function (each inlined copy would be
+            # optimised again); its pointer arguments keep their noalias.
+            body = shared[0]
+            shared[1] += 1
+            if shared[1] == 2:
+                body.attributes.discard("alwaysinline")
+                body.attributes.add("noinline")
+        _emit_wrapper(self, body, name, bufs, bases)
         return name
 
     def add_driver(self, name, kernels_and_names):
@@ -166,6 +185,109 @@ def streaming_lanes(st, aligned: bool, var=None) -> int:
     return lanes
 
 
+def kernel_buffers(kernel):
+    """The buffers a loop kernel touches, in its body function's argument order."""
+    reads = kernel.reads()
+    return reads + [b for b in kernel.writes() if b not in reads]
+
+
+def _accesses(kernel):
+    """(buffer, flat index) of every load and store of a loop kernel."""
+    values = []
+    for st in kernel.stages:
+        values.append(st.value)
+        if isinstance(st, K.Store):
+            yield st.buffer, K.linearize(st.index, st.buffer.shape)
+            for i in st.index:
+                values.extend(a.value for a in i.atoms() if isinstance(a, K.ValueIndex))
+    for value in values:
+        for v in K.walk_values(value):
+            if isinstance(v, K.Load):
+                yield v.buffer, K.linearize(v.index, v.buffer.shape)
+
+
+def buffer_bases(kernel) -> dict:
+    """id(buffer) -> the smallest constant offset among the kernel's accesses to it.
+    The body function receives each buffer's pointer already advanced by its base, so
+    kernels that differ only in where they start in a buffer (step t of an unrolled RNN
+    reading row t of the stacked input projection) share one body."""
+    bases = {}
+    for buf, flat in _accesses(kernel):
+        bases[id(buf)] = min(bases.get(id(buf), flat.const), flat.const)
+    return bases
+
+
+def body_key(kernel, bufs, bases) -> tuple:
+    """Everything the body function of a loop kernel is generated from, with names
+    replaced by positions: buffers by argument position (plus dtype, shape, kind and
+    their base offset modulo 64 elements, which decides alignment), loop variables and
+    accumulators by order of appearance, buffer offsets relative to their base. Two
+    kernels with equal keys have identical bodies."""
+    var_ids, acc_ids, memo = {}, {}, {}
+    buf_pos = {id(b): k for k, b in enumerate(bufs)}
+
+    alive = []   # memo is keyed by id(): keep the temporary indexes from being reused
+
+    def flat(buf, index):
+        rebased = K.linearize(index, buf.shape) - bases[id(buf)]
+        alive.append(rebased)
+        return walk(rebased)
+
+    def acc(name):
+        return acc_ids.setdefault(name, len(acc_ids))
+
+    def walk(x):
+        hit = memo.get(id(x))
+        if hit is not None:
+            return hit
+        if isinstance(x, K.Var):
+            r = ("var", var_ids.setdefault(x, len(var_ids)), x.extent)
+        elif isinstance(x, K.Buffer):
+            r = ("buf", buf_pos[id(x)])
+        elif isinstance(x, dt.DType):
+            r = x.short
+        elif isinstance(x, K.AccRef):
+            r = ("accref", acc(x.name), x.dtype.short)
+        elif isinstance(x, K.Reduce):
+            r = ("reduce", acc(x.acc), x.op, walk(x.inner), walk(x.value), x.dtype.short)
+        elif isinstance(x, K.Load):
+            r = ("load", buf_pos[id(x.buffer)], flat(x.buffer, x.index))
+        elif isinstance(x, K.Store):
+            r = ("store", buf_pos[id(x.buffer)], flat(x.buffer, x.index), walk(x.inner),
+                 walk(x.value), x.accumulate,
+                 tuple(walk(a.value) for i in x.index for a in i.atoms()
+                       if isinstance(a, K.ValueIndex)))
+        elif isinstance(x, (tuple, list)):
+            r = tuple(walk(i) for i in x)
+        elif dataclasses.is_dataclass(x):
+            r = (type(x).__name__,) + tuple(walk(getattr(x, f.name))
+                                            for f in dataclasses.fields(x))
+        else:
+            r = (type(x).__name__, repr(x))
+        memo[id(x)] = r
+        return r
+    return (walk(kernel.outer), walk(kernel.stages), kernel.parallel,
+            tuple((b.dtype.short, b.shape, b.kind, bases[id(b)] % 64) for b in bufs))
+
+
+def _emit_wrapper(mb, body, name, bufs, bases):
+    """`void name(table, lo, hi, status)`: load the buffers' pointers from their table
+    slots, advance each by its base offset, and call the body."""
+    wrap = ir.Function(mb.module, KERNEL_TYPE, name)
+    wb = ir.IRBuilder(wrap.append_basic_block("entry"))
+    table, wlo, whi, wstatus = wrap.args
+    args = []
+    for buf in bufs:
+        p = wb.gep(table, [_c64(mb.slots[buf])], source_etype=PTR, inbounds=True)
+        p = wb.load(p, typ=PTR)
+        if bases[id(buf)]:
+            # not inbounds: a zero-size buffer's pointer is not into any object
+            p = wb.gep(p, [_c64(bases[id(buf)])], source_etype=storage_type(buf.dtype))
+        args.append(p)
+    wb.call(body, args + [wlo, whi, wstatus])
+    wb.ret_void()
+
+
 def stream_var(kernel, st):
     """The loop along which store stage `st` of `kernel` would stream: its innermost
     loop, or for a pointwise kernel (one store, no inner loops) its last outer loop."""
@@ -177,15 +299,18 @@ def stream_var(kernel, st):
 
 
 class _LoopKernel(ValueLowering):
-    def __init__(self, mb: ModuleBuilder, kernel: K.Kernel, name: str):
+    def __init__(self, mb: ModuleBuilder, kernel: K.Kernel, name: str, bases=None):
         self.mb = mb
         self.k = kernel
+        self.bases = bases if bases is not None else buffer_bases(kernel)
         self.name = name
         self.math = mb.math
 
     # -------------------------------------------------------------- structure
     def emit(self):
-        bufs = self.k.reads() + [b for b in self.k.writes() if b not in self.k.reads()]
+        """Emit the kernel's body function (buffer pointers as noalias arguments) and
+        return it; the caller adds the wrapper that calls it."""
+        bufs = kernel_buffers(self.k)
         self.bufs = bufs
         mod = self.mb.module
         body_ty = ir.FunctionType(VOID, [PTR] * len(bufs) + [I64, I64, PTR])
@@ -218,16 +343,7 @@ class _LoopKernel(ValueLowering):
         with b.if_then(b.icmp_unsigned("!=", e, _c64(0)), likely=False):
             b.store(_c64(1), status)
         b.ret_void()
-
-        wrap = ir.Function(mod, KERNEL_TYPE, self.name)
-        wb = ir.IRBuilder(wrap.append_basic_block("entry"))
-        table, wlo, whi, wstatus = wrap.args
-        args = []
-        for buf in bufs:
-            p = wb.gep(table, [_c64(self.mb.slots[buf])], source_etype=PTR, inbounds=True)
-            args.append(wb.load(p, typ=PTR))
-        wb.call(body, args + [wlo, whi, wstatus])
-        wb.ret_void()
+        return body
 
     def _loop(self, var, start, stop, body_fn):
         """for var in [start, stop): body_fn()"""
@@ -600,7 +716,7 @@ class _LoopKernel(ValueLowering):
         return r
 
     def address(self, buf: K.Buffer, index):
-        flat = K.linearize(index, buf.shape)
+        flat = K.linearize(index, buf.shape) - self.bases[id(buf)]
         return self.b.gep(self.ptr[id(buf)], [self.index(flat)],
                           source_etype=storage_type(buf.dtype), inbounds=True)
 
