@@ -46,7 +46,7 @@ def test_mutated_ir_text_parses_or_raises_parse_error(text):
 
 def test_dtype_attribute_that_is_not_a_dtype_is_a_parse_error():
     """Found by the fuzzer: `dtype=32` used to crash while formatting the error."""
-    from graphc.ir.parser import ParseError, parse
+    import pytest
     text = 'graph(%w: f32[1,1]) {\n  %1: f32[] = const() {dtype=32, value=0.0}\n  return %w\n}\n'
     with pytest.raises(ParseError, match="attribute dtype must be a dtype, got 32"):
         parse(text)
