@@ -11,11 +11,13 @@ Invariants:
     result (graphc realizes it), so the timed region is exactly one call.
   * A contender that fails or exceeds its warm-up time box is dropped with a note; it
     never aborts the workload.
-  * Between two timed calls the harness pauses SETTLE_S (untimed), so no call pays for
-    work its predecessor left running. PyTorch's OpenMP workers spin-wait after each
-    op: on the 2-core machine, a graphc layer norm timed right after torch's took
-    8.0-9.8 ms instead of 5.1 ms (its threads had no core); after a 5 ms pause, 5.4 ms.
-    Longer pauses let an idle vCPU slow down (11 ms after 100 ms of sleep), hence short.
+  * Each timed call directly follows an untimed call of the same contender, so every
+    contender is timed in its own steady state and none pays for what another left
+    running. Measured on the 2-core machine: PyTorch's OpenMP workers spin-wait after
+    each op, and a graphc layer norm timed right after torch's took 8.0-9.8 ms instead
+    of 5.1 ms (its threads had no core). A pause between calls instead (5 ms: 5.4 ms)
+    lets torch's workers fall asleep, and waking them is then billed to torch (its MLP
+    step median went from 4.4 to 7.0 ms), while a loop of training steps keeps them hot.
 """
 from __future__ import annotations
 
@@ -27,9 +29,6 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
-
-
-SETTLE_S = 0.005     # untimed pause between timed calls (see the module docstring)
 
 
 @dataclass
@@ -148,7 +147,7 @@ def measure(contenders: list[Contender], *, min_reps: int, max_reps: int,
     if fixed_reps is not None:
         reps = fixed_reps
     else:
-        round_s = max(sum(m.last_call_s + SETTLE_S for m in live), 1e-9)
+        round_s = max(sum(2 * m.last_call_s for m in live), 1e-9)
         reps = int(min(max(budget_s / round_s, min_reps), max_reps))
     if progress:
         progress(f"timing {len(live)} contenders x {reps} rounds")
@@ -160,11 +159,12 @@ def measure(contenders: list[Contender], *, min_reps: int, max_reps: int,
         for m in order:
             run = m.contender.run
             try:
+                settle = run()              # untimed: see the module docstring
+                del settle
                 t0 = time.perf_counter()
                 out = run()
                 m.samples.append(time.perf_counter() - t0)
                 del out
-                time.sleep(SETTLE_S)
             except Exception as exc:
                 m.error = "failed while timed: " + _short_error(exc)
                 m.samples.clear()
