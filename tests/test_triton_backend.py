@@ -126,6 +126,10 @@ MODELS = {
     "tanh_sigmoid": lambda x, w: (x.tanh() * w.t()[:1].sigmoid()).sum(),
     "cross_entropy": lambda x, w: gc.nn.functional.cross_entropy(
         x @ w, gc.tensor(np.array([0, 4, 1, 3, 2, 0]))),
+    # a materialized concat: one store stage (one launch) per piece
+    "concat_pieces": lambda x, w: gc.cat([x @ w, x[:, :2].exp(), x[:, 5:]], 1),
+    # a column sum and an update that reads it: the sweep with a trailing store
+    "column_sum_update": lambda x, w: ((x @ w).sum(0), (x @ w).sum(0) * 0.1 + w[0]),
 }
 
 
