@@ -540,3 +540,25 @@ def test_scaled_dot_product_attention(rng):
         got = nn.functional.scaled_dot_product_attention(gc.tensor(q), gc.tensor(k),
                                                          gc.tensor(v), **gk)
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_non_overlapping_pooling_windows_are_one_view():
+    """Stride == kernel, no padding: the windows are a reshape/permute of the input (its
+    gradient then needs no pads), and results still match PyTorch, odd sizes included."""
+    import torch
+    from graphc.nn import functional as F
+    from graphc.ir.graph import Graph
+    x = np.random.default_rng(3).standard_normal((2, 3, 9, 8)).astype(np.float32)
+    t = gc.tensor(x, requires_grad=True)
+    y = F.max_pool2d(t, 2)
+    g, _ = Graph.from_outputs([y._node], boundary=lambda n: n.data is not None)
+    assert not any(n.op in ("slice", "concat") and len(n.shape) == 5 for n in g.nodes)
+    (y * y).sum().backward()
+    tt = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.max_pool2d(tt, 2)
+    (ty * ty).sum().backward()
+    np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(t.grad.numpy(), tt.grad.numpy(), rtol=1e-6)
+    a = F.avg_pool2d(gc.tensor(x), (3, 2))
+    np.testing.assert_allclose(a.numpy(), torch.nn.functional.avg_pool2d(
+        torch.tensor(x), (3, 2)).numpy(), rtol=1e-6)

@@ -377,9 +377,23 @@ def _pool_args(input, kernel_size, stride, padding, dilation, name):
     return x, unbatched, k, s, p, d
 
 
+def _tiles(x, k, out):
+    """Non-overlapping windows (stride == kernel, no padding or dilation) as one view:
+    x cut to whole tiles, reshaped to [N, C, Ho, kh, Wo, kw] and permuted to
+    [N, C, Ho, Wo, kh*kw]. Movement ops only, so the gradient is movement ops too: one
+    fused elementwise kernel, where strided slices give a sum of interleaved pads."""
+    N, C = x.shape[:2]
+    (kh, kw), (Ho, Wo) = k, out
+    if x.shape[2:] != (Ho * kh, Wo * kw):
+        x = x._slice((0, 0, 0, 0), (N, C, Ho * kh, Wo * kw), (1, 1, 1, 1))
+    t = x.reshape(N, C, Ho, kh, Wo, kw).permute(0, 1, 2, 4, 3, 5)
+    return t.reshape(N, C, Ho, Wo, kh * kw)
+
+
 def _windows(x, k, s, p, d, ceil_mode, fill):
-    """The kh*kw strided views of x padded with `fill` (None: zeros): window (i, j) holds,
-    at output pixel (y, x), the input at (y*s - p + i*d, x*s - p + j*d)."""
+    """(windows, output size): the windows stacked as [N, C, Ho, Wo, kh*kw], padded with
+    `fill` (None: zeros); window i*kw + j holds, at output pixel (y, x), the input at
+    (y*s - p + i*d, x*s - p + j*d)."""
     N, C, H, W = x.shape
     out = [_pool_out_size(n, kk, ss, pp, dd, ceil_mode)
            for n, kk, ss, pp, dd in zip((H, W), k, s, p, d)]
@@ -388,6 +402,8 @@ def _windows(x, k, s, p, d, ceil_mode, fill):
                                        f"output size {out} is too small")
     extra = [max(0, (o - 1) * ss + dd * (kk - 1) + 1 - (n + 2 * pp))
              for o, n, kk, ss, pp, dd in zip(out, (H, W), k, s, p, d)]
+    if tuple(k) == tuple(s) and not any(p) and tuple(d) == (1, 1) and not any(extra):
+        return _tiles(x, k, out), out
     low = (0, 0, p[0], p[1])
     high = (0, 0, p[0] + extra[0], p[1] + extra[1])
     if any(low) or any(high):
@@ -406,17 +422,16 @@ def _windows(x, k, s, p, d, ceil_mode, fill):
                                    (N, C, a + (out[0] - 1) * s[0] + 1,
                                     b + (out[1] - 1) * s[1] + 1),
                                    (1, 1, s[0], s[1])))
-    return views, out
+    return T.stack(views, -1), out
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     x, unbatched, k, s, p, d = _pool_args(input, kernel_size, stride, padding, dilation,
                                           "max_pool2d")
-    views, (Ho, Wo) = _windows(x, k, s, p, d, ceil_mode, -math.inf)
-    stacked = T.stack(views, -1)                       # [N, C, Ho, Wo, kh*kw]
+    stacked, (Ho, Wo) = _windows(x, k, s, p, d, ceil_mode, -math.inf)   # [N, C, Ho, Wo, K]
     first_max = stacked.argmax(-1, keepdim=True)       # ties: the first, like PyTorch
-    pick = T.arange_like(len(views)) == first_max
+    pick = T.arange_like(stacked.shape[-1]) == first_max
     with literal_scalars():
         out = T.where(pick, stacked, zeros_like(stacked)).sum(-1)
     if return_indices:
@@ -461,8 +476,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
     x, unbatched, k, s, p, d = _pool_args(input, kernel_size, stride, padding, 1,
                                           "avg_pool2d")
-    views, out = _windows(x, k, s, p, d, ceil_mode, None)
-    total = T.stack(views, -1).sum(-1) if len(views) > 1 else views[0]
+    stacked, out = _windows(x, k, s, p, d, ceil_mode, None)
+    total = stacked.sum(-1) if stacked.shape[-1] > 1 else stacked.squeeze(-1)
     if divisor_override:
         divisor = float(divisor_override)
     else:
