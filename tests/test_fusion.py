@@ -357,10 +357,14 @@ def test_conv_patch_matrix_is_a_strided_gemm_operand(kernel_hw):
     plan = fuse(g)
     (mm,) = [k for k in plan.kernels if isinstance(k, K.MatmulKernel)]
     cat = [n for n in plan.graph.nodes if n.op == "concat"]
-    assert len(cat) == 1 and mm.a.buffer is plan.buffers[id(cat[0])]
+    patches = plan.buffers[id(cat[0])]
+    # taps: weight-matrix @ patches (output channels as rows); positions: patches @ weight
+    operand = mm.b if kernel_hw == (3, 3) else mm.a
+    assert len(cat) == 1 and operand.buffer is patches
+    assert operand.strides[-1] == 1          # read in place, no transposed copy
     assert not any(r is Reason.OPAQUE_OPERAND and p is not cat[0]
                    for p, c, fused, r in plan.edge_reasons if c.op == "matmul" and p.op != "input"
-                   and p.shape == mm.a.shape)
+                   and p.shape == operand.shape)
     rng = np.random.default_rng(9)
     run_matches_interp(g, [rng.standard_normal(s).astype(np.float32) for s in (x.shape, w.shape)],
                        1e-4)
