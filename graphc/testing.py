@@ -10,7 +10,7 @@ import numpy as np
 
 from .backends.interp import round_to_bfloat16
 from .ir.graph import Graph, Node, TensorType
-from .ir.registry import get_op
+from .ir.registry import make_node
 
 
 def inp(shape, dtype, name="x") -> Node:
@@ -20,7 +20,7 @@ def inp(shape, dtype, name="x") -> Node:
 
 def op(name, *ins, **attrs) -> Node:
     """A node applying op `name`, its type inferred by the registry."""
-    return Node(name, ins, attrs, get_op(name).infer([i.type for i in ins], attrs))
+    return make_node(name, *ins, **attrs)
 
 
 def graph(outputs, inputs) -> Graph:

@@ -1,7 +1,7 @@
 """Streaming (non-temporal) stores and the buffer placement they rely on.
 
 The LLVM backend writes large outputs with aligned non-temporal vector stores
-(codegen.streaming_lanes / _LoopKernel._streaming_store). Real sizes (32 MB and up) are
+(codegen.streaming_lanes / _LoopKernel._streamed_loop). Real sizes (32 MB and up) are
 too slow for unit tests, so the size threshold is lowered here: every eligible store in
 these small graphs streams, tiles and remainders included, and must still equal the
 reference interpreter bit for bit.
@@ -48,7 +48,7 @@ def streamed_buffers(g):
     for k in fuse(g).kernels:
         for st in getattr(k, "stages", ()):
             if type(st).__name__ == "Store" and \
-                    codegen.streaming_lanes(st, True, codegen.stream_var(k, st)):
+                    codegen.streaming_lanes(k, st, True):
                 out.add(st.buffer.name)
     return out
 
@@ -103,10 +103,10 @@ def test_in_place_input_buffers_never_stream():
     v = K.Var("i", 64)
     buf = K.Buffer("p", (64,), dt.float32, "input")
     st = K.Store(buf, (K.lin(v),), (v,), K.Const(1.0, dt.float32))
-    assert codegen.streaming_lanes(st, True) == 0
-    assert codegen.streaming_lanes(K.Store(K.Buffer("o", (64,), dt.float32, "output"),
-                                           (K.lin(v),), (v,), K.Const(1.0, dt.float32)),
-                                   False) == 0
+    assert codegen.streaming_lanes(K.Kernel("k", (), [st]), st, True) == 0
+    out = K.Store(K.Buffer("o", (64,), dt.float32, "output"), (K.lin(v),), (v,),
+                  K.Const(1.0, dt.float32))
+    assert codegen.streaming_lanes(K.Kernel("k", (), [out]), out, False) == 0
 
 
 def test_output_blocks_are_aligned_and_placed_in_their_page():

@@ -474,6 +474,30 @@ def walk_values(v):
                     stack.append(a.value)
 
 
+# Elementwise ops that cost several times a multiply: fusion counts them when deciding
+# whether to recompute a value, code generators when deciding whether to keep one.
+TRANSCENDENTAL = frozenset({"exp", "log", "log1p", "expm1", "sin", "cos", "tanh", "sigmoid",
+                            "gelu", "silu", "erf", "pow", "sqrt", "rsqrt"})
+
+
+def substitute(v, table: dict):
+    """`v` with every sub-expression that is a key of `table` replaced by its value, or
+    None when one of them sits inside an index (a data-dependent address), where it
+    cannot be replaced."""
+    if v in table:
+        return table[v]
+    if isinstance(v, Compute):
+        args = [substitute(a, table) for a in v.args]
+        return None if any(a is None for a in args) else \
+            Compute(v.op, tuple(args), v.dtype, v.attrs)
+    if isinstance(v, CheckIndex):
+        inner = substitute(v.value, table)
+        return None if inner is None else CheckIndex(inner, v.index)
+    if any(x in table for x in walk_values(v)):
+        return None
+    return v
+
+
 # ----------------------------------------------------------------------------- stages
 
 @dataclass

@@ -55,6 +55,13 @@ def get_op(name: str) -> OpDef:
     return _REGISTRY[name]
 
 
+def make_node(op: str, *inputs, **attrs):
+    """A node applying `op` to `inputs`, its type inferred by the op's rule (for passes
+    and tests that build IR directly)."""
+    from .graph import Node
+    return Node(op, inputs, attrs, get_op(op).infer([i.type for i in inputs], attrs))
+
+
 def all_ops() -> dict[str, OpDef]:
     _ensure_loaded()
     return dict(_REGISTRY)

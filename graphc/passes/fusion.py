@@ -56,7 +56,7 @@ import numpy as np
 from ..backends import kernel_ir as K
 from ..ir import dtypes as dt
 from ..ir.graph import Graph, Node
-from ..ir.registry import FusionClass, get_op
+from ..ir.registry import FusionClass, get_op, make_node
 
 
 class Reason(enum.Enum):
@@ -83,10 +83,8 @@ class CannotFuse(Exception):
         self.reason = reason
 
 
-_MAX_INLINED_TREE = 256
-_JOIN_CANDIDATES = 8      # kernels tried (newest first) before starting a new one   # ops in one value's fully inlined expression tree
-_TRANSCENDENTAL = {"exp", "log", "log1p", "expm1", "sin", "cos", "tanh", "sigmoid", "gelu",
-                   "silu", "erf", "pow", "sqrt", "rsqrt"}
+_MAX_INLINED_TREE = 256   # ops in one value's fully inlined expression tree
+_JOIN_CANDIDATES = 8      # kernels tried (newest first) before starting a new one
 _EXPENSIVE_COST = 4
 
 
@@ -668,7 +666,7 @@ class _Fuser:
         fc = _fusion_class(n)
         own = 0
         if fc is FusionClass.ELEMENTWISE:
-            own = 4 if n.op in _TRANSCENDENTAL else 1
+            own = 4 if n.op in K.TRANSCENDENTAL else 1
         elif n.op == "rand":
             own = 8
         return own + sum(self._cost(i, seen) for i in n.inputs)
@@ -803,33 +801,22 @@ def _is_column_reduction(kp, stages):
         for v in K.walk_values(red.value):
             if isinstance(v, K.AccRef):
                 return False
+    results = _column_results(stages, pairs)
     for st in stages[2 * pairs:]:
         if not isinstance(st, K.Store) or st.inner or st.accumulate or \
-                _replace_accs(st.value, {}) is None:
+                K.substitute(st.value, results) is None:
             return False
     return True
 
 
-def _replace_accs(v, loads):
-    """`v` with each AccRef replaced by loads[acc] (None if an AccRef sits where it
-    cannot be replaced: inside an index)."""
-    if isinstance(v, K.AccRef):
-        return loads.get(v.name, v)
-    if isinstance(v, K.Compute):
-        args = [_replace_accs(a, loads) for a in v.args]
-        if any(a is None for a in args):
-            return None
-        return K.Compute(v.op, tuple(args), v.dtype, v.attrs)
-    if isinstance(v, K.CheckIndex):
-        inner = _replace_accs(v.value, loads)
-        return None if inner is None else K.CheckIndex(inner, v.index)
-    if any(isinstance(x, K.AccRef) for x in K.walk_values(v)):
-        return None
-    return v
+def _column_results(stages, pairs):
+    """AccRef of each paired reduction -> a load of the buffer its result is stored in."""
+    return {K.AccRef(red.acc, red.dtype): K.Load(st.buffer, st.index)
+            for red, st in zip(stages[:2 * pairs:2], stages[1:2 * pairs:2])}
 
 
 def _column_reduction_stages(kp, stages):
-    out, loads = [], {}
+    out = []
     pairs = _column_pairs(stages)
     for red, st in zip(stages[:2 * pairs:2], stages[1:2 * pairs:2]):
         ident = {"sum": 0, "max": -math.inf, "min": math.inf}[red.op]
@@ -839,9 +826,9 @@ def _column_reduction_stages(kp, stages):
         out.append(K.Store(st.buffer, st.index, kp.outer, K.Const(ident, red.dtype)))
         full_vars = tuple(a.terms[0][0] for a in kp.full_index)   # input order
         out.append(K.Store(st.buffer, st.index, full_vars, red.value, accumulate=red.op))
-        loads[red.acc] = K.Load(st.buffer, st.index)
+    results = _column_results(stages, pairs)
     for st in stages[2 * pairs:]:
-        out.append(K.Store(st.buffer, st.index, kp.outer, _replace_accs(st.value, loads)))
+        out.append(K.Store(st.buffer, st.index, kp.outer, K.substitute(st.value, results)))
     return out
 
 
@@ -895,8 +882,7 @@ def _same_index(want, got, shape):
 # since its columns run tap-major). conv_transpose2d is the conv2d of the stride-dilated,
 # padded input with the flipped, channel-swapped weight.
 
-def _mk(op, *inputs, **attrs):
-    return Node(op, inputs, attrs, get_op(op).infer([i.type for i in inputs], attrs))
+_mk = make_node
 
 
 def _conv2d_primitives(x, w, stride, padding, dilation, groups):
@@ -989,23 +975,20 @@ def lower_convolutions(graph: Graph) -> Graph:
     itself when it has none)."""
     if not any(n.op in ("conv2d", "conv_transpose2d") for n in graph.nodes):
         return graph
-    new = {}
-    for n in graph.nodes:
+    from .lowering import rebuild
+
+    def replace(n, new):
         ins = tuple(new[id(i)] for i in n.inputs)
         a = n.attrs
         if n.op == "conv2d":
-            c = _conv2d_primitives(*ins, a["stride"], a["padding"], a["dilation"], a["groups"])
-        elif n.op == "conv_transpose2d":
-            c = _conv_transpose2d_primitives(*ins, a["stride"], a["padding"], a["dilation"],
-                                             a["groups"], a["output_padding"])
-        elif n.op == "input":
-            c = n
-        else:
-            c = Node(n.op, ins, n.attrs, n.type, n.loc)
-        new[id(n)] = c
-    lowered, _ = Graph.from_outputs([new[id(o)] for o in graph.outputs],
-                                    input_order=graph.inputs)
-    return lowered
+            return _conv2d_primitives(*ins, a["stride"], a["padding"], a["dilation"],
+                                      a["groups"])
+        if n.op == "conv_transpose2d":
+            return _conv_transpose2d_primitives(*ins, a["stride"], a["padding"],
+                                                a["dilation"], a["groups"],
+                                                a["output_padding"])
+        return None
+    return rebuild(graph, replace)
 
 
 def fuse(graph: Graph) -> FusedPlan:

@@ -29,15 +29,28 @@ interpreter at the tolerance of a reduction.
 from __future__ import annotations
 
 from ..ir.graph import Graph, Node
-from ..ir.registry import get_op
-
-
-def _mk(op, *inputs, **attrs):
-    return Node(op, inputs, attrs, get_op(op).infer([i.type for i in inputs], attrs))
+from ..ir.registry import make_node as _mk
 
 
 def lower_for_backends(graph: Graph) -> Graph:
     return transpose_matmul_outputs(combine_sums(graph))
+
+
+def rebuild(graph: Graph, replace) -> Graph:
+    """A graph computing what `graph` computes, node by node in order: `replace(node,
+    new)` returns the node standing for `node` (built from `new[id(input)]`, the nodes
+    already standing for earlier ones), or None to copy it onto its new inputs. Inputs
+    and outputs keep their order; nodes no output needs any more drop out."""
+    new = {}
+    for n in graph.nodes:
+        r = None if n.op == "input" else replace(n, new)
+        if r is None:
+            ins = tuple(new[id(i)] for i in n.inputs)
+            r = n if all(x is y for x, y in zip(ins, n.inputs)) else \
+                Node(n.op, ins, n.attrs, n.type, n.loc)
+        new[id(n)] = r
+    out, _ = Graph.from_outputs([new[id(o)] for o in graph.outputs], input_order=graph.inputs)
+    return out
 
 
 def transpose_matmul_outputs(graph: Graph) -> Graph:
@@ -52,21 +65,13 @@ def transpose_matmul_outputs(graph: Graph) -> Graph:
                 len(n.shape) >= 2 and all(_swaps_last_two(u) for u in us))
     if not any(read_transposed(n) for n in graph.nodes):
         return graph
-    new = {}
-    for n in graph.nodes:
-        if n.op == "input":
-            new[id(n)] = n
-            continue
+
+    def replace(n, new):
         if _swaps_last_two(n) and read_transposed(n.inputs[0]):
-            m = n.inputs[0]
-            a, b = (new[id(i)] for i in m.inputs)
-            new[id(n)] = _mk("matmul", _transposed(b), _transposed(a))
-            continue
-        ins = tuple(new[id(i)] for i in n.inputs)
-        new[id(n)] = n if all(x is y for x, y in zip(ins, n.inputs)) else \
-            Node(n.op, ins, n.attrs, n.type, n.loc)
-    out, _ = Graph.from_outputs([new[id(o)] for o in graph.outputs], input_order=graph.inputs)
-    return out
+            a, b = (new[id(i)] for i in n.inputs[0].inputs)
+            return _mk("matmul", _transposed(b), _transposed(a))
+        return None
+    return rebuild(graph, replace)
 
 
 def _transposed(x):
@@ -97,26 +102,20 @@ def combine_sums(graph: Graph) -> Graph:
             out.extend(leaves(i) if absorbed(i) and users[id(i)][0] is n else [i])
         return out
 
-    new, changed = {}, False
-    for n in graph.nodes:
-        if n.op == "input":
-            new[id(n)] = n
-            continue
-        if n.op == "add" and not absorbed(n):
-            terms = leaves(n)
-            if len(terms) > 2 or any(t.op in ("matmul", "pad") for t in terms):
-                r = _rewrite_sum(n, terms, new, users)
-                if r is not None:
-                    new[id(n)] = r
-                    changed = True
-                    continue
-        ins = tuple(new[id(i)] for i in n.inputs)
-        new[id(n)] = n if all(a is b for a, b in zip(ins, n.inputs)) else \
-            Node(n.op, ins, n.attrs, n.type, n.loc)
-    if not changed:
-        return graph
-    out, _ = Graph.from_outputs([new[id(o)] for o in graph.outputs], input_order=graph.inputs)
-    return out
+    changed = []
+
+    def replace(n, new):
+        if n.op != "add" or absorbed(n):
+            return None
+        terms = leaves(n)
+        if len(terms) > 2 or any(t.op in ("matmul", "pad") for t in terms):
+            r = _rewrite_sum(n, terms, new, users)
+            if r is not None:
+                changed.append(n)
+            return r
+        return None
+    out = rebuild(graph, replace)
+    return out if changed else graph
 
 
 def _rewrite_sum(root, terms, new, users):

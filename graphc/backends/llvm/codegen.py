@@ -48,8 +48,6 @@ STREAMING_MIN_BYTES = 32 << 20
 # A row-wise kernel keeps an expensive per-element value several of its stages need in
 # a stack array of at most this many elements (64 KB of float32), see _plan_row_cache.
 ROW_CACHE_ELEMENTS = 16384
-_EXPENSIVE = {"exp", "log", "log1p", "expm1", "sin", "cos", "tanh", "sigmoid", "gelu",
-              "silu", "erf", "pow"}
 STREAM_TILE_BYTES = 64     # one cache line: x86 non-temporal vector stores need this alignment
 
 
@@ -151,18 +149,15 @@ def _host_is_x86() -> bool:
     return target_machine().triple.startswith(("x86_64", "i686", "i386"))
 
 
-def streaming_lanes(st, aligned: bool, var=None) -> int:
-    """Elements per 64-byte tile if store stage `st` may use aligned streaming stores
-    along loop variable `var` (default: its innermost loop), else 0. That needs a plain
+def streaming_lanes(kernel, st, aligned: bool) -> int:
+    """Elements per 64-byte tile if store stage `st` of `kernel` may use aligned
+    streaming stores along its `stream_var`, else 0. That needs a plain
     (non-accumulating) store to a large buffer the executor allocated (64-byte aligned),
-    which `var` walks contiguously, with every other index term a multiple of the tile
-    (so a tile starting at a multiple of `lanes` starts on a 64-byte boundary)."""
+    which that loop walks contiguously, with every other index term a multiple of the
+    tile (so a tile starting at a multiple of `lanes` starts on a 64-byte boundary)."""
     buf = st.buffer
-    if var is None:
-        if not st.inner:
-            return 0
-        var = st.inner[-1]
-    if not aligned or st.accumulate or buf.kind not in ("temp", "output") \
+    var = stream_var(kernel, st)
+    if var is None or not aligned or st.accumulate or buf.kind not in ("temp", "output") \
             or buf.nbytes < STREAMING_MIN_BYTES:
         return 0
     itemsize = buf.nbytes // max(buf.numel, 1)
@@ -299,10 +294,10 @@ def stream_var(kernel, st):
 
 
 class _LoopKernel(ValueLowering):
-    def __init__(self, mb: ModuleBuilder, kernel: K.Kernel, name: str, bases=None):
+    def __init__(self, mb: ModuleBuilder, kernel: K.Kernel, name: str, bases: dict):
         self.mb = mb
         self.k = kernel
-        self.bases = bases if bases is not None else buffer_bases(kernel)
+        self.bases = bases          # id(buffer) -> offset the body's pointer starts at
         self.name = name
         self.math = mb.math
 
@@ -387,9 +382,8 @@ class _LoopKernel(ValueLowering):
                             _c64(outer[0].extent))
             stages = self.k.stages
             lanes = 0
-            if len(stages) == 1 and isinstance(stages[0], K.Store) and not stages[0].inner:
-                lanes = streaming_lanes(stages[0], self.mb.streaming_stores,
-                                        stream_var(self.k, stages[0]))
+            if len(stages) == 1 and isinstance(stages[0], K.Store):
+                lanes = streaming_lanes(self.k, stages[0], self.mb.streaming_stores)
             if lanes:
                 # a pointwise kernel: its last outer loop streams the store
                 last = outer[-1]
@@ -406,7 +400,7 @@ class _LoopKernel(ValueLowering):
 
     # -------------------------------------------------------------- stages
     def _store(self, st: K.Store):
-        lanes = streaming_lanes(st, self.mb.streaming_stores)
+        lanes = streaming_lanes(self.k, st, self.mb.streaming_stores) if st.inner else 0
         if lanes:
             v = st.inner[-1]
             return self._nest(list(st.inner[:-1]), lambda: self._streamed_loop(
@@ -491,6 +485,8 @@ class _LoopKernel(ValueLowering):
         if first is st or not isinstance(first, K.Reduce) or tuple(first.inner) != tuple(st.inner):
             return
         b = self.b
+        i32 = ir.IntType(32)
+        prefetch = self.math.declare("llvm.prefetch.p0", VOID, [PTR, i32, i32, i32])
         seen = set()
         here = self.vars[o]
         nxt = b.add(here, _c64(1))        # the last row prefetches itself: stays in bounds
@@ -503,11 +499,8 @@ class _LoopKernel(ValueLowering):
                 continue
             seen.add(v.buffer.name)
             self.memo = {}
-            fn = self.math.declare("llvm.prefetch.p0", VOID, [PTR, ir.IntType(32),
-                                                              ir.IntType(32), ir.IntType(32)])
-            i32 = ir.IntType(32)
-            b.call(fn, [self.address(v.buffer, v.index), ir.Constant(i32, 0),
-                        ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            b.call(prefetch, [self.address(v.buffer, v.index), ir.Constant(i32, 0),
+                              ir.Constant(i32, 3), ir.Constant(i32, 1)])
         self.vars[o] = here
         self.memo = {}
 
@@ -753,7 +746,7 @@ class _LoopKernel(ValueLowering):
             if not st.inner:
                 continue
             for v in K.walk_values(st.value):
-                if isinstance(v, K.Compute) and v.op in _EXPENSIVE:
+                if isinstance(v, K.Compute) and v.op in K.TRANSCENDENTAL:
                     uses.setdefault(v, []).append(j)
         shared = {v: js for v, js in uses.items() if len(set(js)) > 1}
         # keep the outermost shared expressions (a cached exp(x - m) makes x - m moot)

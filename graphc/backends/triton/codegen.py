@@ -548,28 +548,12 @@ def sweep_as_reduction(k: K.Kernel):
     for st in k.stages[2 * n_pairs:]:
         if not isinstance(st, K.Store) or accumulate_op(st) or tuple(st.inner) != outer:
             return None
-        value = _substitute(st.value, results)
+        value = K.substitute(st.value, results)
         if value is None:
             return None
         stages.append(K.Store(st.buffer, st.index, (), value))
     return K.Kernel(k.name, outer, stages, parallel=True, nodes=k.nodes)
 
-
-def _substitute(v, table):
-    """`v` with the sub-expressions in `table` replaced (None where one of them sits
-    inside an index, where it cannot be)."""
-    if v in table:
-        return table[v]
-    if isinstance(v, K.Compute):
-        args = [_substitute(a, table) for a in v.args]
-        return None if any(a is None for a in args) else \
-            K.Compute(v.op, tuple(args), v.dtype, v.attrs)
-    if isinstance(v, K.CheckIndex):
-        inner = _substitute(v.value, table)
-        return None if inner is None else K.CheckIndex(inner, v.index)
-    if any(x in table for x in K.walk_values(v)):
-        return None
-    return v
 
 
 def _inner_contiguous(k: K.Kernel, inner_vars) -> bool:
