@@ -391,8 +391,11 @@ def graphc_times(env, g, ins, reps):
     exe(ins)   # compiles (and autotunes on a GPU)
     first = time.perf_counter() - t0
     kernel = exe.time_kernels(ins, reps)
-    fresh = [np.array(a, copy=True) for a in ins]   # not device mirrors: uploaded each call
-    e2e = wall_ms(lambda: exe(fresh), max(2, reps // 4), warmup=1)
+    fresh = [np.array(a, copy=True) for a in ins]   # host arrays: uploaded each call
+
+    def round_trip():   # host arrays in, host arrays out (outputs stay on the device
+        return [np.asarray(v) for v in exe(fresh)]   # until read)
+    e2e = wall_ms(round_trip, max(2, reps // 4), warmup=1)
     return kernel, e2e, first, [f"{how}: {cfg.describe()}" for _, cfg, how in exe.tuning]
 
 
@@ -501,64 +504,142 @@ MLP_SIZES = (784, 512, 256, 10)
 
 
 def bench_mlp_step(env, sz, peer):
-    """One SGD step of a 784-512-256-10 MLP at batch 128 (the benchsuite's mlp_step):
-    graphc's lazy path through the runtime (each step is one cached graph; parameters
-    stay on the device as mirrors, the step's outputs come back to the host)."""
+    """One SGD step of a 784-512-256-10 MLP at batch 128 (the benchsuite's mlp_step and
+    nn_mlp_step), three ways on graphc's side:
+      * compiled: nn.Sequential + optim.SGD moved with .to("cuda"), the step wrapped in
+        graphc.compile (one cached program; parameters, batch and loss stay on the
+        device; the loss is read once, after the timed steps);
+      * lazy: tensor ops and backward() through the runtime, each step one cached graph,
+        the loss read with .item() every step (a host sync, as a user's loop does);
+      * resident off: the compiled step with GRAPHC_TRITON_RESIDENT=0 (outputs copied
+        to the host after every step: what residency saves).
+    PyTorch eager/compile run the same nn step with its CUDA tensors; all wall time per
+    step, synchronized at the end of the timed loop."""
     batch = sz["batch"]
     rng = np.random.default_rng(3)
     params = []
     for fi, fo in zip(MLP_SIZES[:-1], MLP_SIZES[1:]):
-        params += [(rng.standard_normal((fi, fo)) * math.sqrt(2 / fi)).astype(np.float32),
+        params += [(rng.standard_normal((fo, fi)) * math.sqrt(2 / fi)).astype(np.float32),
                    np.zeros(fo, np.float32)]
     x = rng.standard_normal((batch, MLP_SIZES[0])).astype(np.float32)
     y = rng.integers(0, 10, batch)
     rec = {"name": f"MLP step batch {batch} (784-512-256-10, SGD)"}
     os.environ["GRAPHC_BACKEND"] = "triton"
+    compiles = runtime.stats["compiles"]
     try:
+        def make_model():
+            layers = [gc.nn.Linear(fi, fo) for fi, fo in zip(MLP_SIZES[:-1], MLP_SIZES[1:])]
+            model = gc.nn.Sequential(layers[0], gc.nn.ReLU(), layers[1], gc.nn.ReLU(),
+                                     layers[2])
+            with gc.no_grad():
+                for p, a in zip(model.parameters(), params):
+                    p.copy_(gc.from_numpy(a.copy()))
+            return model
+
+        def compiled_step():
+            model = make_model()
+            if not env.dry_run:
+                model.to("cuda")
+            opt = gc.optim.SGD(model.parameters(), lr=0.01)
+            gx, gy = gc.from_numpy(x), gc.from_numpy(y)
+            if not env.dry_run:
+                gx, gy = gx.to("cuda"), gy.to("cuda")
+
+            @gc.compile
+            def step(xb, yb):
+                opt.zero_grad()
+                loss = gc.nn.functional.cross_entropy(model(xb), yb)
+                loss.backward()
+                opt.step()
+                return loss
+            return lambda: step(gx, gy)
+
+        def synced(fn):
+            box = []
+
+            def run():
+                box.append(fn())
+            return run, lambda: float(box[-1].item())
+
+        step, read = synced(compiled_step())
+        t0 = time.perf_counter()
+        for _ in range(3):   # eager call, trace, first replay
+            step()
+        read()
+        rec["graphc_first_call_s"] = round(time.perf_counter() - t0, 2)
+        rec["graphc_end_to_end_ms"] = wall_ms_synced(step, read, sz["reps"])
+        rec["graphc_loss"] = read()
+        os.environ["GRAPHC_TRITON_RESIDENT"] = "0"
+        try:
+            step0, read0 = synced(compiled_step())
+            for _ in range(3):
+                step0()
+            rec["graphc_not_resident_ms"] = wall_ms_synced(step0, read0, sz["reps"])
+        finally:
+            os.environ.pop("GRAPHC_TRITON_RESIDENT", None)
+
         ps = [gc.from_numpy(a.copy()).requires_grad_() for a in params]
         gx, gy = gc.from_numpy(x), gc.from_numpy(y)
 
-        def step():
-            h = gc.relu(gx @ ps[0] + ps[1])
-            h = gc.relu(h @ ps[2] + ps[3])
-            loss = -gc.log_softmax(h @ ps[4] + ps[5], dim=1).gather(1, gy.unsqueeze(1)).mean()
+        def lazy_step():
+            h = gc.relu(gx @ ps[0].t() + ps[1])
+            h = gc.relu(h @ ps[2].t() + ps[3])
+            loss = gc.nn.functional.cross_entropy(h @ ps[4].t() + ps[5], gy)
             loss.backward()
             with gc.no_grad():
                 for p in ps:
                     p -= 0.01 * p.grad
                     p.grad = None
             return loss.item()
-        t0 = time.perf_counter()
-        step()
-        rec["graphc_first_call_s"] = round(time.perf_counter() - t0, 2)
-        rec["graphc_end_to_end_ms"] = wall_ms(step, sz["reps"], warmup=min(2, sz["reps"]))
-        rec["recompiles"] = runtime.stats["compiles"]
+        rec["graphc_lazy_ms"] = wall_ms(lazy_step, sz["reps"], warmup=min(3, sz["reps"]))
+        rec["compiles"] = runtime.stats["compiles"] - compiles
     except Exception as e:   # noqa: BLE001
         rec["error"] = f"{type(e).__name__}: {str(e)[:800]}"
         log(f"  FAILED: {rec['error'][:300]}")
+        traceback.print_exc()
     finally:
         os.environ.pop("GRAPHC_BACKEND", None)
 
     def build(torch, device):
-        tp = [torch.from_numpy(a.copy()).to(device).requires_grad_() for a in params]
+        model = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(),
+                                    torch.nn.Linear(512, 256), torch.nn.ReLU(),
+                                    torch.nn.Linear(256, 10)).to(device)
+        with torch.no_grad():
+            for p, a in zip(model.parameters(), params):
+                p.copy_(torch.from_numpy(a))
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
         tx, ty = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
 
         def tstep():
-            h = torch.relu(tx @ tp[0] + tp[1])
-            h = torch.relu(h @ tp[2] + tp[3])
-            loss = torch.nn.functional.cross_entropy(h @ tp[4] + tp[5], ty)
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(tx), ty)
             loss.backward()
-            with torch.no_grad():
-                for p in tp:
-                    p.add_(p.grad, alpha=-0.01)
-                    p.grad = None
+            opt.step()
             return loss
         return tstep
     r = peer.run(build, sz["reps"])
     rec.update(torch_eager_ms=r.get("eager"), torch_compile_ms=r.get("compile"),
                note=r.get("note"))
-    log(f"benchmark {rec['name']}")
+    if isinstance(rec.get("torch_eager_ms"), float) and rec.get("graphc_end_to_end_ms"):
+        rec["speedup_vs_eager"] = rec["torch_eager_ms"] / rec["graphc_end_to_end_ms"]
+    log(f"benchmark {rec['name']}: graphc compiled {fmt(rec.get('graphc_end_to_end_ms'))} "
+        f"ms, not resident {fmt(rec.get('graphc_not_resident_ms'))} ms, lazy "
+        f"{fmt(rec.get('graphc_lazy_ms'))} ms, torch eager {fmt(rec.get('torch_eager_ms'))}"
+        f" ms")
     return rec
+
+
+def wall_ms_synced(step, read, reps, warmup=2):
+    """Wall ms per step of `reps` steps ending with one read of the last result (the
+    device finished them all)."""
+    for _ in range(warmup):
+        step()
+    read()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        step()
+    read()
+    return (time.perf_counter() - t0) * 1e3 / reps
 
 
 # ----------------------------------------------------------------------------- report
@@ -598,6 +679,15 @@ def table(results) -> str:
                      f"{fmt(b.get('graphc_end_to_end_ms')):>13} "
                      f"{fmt(b.get('torch_eager_ms')):>9} {fmt(b.get('torch_compile_ms')):>10} "
                      f"{gbps:>14} {tf:>17}")
+    for b in results["bench"]:
+        if "graphc_lazy_ms" in b or "graphc_not_resident_ms" in b:
+            ratio = f" = {b['speedup_vs_eager']:.2f}x torch eager" \
+                if "speedup_vs_eager" in b else ""
+            lines.append(f"{b['name']}: graphc.compile {fmt(b.get('graphc_end_to_end_ms'))} ms"
+                         f"{ratio}; outputs copied to the host each step "
+                         f"{fmt(b.get('graphc_not_resident_ms'))} ms; lazy tensor ops + "
+                         f".item() {fmt(b.get('graphc_lazy_ms'))} ms; "
+                         f"{b.get('compiles', '?')} compiles")
     notes = {b.get("note") for b in results["bench"] if b.get("note")}
     lines += [f"note: {n}" for n in sorted(notes)]
     return "\n".join(lines)

@@ -66,6 +66,26 @@ class device:
         return self.type + (f":{self.index}" if self.index is not None else "")
 
 
+def place(tensors, dev) -> None:
+    """Move the realized values of `tensors` to `dev` in place (their meaning does not
+    change: values are immutable). On `cuda`, while realization runs on the Triton
+    backend, a host value is uploaded once and stays in device memory
+    (backends/triton/values.py), so the first step reads it without a copy; pending
+    values land on the device when realized, and values already there stay. Nothing
+    moves while graphc.compile traces a step: a traced `.to("cuda")` is a no-op."""
+    from . import backends, runtime
+    if device(dev).type != "cuda" or runtime.tracer is not None or \
+            backends.default_backend_name() != "triton":
+        return
+    import numpy as np
+    from .backends import triton
+    target = triton.default_device()
+    for t in tensors:
+        v = t._node.data
+        if type(v) is np.ndarray:
+            t._node.data = triton.to_device(v, t.dtype, target)
+
+
 def cuda_is_available() -> bool:
     """Whether the NVIDIA driver loads and reports at least one device (cached)."""
     from .cuda import driver

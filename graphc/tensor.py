@@ -237,7 +237,10 @@ class Tensor:
 
     def _value(self) -> np.ndarray:
         runtime.realize(self)
-        return self._node.data
+        v = self._node.data
+        # a backend may keep a value on its device (backends/triton/values.py): reading it
+        # copies it to the host once
+        return v if type(v) is np.ndarray else np.asarray(v)
 
     def __array__(self, dtype=None, copy=None):
         v = self._value()
@@ -346,7 +349,7 @@ class Tensor:
 
     # ----------------------------------------------------------------- conversion
     def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
-        from .device import device as _device
+        from .device import device as _device, place
         for a in args:
             if isinstance(a, dt.DType):
                 dtype = a
@@ -355,7 +358,7 @@ class Tensor:
             elif a is not None:
                 device = a
         if device is not None:
-            _device(device)._check_usable()
+            place([self], _device(device)._check_usable())
         if dtype is None or dt.to_dtype(dtype) is self.dtype:
             return self.clone() if copy else self
         return self._cast(dt.to_dtype(dtype))
@@ -364,8 +367,8 @@ class Tensor:
         return self
 
     def cuda(self, device=None):
-        from .device import device as _device
-        _device("cuda" if device is None else device)._check_usable()
+        from .device import device as _device, place
+        place([self], _device("cuda" if device is None else device)._check_usable())
         return self
 
     def type_as(self, other):

@@ -258,7 +258,7 @@ def _lstm_step(model_seed):
     return model, loss
 
 
-def _train(make, backend, monkeypatch, steps=2):
+def _train(make, backend, monkeypatch, steps=2, after_step=None):
     monkeypatch.setenv("GRAPHC_BACKEND", backend)
     model, loss_fn = make(0)
     opt = gc.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -269,6 +269,8 @@ def _train(make, backend, monkeypatch, steps=2):
         loss.backward()
         opt.step()
         losses.append(float(loss.item()))
+        if after_step is not None:
+            after_step(model)
     return losses, [p.detach().numpy().copy() for p in model.parameters()]
 
 
@@ -279,19 +281,35 @@ def test_training_steps_through_the_runtime(make, device, monkeypatch):
     """A whole training loop with GRAPHC_BACKEND=triton (kernels in the interpreter)
     takes the same steps as the reference interpreter."""
     from graphc import runtime
-    want_losses, want_params = _train(make, "interp", monkeypatch)
     old = T.set_default_device(device)
-    hits = executor.mirrors.stats["hits"]
+    uploads, per_step, resident = [], [], []
+    real_upload = device.upload
+
+    def counting_upload(block, host):
+        uploads.append(host.nbytes)
+        real_upload(block, host)
+
+    def after_step(model):
+        per_step.append(sum(uploads))
+        uploads.clear()
+        resident.append(all(type(p._node.data) is T.DeviceArray for p in model.parameters()))
+    monkeypatch.setattr(device, "upload", counting_upload)
     try:
-        got_losses, got_params = _train(make, "triton", monkeypatch)
+        got_losses, got_params = _train(make, "triton", monkeypatch, steps=3,
+                                        after_step=after_step)
     finally:
         T.set_default_device(old)
+        monkeypatch.undo()
     assert any(k[0] == "triton" for k in runtime._cache)
+    want_losses, want_params = _train(make, "interp", monkeypatch, steps=3)
     np.testing.assert_allclose(got_losses, want_losses, rtol=2e-5, atol=1e-6)
     for g, w in zip(got_params, want_params):
         np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6)
-    # the second step read the parameters the first one produced from device mirrors
-    assert executor.mirrors.stats["hits"] > hits
+    # every step leaves the parameters on the device, and the next step reads them (and
+    # the momentum buffers) there: it uploads only the batch and the scalars
+    param_bytes = sum(w.nbytes for w in want_params)
+    assert resident == [True, True, True]
+    assert per_step[1] < param_bytes and per_step[2] < param_bytes, per_step
 
 
 # ----------------------------------------------------------------------------- runtime behaviour
@@ -307,27 +325,53 @@ def test_out_of_range_index_raises_and_recovers(device):
 
 
 @interpreted
-def test_outputs_mirrored_read_only_and_released(device, monkeypatch):
+def test_outputs_stay_on_the_device_until_read(device, monkeypatch):
     import gc as pygc
     x = inp((64,), dt.float32)
     exe = T.compile(graph([op("exp", x)], [x]), device=device)
     a = np.linspace(-1, 1, 64).astype(np.float32)
+    downloads = []
+    real_download = device.download
+    monkeypatch.setattr(device, "download",
+                        lambda blk, n: downloads.append(n) or real_download(blk, n))
     (y,) = exe([a])
-    assert not y.flags.writeable
-    uploads = device.allocator.stats["raw_allocs"] + device.allocator.stats["reuses"]
-    hits = executor.mirrors.stats["hits"]
-    (z,) = exe([y])                 # y's device copy is used: no upload block
-    assert executor.mirrors.stats["hits"] == hits + 1
+    assert type(y) is T.DeviceArray and y.shape == (64,) and y.dtype == np.float32
+    assert downloads == []                    # nothing crossed the bus yet
+    blocks = device.allocator.stats["raw_allocs"] + device.allocator.stats["reuses"]
+    (z,) = exe([y])                           # y's block is bound: no upload block
     assert device.allocator.stats["raw_allocs"] + device.allocator.stats["reuses"] == \
-        uploads + 1                 # only z's own block
-    np.testing.assert_allclose(z, np.exp(np.exp(a)), rtol=1e-6)
+        blocks + 1                            # only z's own block
+    np.testing.assert_allclose(np.asarray(z), np.exp(np.exp(a)), rtol=1e-6)
+    assert downloads == [256]
+    host = np.asarray(z)
+    assert host is np.asarray(z) and not host.flags.writeable    # copied once, read-only
     before = device.allocator.allocated_bytes
     del y, z
     pygc.collect()
     assert device.allocator.allocated_bytes == before - 2 * size_class(64 * 4)
     monkeypatch.setenv("GRAPHC_TRITON_RESIDENT", "0")
-    (w,) = exe([a])
-    assert w.flags.writeable
+    held = device.allocator.allocated_bytes
+    (w,) = exe([a])                           # copied back, every block given back
+    assert type(w) is np.ndarray and device.allocator.allocated_bytes == held
+
+
+@interpreted
+def test_device_values_spill_to_the_host_under_memory_pressure(device):
+    from graphc.backends.triton import values
+    x = inp((300,), dt.bfloat16)
+    exe = T.compile(graph([op("neg", x)], [x]), device=device)
+    a = interp.round_to_bfloat16(np.linspace(-3, 3, 300).astype(np.float32))
+    (y,) = exe([a])
+    (kept,) = exe([a])
+    with values.pinned([kept]):               # a run reading `kept` is in flight
+        assert values.spill_all(device) >= 1
+    assert y.block_on(device) is None and kept.block_on(device) is not None
+    np.testing.assert_array_equal(np.asarray(y), -a)    # the value survives the spill
+    (z,) = exe([y])                           # a spilled value is uploaded again
+    np.testing.assert_array_equal(np.asarray(z), a)
+    moved = values.to_device(a, dt.bfloat16, device)
+    np.testing.assert_array_equal(np.asarray(moved), a)
+    assert "DeviceArray(shape=[300]" in repr(moved)
 
 
 @interpreted
@@ -735,11 +779,15 @@ FAKE_SCRIPT = textwrap.dedent("""
     out["block_ok"] = fake.fake_last_block() == 32 * cfg.num_warps
     out["function"] = fake.fake_last_function().decode()
     out["scratch"] = [fake.fake_param(2), fake.fake_param(3)]
-    mirror = executor.mirrors.get(y, dev)
-    out["output_param_is_mirror"] = mirror is not None and fake.fake_param(1) == mirror.address
-    out["y"] = [list(y.shape), str(y.dtype), bool(y.flags.writeable)]
+    resident = y.block_on(dev)
+    out["output_param_is_resident"] = resident is not None and \
+        fake.fake_param(1) == resident.address
     (z,) = exe([y])
-    out["input_param_is_mirror"] = fake.fake_param(0) == mirror.address
+    out["input_param_is_resident"] = fake.fake_param(0) == resident.address
+    out["y"] = [list(y.shape), str(y.dtype), bool(np.asarray(y).flags.writeable)]
+    w = gc.tensor(data)
+    w.cuda()                    # a realized value moves to the device once, in place
+    out["moved"] = [type(w._node.data) is T.DeviceArray, bool((w.numpy() == data).all())]
     gc.cuda.synchronize()
     out["allocated"] = gc.cuda.memory_allocated() > 0
     # autotuning on "device" events: every candidate compiled, timed, the winner stored
@@ -794,8 +842,9 @@ def test_gpu_path_against_a_fake_driver(tmp_path):
     assert out["backend"] == "triton" and "device 1" in out["ordinal_error"]
     assert out["round_trip"] and out["launches"] == 1 and out["grid_ok"] and out["block_ok"]
     assert out["function"].startswith("gc_flat_") and out["scratch"] == [0, 0]
-    assert out["output_param_is_mirror"] and out["input_param_is_mirror"]
+    assert out["output_param_is_resident"] and out["input_param_is_resident"]
     assert out["y"] == [[1000], "float32", False] and out["allocated"]
+    assert out["moved"] == [True, True]
     assert out["tuning"].startswith("tuned") and out["gemm_shared_optin"] > 48 * 1024
     assert "CUDA_ERROR_OUT_OF_MEMORY" in out["oom"] and out["cache_emptied"]
     assert results[1]["tuning"] == "tuned (cached)" and results[1]["launches"] == 1

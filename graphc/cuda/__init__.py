@@ -59,7 +59,7 @@ def _gpu_device():
 
 
 def memory_allocated(device=None) -> int:
-    """Bytes of device memory in use by graphc's tensors, temporaries and mirrors."""
+    """Bytes of device memory in use by graphc's tensors, temporaries and device-resident values."""
     return _gpu_device().allocator.allocated_bytes if is_available() else 0
 
 

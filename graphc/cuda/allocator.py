@@ -8,8 +8,8 @@ multiple of 2 MiB above, so a training loop that allocates the same shapes every
 reuses the same blocks after its first step.
 
 When the raw allocator reports out-of-memory, the allocator first frees every cached
-block, then asks its `pressure` callbacks to drop what they can (device mirrors of host
-values, see graphc/backends/triton/executor.py) and retries once more before raising.
+block, then asks its `pressure` callbacks to drop what they can (device-resident
+values, spilled to the host: graphc/backends/triton/values.py) and retries once more before raising.
 
 Invariant: a block is either in use (handed out, not yet released) or in exactly one
 free list; `allocated_bytes` counts the in-use blocks, `reserved_bytes` in-use + cached.
@@ -48,7 +48,9 @@ class CachingAllocator:
         self._raw_free = raw_free
         self._oom = tuple(oom_errors)
         self._free: dict[int, list[Block]] = {}
-        self._lock = threading.Lock()
+        # reentrant: a DeviceArray's finalizer releases its block, and a garbage
+        # collection can run it on a thread that is inside allocate()
+        self._lock = threading.RLock()
         self.pressure = []               # callables that release memory they cache
         self.allocated_bytes = 0
         self.reserved_bytes = 0

@@ -367,7 +367,7 @@ class Module:
             elif a is not None:
                 dev = a
         if dev is not None:
-            _device(dev)._check_usable()
+            _place_all(self, _device(dev)._check_usable())
         if dtype is not None:
             dtype = _dt.to_dtype(dtype)
             if not dtype.is_floating:
@@ -380,7 +380,7 @@ class Module:
         return self
 
     def cuda(self, device=None):
-        _device("cuda" if device is None else device)._check_usable()
+        _place_all(self, _device("cuda" if device is None else device)._check_usable())
         return self
 
     def type(self, dst_type):
@@ -507,3 +507,12 @@ class Module:
             else:
                 s += "\n  " + "\n  ".join(lines) + "\n"
         return s + ")"
+
+
+def _place_all(module, dev):
+    """Parameters, their gradients and buffers of `module` onto `dev` (device.place)."""
+    from ..device import place
+    tensors = [t for t in module.parameters()]
+    tensors += [p.grad for p in tensors if p.grad is not None]
+    tensors += [b for b in module.buffers() if b is not None]
+    place(tensors, dev)

@@ -16,7 +16,8 @@ from __future__ import annotations
 from ...passes.fusion import fuse
 from ...passes.memory import plan_memory
 from .codegen import generate
-from .executor import Executable, mirrors  # noqa: F401
+from .executor import Executable  # noqa: F401
+from .values import DeviceArray, to_device  # noqa: F401
 
 _default_device = None
 

@@ -35,8 +35,9 @@ _NUMPY_STORAGE = {"b8": np.bool_, "u8": np.uint8, "i32": np.int32, "i64": np.int
 
 
 def _register_pressure(device):
-    from .executor import mirrors
-    device.allocator.pressure.append(lambda: mirrors.drop(device))
+    """Out of device memory: move device-resident values to the host (values.py)."""
+    from .values import spill_all
+    device.allocator.pressure.append(lambda: spill_all(device))
 
 
 # ----------------------------------------------------------------------------- interpreter
@@ -89,6 +90,9 @@ class InterpreterDevice:
     def run(self, fn, launch, cfg, args):
         self.launches += 1
         fn[launch.grid(cfg)](*args, **launch.constexpr_values(cfg))
+
+    def launcher(self, fn, launch, cfg):
+        return lambda args: self.run(fn, launch, cfg, args)
 
     def time(self, fn, reps) -> float:
         t0 = time.perf_counter()
@@ -200,6 +204,33 @@ class CudaDevice:
         self.launches += 1
         for blk in scratch_blocks:   # stream order: the next use comes after this kernel
             self.allocator.release(blk)
+
+    def launcher(self, k: _CudaKernel, launch, cfg):
+        """`go(args)` launching `k` as `run` does, with everything that does not depend
+        on the argument values computed once: the grid, and the parameter arrays that
+        cuLaunchKernel reads (it copies the values at the call, so one array serves every
+        launch). This is the hot path of a replayed step: one ctypes call per kernel."""
+        if k.scratch[0] or k.scratch[2]:
+            return lambda args: self.run(k, launch, cfg, args)
+        g0, g1, g2 = launch.grid(cfg)
+        n = k.nparams + 2
+        values = (ctypes.c_uint64 * n)()
+        params = (ctypes.c_void_p * n)(*[ctypes.addressof(values) + 8 * i for i in range(n)])
+        nargs = k.nparams
+        cu_launch, fn, threads, shared = self.drv.f.cuLaunchKernel, k.function, k.threads, \
+            k.shared
+        check = self.drv.check
+
+        def go(args):
+            if len(args) != nargs:
+                raise ValueError(f"{k.name}: {len(args)} arguments where the kernel takes "
+                                 f"{nargs}")
+            values[:nargs] = args
+            rc = cu_launch(fn, g0, g1, g2, threads, 1, 1, shared, None, params, None)
+            if rc:
+                check("cuLaunchKernel", rc)
+            self.launches += 1
+        return go
 
     def time(self, fn, reps) -> float:
         fn()   # warm up (first launch loads code, fills caches)

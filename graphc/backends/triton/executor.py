@@ -10,13 +10,12 @@ Memory, per run:
   * temps live in one arena block sized by the memory plan (passes/memory.py), reused
     by every run of the executable;
   * outputs get fresh blocks from the device's caching allocator (graphc/cuda/
-    allocator.py), are copied to host arrays after the last kernel, and stay on the
-    device as *mirrors* of those arrays: when a later run gets the same host array as an
-    input (a parameter updated by the previous training step), it reads the mirror
-    instead of copying the array back up. A mirrored host array is made read-only, so
-    its device copy cannot go stale; a mirror is released when its host array is
-    garbage-collected, or dropped early when the allocator runs out of memory;
-  * other inputs are uploaded into blocks released after the run.
+    allocator.py) and are returned as device-resident values (values.DeviceArray):
+    nothing is copied to the host until a value is read. A later run that gets such a
+    value as an input (a parameter updated by the previous training step) binds its
+    block directly. With GRAPHC_TRITON_RESIDENT=0 outputs are copied to host arrays
+    after the last kernel and their blocks released instead;
+  * host-array inputs are uploaded into blocks released after the run.
 Device storage of bfloat16 is 16 bits (host arrays hold bfloat16 values as float32: the
 executor converts at the copy); bool is one byte, as on the host.
 
@@ -38,6 +37,7 @@ import numpy as np
 from ..interp import round_to_bfloat16
 from . import loader
 from .emitter import STORAGE_BYTES
+from .values import DeviceArray, pinned
 
 AUTOTUNE_MIN_WORK = 1 << 20
 AUTOTUNE_REPS = 10
@@ -46,7 +46,11 @@ AUTOTUNE_REPS = 10
 # ----------------------------------------------------------------------------- host <-> device
 
 def storage_nbytes(buf) -> int:
-    return buf.numel * STORAGE_BYTES[buf.dtype.short]
+    return storage_nbytes_of(buf.numel, buf.dtype)
+
+
+def storage_nbytes_of(numel: int, d) -> int:
+    return numel * STORAGE_BYTES[d.short]
 
 
 def to_device_layout(a: np.ndarray, d) -> np.ndarray:
@@ -61,55 +65,6 @@ def from_device_layout(raw: np.ndarray, shape, d) -> np.ndarray:
     if d.short == "bf16":
         return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(shape)
     return raw.view(d.np).reshape(shape)
-
-
-# ----------------------------------------------------------------------------- mirrors
-
-class Mirrors:
-    """Device copies of host arrays the executor produced (see module docstring)."""
-
-    def __init__(self):
-        self._table: dict[int, tuple] = {}    # id(array) -> (weakref, block, device)
-        self._lock = threading.Lock()
-        self.stats = {"hits": 0, "added": 0, "dropped": 0}
-
-    def get(self, a, device):
-        e = self._table.get(id(a))
-        if e is not None and e[0]() is a and e[2] is device:
-            self.stats["hits"] += 1
-            return e[1]
-        return None
-
-    def add(self, a: np.ndarray, block, device):
-        a.flags.writeable = False
-        key = id(a)
-
-        def release(_ref, key=key, block=block):
-            with self._lock:
-                e = self._table.get(key)
-                if e is not None and e[1] is block:
-                    del self._table[key]
-                else:
-                    return
-            device.allocator.release(block)
-        with self._lock:
-            self._table[key] = (weakref.ref(a, release), block, device)
-        self.stats["added"] += 1
-
-    def drop(self, device):
-        """Release every mirror on `device` (their host arrays stay valid)."""
-        with self._lock:
-            keys = [k for k, e in self._table.items() if e[2] is device]
-            entries = [self._table.pop(k) for k in keys]
-        for _, block, dev in entries:
-            dev.allocator.release(block)
-        self.stats["dropped"] += len(entries)
-
-    def __len__(self):
-        return len(self._table)
-
-
-mirrors = Mirrors()
 
 
 def residency_enabled() -> bool:
@@ -127,6 +82,7 @@ class _Step:
     launch: object
     config: object
     kernel: object     # what the device's prepare() returned
+    go: object         # go(args): the device's launcher for this kernel and config
 
 
 class Executable:
@@ -214,22 +170,20 @@ class Executable:
     # ------------------------------------------------------------------ running
     def __call__(self, inputs):
         dev = self.device
-        with self._lock:
+        with self._lock, pinned(inputs):
             dev.activate()
             bound, uploads, fresh_blocks, keep = self._bind(inputs)
             try:
                 self._run_launches(bound)
                 self._check_status()
-                results = []
-                resident = residency_enabled()
-                for buf, blk in zip(self._fresh, fresh_blocks):
-                    raw = dev.download(blk, storage_nbytes(buf))
-                    arr = from_device_layout(raw, buf.shape, buf.dtype)
-                    results.append(arr)
-                    if resident:
-                        mirrors.add(arr, blk, dev)
-                    else:
-                        dev.allocator.release(blk)
+                if residency_enabled():
+                    results = [DeviceArray(blk, buf.shape, buf.dtype, dev)
+                               for buf, blk in zip(self._fresh, fresh_blocks)]
+                else:
+                    results = [from_device_layout(dev.download(blk, storage_nbytes(buf)),
+                                                  buf.shape, buf.dtype)
+                               for buf, blk in zip(self._fresh, fresh_blocks)]
+                    uploads += fresh_blocks
                 fresh_blocks = []
             finally:
                 for blk in uploads + fresh_blocks:
@@ -241,7 +195,7 @@ class Executable:
         output copies), timed by the device; the first call prepares (and tunes)."""
         self(inputs)
         dev = self.device
-        with self._lock:
+        with self._lock, pinned(inputs):
             dev.activate()
             bound, uploads, fresh_blocks, _ = self._bind(inputs)
             try:
@@ -263,6 +217,17 @@ class Executable:
         bound, uploads, fresh_blocks, keep = {}, [], [], []
         try:
             for (buf, shape), value in zip(self._inputs, inputs):
+                if type(value) is DeviceArray:
+                    blk = value.block_on(dev)
+                    if value.shape != shape:
+                        raise ValueError(f"graphc triton executable: input of shape "
+                                         f"{list(value.shape)} where the graph expects "
+                                         f"{list(shape)}")
+                    if blk is not None and value.graph_dtype is buf.dtype:
+                        keep.append(value)
+                        if buf in self._used:
+                            bound[buf] = (blk, 0)
+                        continue
                 a = value if type(value) is np.ndarray else np.asarray(value)
                 if a.shape != shape:
                     raise ValueError(f"graphc triton executable: input of shape "
@@ -270,15 +235,12 @@ class Executable:
                 if a.dtype != buf.dtype.np:
                     a = np.asarray(a, dtype=buf.dtype.np)
                 keep.append(a)
-                if buf not in self._used:
-                    continue
-                blk = mirrors.get(a, dev)
-                if blk is None:
+                if buf in self._used:
                     host = to_device_layout(a, buf.dtype)
                     blk = alloc.allocate(host.nbytes)
                     uploads.append(blk)
                     dev.upload(blk, host)
-                bound[buf] = (blk, 0)
+                    bound[buf] = (blk, 0)
             for buf, off in self.memory.offsets.items():
                 bound[buf] = (self._arena, off)
             for buf in self._fresh:
@@ -335,10 +297,9 @@ class Executable:
                     steps.append(None)
                 cfg, how = self._choose(launch, args)
                 cfg, kernel, how = self._prepare(launch, cfg, how)
-                steps.append(_Step(launch, cfg, kernel))
+                steps.append(_Step(launch, cfg, kernel, dev.launcher(kernel, launch, cfg)))
                 self.tuning.append((launch.name, cfg, how))
-            step = steps[j]
-            dev.run(step.kernel, step.launch, step.config, args)
+            steps[j].go(args)
 
 
 def _release_all(alloc, blocks):
