@@ -94,6 +94,7 @@ class Executable:
         self.choose_config = choose_config
         self._lock = threading.Lock()
         self._steps: dict = {}           # precision mode -> [_Step] (filled lazily)
+        self._ready: dict = {}           # precision mode -> [(go, buffers, status)]
         graph = plan.graph
         used = set()
         for launch in generated.launches:
@@ -284,8 +285,24 @@ class Executable:
         return args
 
     def _run_launches(self, bound):
-        dev = self.device
         prec = self._precision()
+        ready = self._ready.get(prec)
+        if ready is None:
+            self._first_run(bound, prec)
+            return
+        # the replay path: every launch prepared, one pointer per buffer, one call each
+        pointer = self.device.pointer
+        ptr = {b: pointer(blk, off, b) for b, (blk, off) in bound.items()}
+        status = pointer(self._status, 0, None) if self._uses_status else None
+        for go, buffers, takes_status in ready:
+            args = [ptr[b] for b in buffers]
+            if takes_status:
+                args.append(status)
+            go(args)
+
+    def _first_run(self, bound, prec):
+        """Run every launch, choosing (and tuning) and preparing its configuration."""
+        dev = self.device
         steps = self._steps.setdefault(prec, [])
         for j, base in enumerate(self.generated.launches):
             if base.empty():
@@ -300,6 +317,8 @@ class Executable:
                 steps.append(_Step(launch, cfg, kernel, dev.launcher(kernel, launch, cfg)))
                 self.tuning.append((launch.name, cfg, how))
             steps[j].go(args)
+        self._ready[prec] = [(st.go, tuple(st.launch.buffers), st.launch.status)
+                             for st in steps if st is not None]
 
 
 def _release_all(alloc, blocks):

@@ -31,18 +31,17 @@ import numpy as np
 
 
 class DeviceArray:
-    __slots__ = ("shape", "dtype", "graph_dtype", "device", "_block", "_host", "_free",
+    __slots__ = ("shape", "dtype", "graph_dtype", "device", "_block", "_host",
                  "__weakref__")
 
     def __init__(self, block, shape, graph_dtype, device):
         self.shape = tuple(shape)
         self.graph_dtype = graph_dtype
-        self.dtype = np.dtype(graph_dtype.np)
+        self.dtype = graph_dtype.np
         self.device = device
         self._block = block
         self._host = None
-        self._free = weakref.finalize(self, device.allocator.release, block)
-        _live.add(self, device)
+        _live.add(self, block, device)
 
     # ------------------------------------------------------------------ array-like
     @property
@@ -104,19 +103,36 @@ class DeviceArray:
         if self._block is None:
             return False
         self.host()
-        block, self._block = self._block, None
-        self._free.detach()
-        self.device.allocator.release(block)
+        self._block = None
+        _live.release(self)
         return True
 
 
 class _LiveValues:
-    """Every DeviceArray still holding device memory, per device, for spilling."""
+    """The device block of every DeviceArray still holding one, released when the value
+    is garbage-collected (one weak reference per value: this is on the replay path of a
+    training step, 10-20 outputs a step) or spilled."""
 
     def __init__(self):
-        self._by_device: dict[int, weakref.WeakSet] = {}
-        self._pinned: dict[int, int] = {}     # id(value) -> runs now reading it
+        self._entries: dict[int, list] = {}    # id(value) -> [weakref, block, device]
+        self._pinned: dict[int, int] = {}      # id(value) -> runs now reading it
         self._lock = threading.Lock()
+
+    def add(self, value, block, device):
+        key = id(value)
+        entries = self._entries
+
+        def gone(_ref):
+            # runs when the value dies, before its id can be reused
+            entry = entries.pop(key, None)
+            if entry is not None:
+                entry[2].allocator.release(entry[1])
+        entries[key] = [weakref.ref(value, gone), block, device]
+
+    def release(self, value):
+        entry = self._entries.pop(id(value), None)
+        if entry is not None:
+            entry[2].allocator.release(entry[1])
 
     def pin(self, values):
         """A run is reading `values`: their blocks must not be spilled under it."""
@@ -133,20 +149,19 @@ class _LiveValues:
                 else:
                     del self._pinned[id(v)]
 
-    def add(self, value, device):
-        with self._lock:
-            self._by_device.setdefault(id(device), weakref.WeakSet()).add(value)
+    def _on(self, device):
+        values = [e[0]() for e in list(self._entries.values()) if e[2] is device]
+        return [v for v in values if v is not None]
 
     def spill(self, device) -> int:
-        """Move every value on `device` to the host; how many blocks were released."""
+        """Move every value on `device` that no run is reading to the host; how many
+        blocks were released."""
         with self._lock:
-            values = [v for v in self._by_device.get(id(device), ())
-                      if id(v) not in self._pinned]
-        return sum(v.spill() for v in values)
+            pinned = set(self._pinned)
+        return sum(v.spill() for v in self._on(device) if id(v) not in pinned)
 
     def count(self, device) -> int:
-        with self._lock:
-            return sum(1 for v in self._by_device.get(id(device), ()) if v._block is not None)
+        return len(self._on(device))
 
 
 _live = _LiveValues()
