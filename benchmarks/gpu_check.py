@@ -71,6 +71,7 @@ from graphc.backends import triton as T  # noqa: E402
 from graphc.backends.triton import checks  # noqa: E402
 from graphc.ir import dtypes as dt  # noqa: E402
 from graphc.ir.graph import Graph  # noqa: E402
+from graphc.passes.autodiff import grad_graph  # noqa: E402
 from graphc.passes.pipeline import optimize  # noqa: E402
 
 inp, op, graph = checks.inp, checks.op, checks.graph
@@ -176,6 +177,19 @@ def larger_cases(scale):
     for d in (dt.float32, dt.bfloat16, dt.float16):
         out.append(checks.matmul(d, rng, s(513), s(1025), s(257), 1))
         out.append(checks.matmul(d, rng, s(70), s(300), s(33), 3))
+    # a materialized concat (one launch per piece) and a column sum whose update reads
+    # it (the sweep with trailing stores), forward and backward
+    x = rng.standard_normal((s(600), s(300))).astype(np.float32)
+    w = rng.standard_normal((s(300), s(200))).astype(np.float32)
+    for name, fn in (("concat-pieces",
+                      lambda x, w: gc.cat([x @ w, x[:, :7].exp(), x[:, 5:]], 1)),
+                     ("column-sum-update",
+                      lambda x, w: ((x @ w).sum(0), (x @ w).sum(0) * 0.1 + w[0]))):
+        g, ins = tensor_graph(fn, [x, w])
+        out.append(checks.Case(f"{name}-{x.shape}", g, ins, 1e-4, 1e-4))
+        bg = optimize(grad_graph(g))
+        seeds = [rng.standard_normal(o.shape).astype(np.float32) for o in g.outputs]
+        out.append(checks.Case(f"{name}-grad-{x.shape}", bg, ins + seeds, 1e-4, 1e-4))
     n = s(1 << 20)
     xs = [inp((n,), dt.float32, k) for k in "xwb"]
     out.append(checks.Case(f"gelu-chain-{n}", graph([op("gelu", op("add", op("mul", xs[0], xs[1]),
@@ -455,7 +469,7 @@ def bench_matmul(env, sz, peer, d):
                 flops=2 * n ** 3, peer=peer.run(build, sz["reps"]))
 
 
-def run_bench(env, results, args):
+def run_bench(env, results, args, checkpoint=lambda: None):
     sz = bench_sizes(args)
     peer = Peer(env, "torch-compile" in args.skip)
     bw, how = copy_bandwidth(env, sz["copy"], sz["reps"])
@@ -497,6 +511,7 @@ def run_bench(env, results, args):
             log(f"  FAILED: {rec['error'][:300]}")
             traceback.print_exc()
         results["bench"].append(rec)
+        checkpoint()
     results["bench"].append(bench_mlp_step(env, sz, peer))
 
 
@@ -702,23 +717,32 @@ def out_path(args, card):
     return os.path.join(folder, f"gpu-{slug}.json")
 
 
+def save(results, path):
+    """Write the results so far, atomically: a run cut short (a device lease running
+    out) still leaves every finished section on disk."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=1, default=str)
+    os.replace(tmp, path)
+
+
 def main(args):
     skip = set(filter(None, args.skip.split(",")))
     env = Env(args.dry_run)
     results = {"env": env.describe(), "checks": [], "bench": [], "notes": env.notes}
-    log(f"device: {results['env']['card']}")
+    path = out_path(args, env.card)
+    log(f"device: {results['env']['card']}; results go to {path}")
     if "checks" not in skip:
         run_checks(env, results, 0.05 if args.dry_run or args.tiny else 1.0,
                    tuple(filter(None, args.only.split(","))))
+        save(results, path)
     if "training" not in skip:
         run_training(env, results)
+        save(results, path)
     if "bench" not in skip:
-        run_bench(env, results, args)
-    path = out_path(args, env.card)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=1, default=str)
+        run_bench(env, results, args, lambda: save(results, path))
+    save(results, path)
     print("\n" + table(results))
     print(f"\nresults: {path}")
     return 1 if any(not c["ok"] for c in results["checks"]) else 0

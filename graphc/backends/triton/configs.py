@@ -89,11 +89,13 @@ def reduction(n_outer: int, n_inner: int, inner_contiguous: bool) -> list[Config
     out = []
     for bo, bi in order:
         warps = _warps_for(bo * bi)
-        out.append(Config((("BO", bo), ("BI", bi), ("ONE_CHUNK", bi >= n_inner)), warps))
-        if warps < 16 and bo * bi >= 4096:
-            out.append(Config((("BO", bo), ("BI", bi), ("ONE_CHUNK", bi >= n_inner)),
-                              warps * 2))
-    return _dedupe(out)[:5]
+        params = (("BO", bo), ("BI", bi), ("ONE_CHUNK", bi >= n_inner))
+        out.append(Config(params, warps))
+        if bo * bi >= 4096:   # a big tile: twice and half the threads are worth timing
+            if warps < 16:
+                out.append(Config(params, warps * 2))
+            out.append(Config(params, max(warps // 2, 1)))
+    return _dedupe(out)[:6]
 
 
 _GEMM_16 = [(128, 256, 64, 8, 3), (128, 128, 64, 8, 3), (128, 128, 32, 4, 4),
