@@ -100,6 +100,7 @@ class KernelPlan:
     full_index: tuple = ()          # Lin per dim of full_shape
     entries: list = field(default_factory=list)   # (node, stage kind, payload)
     kernel: object = None           # the finished kernel_ir object
+    alias_of: object = None         # a node whose (earlier) kernel stores the same values
 
     def outer_shape(self):
         return tuple(v.extent for v in self.outer)
@@ -297,6 +298,7 @@ class _Fuser:
         self.kernels: list[KernelPlan] = []
         self.home: dict[int, KernelPlan] = {}       # materialized node -> its kernel
         self.inlined_in: dict[int, set] = {}        # inlined node -> kernel indices
+        self.concat_keys: dict = {}                 # concat kernel signature -> node
         self.buffers: dict[int, K.Buffer] = {}
         self.input_buffers = []
         for k, n in enumerate(self.graph.inputs):
@@ -446,6 +448,10 @@ class _Fuser:
         elif kind == "concat":
             self.kernels.append(kp)
             self._concat_kernel(n, kp, tag)
+            twin = self._same_concat(n, kp)
+            if twin is not None:   # the kernel is skipped; n is read from twin's buffer
+                kp.alias_of = twin
+                self.buffers[id(n)] = self._buffer_for(twin)
         elif kind == "matmul":
             self.kernels.append(kp)
             kp.entries.append((n, "matmul", None))
@@ -464,6 +470,22 @@ class _Fuser:
                         for j in range(len(x.shape)))
             kp.entries.append((n, "scatter", (xv, x_idx, copy, iv, dst, add)))
         self.home[id(n)] = kp
+
+    def _same_concat(self, n, kp):
+        """An earlier materialized concat whose kernel stores exactly what `kp` stores,
+        or None. Different graph nodes can be one value: a convolution's forward patch
+        matrix and the one its weight gradient builds (a convolution of the transposed
+        input) slice the same padded input in the same order, through different chains
+        of reshapes and permutes that only the index arithmetic shows to be equal.
+        Kernels compare by their stages' text with this kernel's loop variables renamed
+        (the repr is canonical: atoms are ordered by it, and cache keys print it)."""
+        if id(n) in self.out_ids:
+            return None
+        key = (n.shape, n.dtype, _concat_signature(kp))
+        twin = self.concat_keys.get(key)
+        if twin is None:
+            self.concat_keys[key] = n
+        return twin
 
     def _concat_kernel(self, n, kp, tag):
         """A materialized concat: one store stage per piece, each looping over its own
@@ -684,8 +706,10 @@ class _Fuser:
                         self._buffer_for(base)
         kernels = []
         for kp in self.kernels:
-            kernels.append(self._assemble(kp))
-        node_kernel = {nid: kp.kernel.name for nid, kp in self.home.items()}
+            if kp.alias_of is None:
+                kernels.append(self._assemble(kp))
+        node_kernel = {nid: self.home[id(kp.alias_of)].kernel.name if kp.alias_of is not None
+                       else kp.kernel.name for nid, kp in self.home.items()}
         return FusedPlan(self.graph, kernels, dict(self.buffers), self.input_buffers,
                          [self.buffers[id(o)] for o in self.graph.outputs],
                          self._edge_reasons(), node_kernel)
@@ -759,6 +783,16 @@ class _Fuser:
                 else:
                     out.append((p, c, False, self.reason[id(p)]))
         return out
+
+
+def _concat_signature(kp):
+    """The stages of concat kernel `kp` as text, its loop variables renamed by position
+    (they are named after the kernel: k12o0, k12p3t)."""
+    import re
+    tag = re.compile(rf"\bk{kp.index}(?=[a-z])")
+    outer = ", ".join(f"{v.name}<{v.extent}" for v in kp.outer)
+    parts = [outer] + [repr(payload) for _, _, payload in kp.entries]
+    return tag.sub("k*", "\n".join(parts))
 
 
 def _numel(shape):
