@@ -189,3 +189,67 @@ def test_cnn_training_step_matches_torch():
     np.testing.assert_allclose(losses, want, rtol=1e-5, atol=1e-5)
     for p, t in zip(params, tp):
         np.testing.assert_allclose(p.detach().numpy(), t.detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- col2im
+
+@pytest.mark.parametrize("ci,co,hw,k,stride,pad,dil,groups,out_pad", [
+    (6, 3, (5, 6), (3, 3), (1, 1), (1, 1), (1, 1), 1, (0, 0)),    # a conv's input gradient
+    (4, 4, (4, 5), (3, 2), (2, 3), (1, 0), (1, 1), 2, (1, 2)),    # strides, groups, out pad
+    (8, 2, (3, 3), (2, 3), (2, 2), (2, 1), (2, 1), 1, (1, 0)),    # dilation, wide padding
+    (2, 2, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1), 1, (0, 0)),    # taps fall outside
+])
+def test_conv_transpose_col2im_matches_torch(ci, co, hw, k, stride, pad, dil, groups, out_pad):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(sum(hw) + ci)
+    x = rng.standard_normal((2, ci) + hw).astype(np.float32)
+    w = rng.standard_normal((ci, co // groups) + k).astype(np.float32)
+    xi, wi = inp(x.shape), inp(w.shape, "w")
+    y = op("conv_transpose2d", xi, wi, stride=stride, padding=pad, dilation=dil,
+           groups=groups, output_padding=out_pad)
+    g, _ = Graph.from_outputs([y], input_order=[xi, wi])
+    plan = fuse(g)
+    assert not any(n.op == "concat" for n in plan.graph.nodes)     # no im2col
+    (got,) = L.compile(g)([x, w])
+    want = torch.nn.functional.conv_transpose2d(
+        torch.tensor(x), torch.tensor(w), stride=stride, padding=pad, dilation=dil,
+        groups=groups, output_padding=out_pad).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    _run_matches_interp(g, [x, w], 1e-4)
+
+
+def test_conv_transpose_that_widens_keeps_im2col():
+    # 2 -> 8 channels: the col2im matrix (8*9 rows) is larger than im2col's (2*9)
+    xi, wi = inp((2, 2, 5, 5)), inp((2, 8, 3, 3), "w")
+    y = op("conv_transpose2d", xi, wi, stride=(1, 1), padding=(1, 1), dilation=(1, 1),
+           groups=1, output_padding=(0, 0))
+    g, _ = Graph.from_outputs([y], input_order=[xi, wi])
+    assert any(n.op == "concat" for n in fuse(g).graph.nodes)
+
+
+def test_tap_sum_read_through_pool_backward_is_stored_once():
+    """The input gradient of a conv (col2im: a sum of 9 taps) feeds a 2x2 max pool's
+    backward, which reads it at every point of the 4x larger map: it is stored by a
+    kernel of its own instead of being recomputed 4 times (36 loads per element)."""
+    from graphc.nn import functional as F
+    from graphc.passes.fusion import Reason
+    rng = np.random.default_rng(12)
+    a = gc.tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32)).requires_grad_()
+    w = gc.tensor(rng.standard_normal((6, 3, 3, 3)).astype(np.float32)).requires_grad_()
+    h = F.max_pool2d(gc.relu(a * 1.5), 2)
+    loss = (F.conv2d(h, w, padding=1) ** 2).sum()
+    loss.backward()
+    g, boundary = Graph.from_outputs([a.grad._node, w.grad._node],
+                                     boundary=lambda n: n.data is not None)
+    plan = fuse(g)
+    stored = [p for p, c, fused, r in plan.edge_reasons if r is Reason.RECOMPUTED_LOADS]
+    assert stored and all(p.op == "add" and p.shape == (2, 3, 4, 4) for p in stored)
+    # no kernel loads the col2im matrix at more points than it has elements
+    cols = plan.buffers[id(next(n for n in plan.graph.nodes if n.op == "matmul"
+                                and n.shape[1] == 3 * 9))]
+    readers = [k for k in plan.kernels if isinstance(k, K.Kernel) and
+               any(isinstance(v, K.Load) and v.buffer is cols
+                   for st in k.stages for v in K.walk_values(st.value))]
+    assert len(readers) == 1 and readers[0].work() <= 2 * 3 * 4 * 4 * 2
+    ins = [n.data for n in boundary]
+    _run_matches_interp(g, ins, 1e-4)
