@@ -287,6 +287,10 @@ def floordiv(x, c: int) -> Lin:
         return q
     if r.is_const:
         return q + r.const // c
+    split = _split_by_divisor(r, c)
+    if split is not None:   # (k*s + small) // c == s // (c/k) when 0 <= small < k, k | c
+        k, s, _ = split
+        return q + floordiv(s, c // k)
     return q + lin(FloorDiv(r, c))
 
 
@@ -306,11 +310,31 @@ def mod(x, c: int) -> Lin:
         return r
     if r.is_const:
         return lin(r.const % c)
+    split = _split_by_divisor(r, c)
+    if split is not None:   # (k*s + small) % c == k*(s % (c/k)) + small
+        k, s, small = split
+        return mod(s, c // k) * k + small
     # (x % a) % c == x % c when c divides a
     if len(r.terms) == 1 and not r.const and r.terms[0][1] == 1 and \
             isinstance(r.terms[0][0], Mod) and r.terms[0][0].c % c == 0:
         return mod(r.terms[0][0].x, c)
     return lin(Mod(r, c))
+
+
+def _split_by_divisor(r: Lin, c: int):
+    """(k, s, small) with r == k*s + small, k a divisor of c (1 < k < c) and small in
+    [0, k), or None. A reshape that merges dims and splits them again at another
+    boundary leaves such an index: (14*h + w) // 28 with w < 14 is h // 2, since the
+    division by the tile size only sees whole multiples of 14."""
+    for k in sorted({abs(k) for _, k in r.terms}, reverse=True):
+        if k <= 1 or k >= c or c % k:
+            continue
+        big = {a: kk // k for a, kk in r.terms if kk % k == 0}
+        small = _normalize(r.const, {a: kk for a, kk in r.terms if kk % k})
+        lo, hi = small.bounds()
+        if 0 <= lo and hi < k and big:
+            return k, _normalize(0, big), small
+    return None
 
 
 def clamp(x, lo: int, hi: int) -> Lin:

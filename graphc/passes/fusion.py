@@ -34,7 +34,11 @@ The algorithm, in three steps.
    in more than one kernel and costs more than a few cheap ops (a transcendental
    counts four) is materialized, and placement runs again, until nothing changes.
    Recomputing an inlined value in several stages of the same kernel is allowed: it
-   saves a round trip through memory. Independently, a value whose fully inlined
+   saves a round trip through memory. Not so for a value with many loads that one
+   kernel computes at more points than it has elements (read through a pool's
+   backward: RECOMPUTED_LOADS): that is stored once. A materialized concat identical
+   to an earlier one (a conv's patch matrix, rebuilt by its weight gradient) reads the
+   earlier buffer. Independently, a value whose fully inlined
    expression tree would exceed 256 ops is materialized up front (EXPRESSION_SIZE),
    so chains such as an unrolled RNN's cell state cannot blow up code size.
 
@@ -71,6 +75,8 @@ class Reason(enum.Enum):
     OPAQUE_OPERAND = "matmul operand is not a BLAS-compatible strided view: materialized"
     STRIDED_VIEW = "movement ops feeding the matmul became strides/transpose flags"
     SHARED_EXPENSIVE = "expensive value used by several kernels: computed once and stored"
+    RECOMPUTED_LOADS = ("value with many loads computed at more points than it has "
+                        "elements: computed once and stored")
     EXPRESSION_SIZE = "inlined expression would grow too large: stored to bound code size"
     DOMAIN_MISMATCH = "iteration domains differ"
     REDUCTION_INDEX_MISMATCH = "consumer reads the reduction at other points than it produces"
@@ -100,6 +106,7 @@ class KernelPlan:
     full_index: tuple = ()          # Lin per dim of full_shape
     entries: list = field(default_factory=list)   # (node, stage kind, payload)
     kernel: object = None           # the finished kernel_ir object
+    alias_of: object = None         # a node whose (earlier) kernel stores the same values
 
     def outer_shape(self):
         return tuple(v.extent for v in self.outer)
@@ -287,16 +294,21 @@ class _Fuser:
         for _ in range(len(self.graph.nodes) + 1):
             self._place_all()
             dup = self._duplicated_expensive()
-            if not dup:
+            again = self._recomputed_loads()
+            if not dup and not again:
                 break
             for n in dup:
                 self.reason[id(n)] = Reason.SHARED_EXPENSIVE
+            for n in again:
+                self.reason.setdefault(id(n), Reason.RECOMPUTED_LOADS)
         return self._finish()
 
     def _place_all(self):
         self.kernels: list[KernelPlan] = []
         self.home: dict[int, KernelPlan] = {}       # materialized node -> its kernel
         self.inlined_in: dict[int, set] = {}        # inlined node -> kernel indices
+        self.inlined_points: dict[int, int] = {}    # inlined node -> most points computed
+        self.concat_keys: dict = {}                 # concat kernel signature -> node
         self.buffers: dict[int, K.Buffer] = {}
         self.input_buffers = []
         for k, n in enumerate(self.graph.inputs):
@@ -446,6 +458,10 @@ class _Fuser:
         elif kind == "concat":
             self.kernels.append(kp)
             self._concat_kernel(n, kp, tag)
+            twin = self._same_concat(n, kp)
+            if twin is not None:   # the kernel is skipped; n is read from twin's buffer
+                kp.alias_of = twin
+                self.buffers[id(n)] = self._buffer_for(twin)
         elif kind == "matmul":
             self.kernels.append(kp)
             kp.entries.append((n, "matmul", None))
@@ -464,6 +480,22 @@ class _Fuser:
                         for j in range(len(x.shape)))
             kp.entries.append((n, "scatter", (xv, x_idx, copy, iv, dst, add)))
         self.home[id(n)] = kp
+
+    def _same_concat(self, n, kp):
+        """An earlier materialized concat whose kernel stores exactly what `kp` stores,
+        or None. Different graph nodes can be one value: a convolution's forward patch
+        matrix and the one its weight gradient builds (a convolution of the transposed
+        input) slice the same padded input in the same order, through different chains
+        of reshapes and permutes that only the index arithmetic shows to be equal.
+        Kernels compare by their stages' text with this kernel's loop variables renamed
+        (the repr is canonical: atoms are ordered by it, and cache keys print it)."""
+        if id(n) in self.out_ids:
+            return None
+        key = (n.shape, n.dtype, _concat_signature(kp))
+        twin = self.concat_keys.get(key)
+        if twin is None:
+            self.concat_keys[key] = n
+        return twin
 
     def _concat_kernel(self, n, kp, tag):
         """A materialized concat: one store stage per piece, each looping over its own
@@ -525,9 +557,13 @@ class _Fuser:
             if tentative:
                 return None
             raise
+        points = _points(idx) if self._touched else 0
         for nid in self._touched:
             self.inlined_in.setdefault(nid, set()).add(kp.index)
+            if points > self.inlined_points.get(nid, 0):
+                self.inlined_points[nid] = points
         return v
+
 
     def _ev(self, n, idx, kp, top=False):
         key = (id(n), idx)
@@ -658,6 +694,40 @@ class _Fuser:
                 out.append(n)
         return out
 
+    def _recomputed_loads(self):
+        """Inlined values that read memory many times (more than _EXPENSIVE_COST loads)
+        and that a kernel computes at more points than the value has elements: the
+        input gradient of a convolution (a sum of kh*kw taps of the col2im matrix) read
+        through a 2x2 max pool's backward is computed 4 times per element. Stored once
+        instead. Only the largest such value of an expression is taken (its partial
+        sums then read it)."""
+        out, covered = [], set()    # covered: taken, or part of a taken expression
+        for n in reversed(self.graph.nodes):
+            if self._is_mat(n):
+                continue
+            if any(id(u) in covered for u in self.users[id(n)]):
+                covered.add(id(n))
+                continue
+            if _fusion_class(n) is FusionClass.MOVEMENT or \
+                    self.inlined_points.get(id(n), 0) <= _numel(n.shape):
+                continue
+            if self._loads(n) > _EXPENSIVE_COST:
+                out.append(n)
+                covered.add(id(n))
+        return out
+
+    def _loads(self, n):
+        """Memory reads in n's inlined expression (a DAG unfolded, as inlining does)."""
+        memo = {}
+
+        def count(v):
+            if self._is_mat(v):
+                return 1
+            if id(v) not in memo:
+                memo[id(v)] = sum(count(i) for i in v.inputs)
+            return memo[id(v)]
+        return sum(count(i) for i in n.inputs)
+
     def _cost(self, n, seen=None):
         seen = set() if seen is None else seen
         if id(n) in seen or (self._is_mat(n)):
@@ -684,8 +754,10 @@ class _Fuser:
                         self._buffer_for(base)
         kernels = []
         for kp in self.kernels:
-            kernels.append(self._assemble(kp))
-        node_kernel = {nid: kp.kernel.name for nid, kp in self.home.items()}
+            if kp.alias_of is None:
+                kernels.append(self._assemble(kp))
+        node_kernel = {nid: self.home[id(kp.alias_of)].kernel.name if kp.alias_of is not None
+                       else kp.kernel.name for nid, kp in self.home.items()}
         return FusedPlan(self.graph, kernels, dict(self.buffers), self.input_buffers,
                          [self.buffers[id(o)] for o in self.graph.outputs],
                          self._edge_reasons(), node_kernel)
@@ -759,6 +831,23 @@ class _Fuser:
                 else:
                     out.append((p, c, False, self.reason[id(p)]))
         return out
+
+
+def _concat_signature(kp):
+    """The stages of concat kernel `kp` as text, its loop variables renamed by position
+    (they are named after the kernel: k12o0, k12p3t)."""
+    import re
+    tag = re.compile(rf"\bk{kp.index}(?=[a-z])")
+    outer = ", ".join(f"{v.name}<{v.extent}" for v in kp.outer)
+    parts = [outer] + [repr(payload) for _, _, payload in kp.entries]
+    return tag.sub("k*", "\n".join(parts))
+
+
+def _points(idx):
+    """How many points an expression built at index `idx` is computed at: the product
+    of the extents of the loop variables the index uses."""
+    vars_ = {a for i in idx for a in K.lin(i).atoms() if isinstance(a, K.Var)}
+    return _numel([v.extent for v in vars_])
 
 
 def _numel(shape):
@@ -879,8 +968,13 @@ def _same_index(want, got, shape):
 #   taps:      cols[g, tap, c, n, ho, wo]   GEMM  W[g] [O/G, K*Cg] @ cols[g] [K*Cg, N*Ho*Wo]
 #   positions: cols[g, pos, n, c, i, j]     GEMM  cols[g]   [P*N, Cg*K]     @ W[g] [Cg*K, O/G]
 # W is the weight as a matrix (a strided view for positions; for taps a small copy,
-# since its columns run tap-major). conv_transpose2d is the conv2d of the stride-dilated,
-# padded input with the flipped, channel-swapped weight.
+# since its columns run tap-major). conv_transpose2d is either the conv2d of the
+# stride-dilated, padded input with the flipped, channel-swapped weight, or (when its
+# matrix is the smaller one) GEMM + col2im: cols = W^T @ x as [Co*K, N*H*W], then each
+# tap's slab of cols placed at its output positions (a strided pad) and the K taps summed.
+# The sum is elementwise and would be inlined into its reader; a reader that reads it at
+# more points than it has elements (a max pool's backward) gets it stored instead
+# (`_Fuser._recomputed_loads`).
 
 _mk = make_node
 
@@ -950,6 +1044,13 @@ def _flip_spatial(w):
 def _conv_transpose2d_primitives(x, w, stride, padding, dilation, groups, output_padding):
     Ci, Cog, kh, kw = w.shape
     G = groups
+    out_hw = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, s, p, d, k, op in
+                   zip(x.shape[2:], stride, padding, dilation, (kh, kw), output_padding))
+    # GEMM + col2im writes a Co*K x N*H*W matrix; im2col of the dilated input a
+    # Ci*K x N*Ho*Wo one: take the smaller (the input gradient of a conv that widens
+    # 16 -> 32 channels: half the matrix, and no stride-dilated zeros to multiply)
+    if G * Cog * x.shape[2] * x.shape[3] <= Ci * out_hw[0] * out_hw[1]:
+        return _conv_transpose2d_col2im(x, w, stride, padding, dilation, groups, out_hw)
     lows, highs = [], []
     for k, p, d, op in zip((kh, kw), padding, dilation, output_padding):
         lows.append(d * (k - 1) - p)
@@ -968,6 +1069,56 @@ def _conv_transpose2d_primitives(x, w, stride, padding, dilation, groups, output
     wt = _mk("reshape", _mk("permute", wt, dims=(0, 2, 1, 3, 4)),
              shape=(G * Cog, Ci // G, kh, kw))
     return _conv2d_primitives(xd, _flip_spatial(wt), (1, 1), (0, 0), dilation, groups)
+
+
+def _conv_transpose2d_col2im(x, w, stride, padding, dilation, groups, out_hw):
+    """GEMM + col2im: cols[g, (co, i, j), (n, y, x)] = W[g]^T @ x[g] (the weight as a
+    transposed view, x channel-major), then each tap's slab of cols is placed at its
+    output positions (a strided pad) and the taps are summed."""
+    N, Ci, H, W = x.shape
+    _, Cog, kh, kw = w.shape
+    G, Cig = groups, Ci // groups
+    xm = _mk("reshape", _mk("permute", _mk("reshape", x, shape=(N, G, Cig, H * W)),
+                             dims=(1, 2, 0, 3)), shape=(G, Cig, N * H * W))
+    wm = _mk("permute", _mk("reshape", w, shape=(G, Cig, Cog * kh * kw)), dims=(0, 2, 1))
+    cols = _mk("reshape", _mk("matmul", wm, xm), shape=(G, Cog, kh, kw, N, H, W))
+    total = None
+    for i in range(kh):
+        for j in range(kw):
+            tap = _mk("slice", cols, starts=(0, 0, i, j, 0, 0, 0),
+                      stops=(G, Cog, i + 1, j + 1, N, H, W), steps=(1,) * 7)
+            tap = _mk("permute", _mk("reshape", tap, shape=(G, Cog, N, H, W)),
+                      dims=(2, 0, 1, 3, 4))
+            tap = _mk("reshape", tap, shape=(N, G * Cog, H, W))
+            placed = _place_strided(tap, (i * dilation[0] - padding[0],
+                                          j * dilation[1] - padding[1]), stride, out_hw)
+            if placed is not None:
+                total = placed if total is None else _mk("add", total, placed)
+    if total is None:     # every tap falls outside the output (padding >= kernel)
+        return _mk("expand", _mk("reshape", _mk("const", value=0.0, dtype=x.dtype),
+                                 shape=(1, 1, 1, 1)), shape=(N, G * Cog) + tuple(out_hw))
+    return total
+
+
+def _place_strided(t, lows, stride, out_hw):
+    """t [N, C, H, W] with element (y, x) moved to (low_h + y*s_h, low_w + x*s_w) of an
+    out_hw map (zeros elsewhere; what falls outside is dropped), or None if nothing
+    lands inside."""
+    starts, stops, low, high = [0, 0], list(t.shape[:2]), [0, 0], [0, 0]
+    for d, (size, lo, s, out) in enumerate(zip(t.shape[2:], lows, stride, out_hw)):
+        first = max(0, -(lo // s))          # the first y with lo + y*s >= 0
+        last = min(size - 1, (out - 1 - lo) // s)
+        if first > last:
+            return None
+        starts.append(first)
+        stops.append(last + 1)
+        lo2 = lo + first * s
+        low.append(lo2)
+        high.append(out - (lo2 + (last - first) * s + 1))
+    if starts[2:] != [0, 0] or stops[2:] != list(t.shape[2:]):
+        t = _mk("slice", t, starts=tuple(starts), stops=tuple(stops), steps=(1, 1, 1, 1))
+    return _mk("pad", t, low=tuple(low), high=tuple(high),
+               interior=(0, 0, stride[0] - 1, stride[1] - 1))
 
 
 def lower_convolutions(graph: Graph) -> Graph:

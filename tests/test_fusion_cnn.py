@@ -1,0 +1,255 @@
+"""Fusion rules found on the CNN training step (conv, relu, 2x2 max pool, backward):
+index arithmetic across a re-tiling reshape, and one patch matrix shared by a
+convolution and its weight gradient. Each rule is checked on the plan it produces and
+on the numbers (LLVM against the reference interpreter)."""
+from __future__ import annotations
+
+import itertools
+import os
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.backends import interp
+from graphc.backends import kernel_ir as K
+from graphc.backends import llvm as L
+from graphc.ir.graph import Graph, Node, TensorType
+from graphc.ir import dtypes as dt
+from graphc.ir.registry import get_op
+from graphc.passes.autodiff import grad_graph
+from graphc.passes.fusion import fuse
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _private_cache(tmp_path_factory):
+    old = os.environ.get("GRAPHC_CACHE_DIR")
+    os.environ["GRAPHC_CACHE_DIR"] = str(tmp_path_factory.mktemp("graphc_cache"))
+    yield
+    if old is None:
+        os.environ.pop("GRAPHC_CACHE_DIR", None)
+    else:
+        os.environ["GRAPHC_CACHE_DIR"] = old
+
+
+def inp(shape, name="x"):
+    return Node("input", (), {"name": name}, TensorType(tuple(shape), dt.float32))
+
+
+def op(name, *ins, **attrs):
+    return Node(name, ins, attrs, get_op(name).infer([i.type for i in ins], attrs))
+
+
+# ----------------------------------------------------------------------------- index algebra
+
+def _value(x, env):
+    """Evaluate a Lin (or atom) at the integer point `env` (Var -> int)."""
+    if isinstance(x, K.Lin):
+        return x.const + sum(c * _value(a, env) for a, c in x.terms)
+    if isinstance(x, K.Var):
+        return env[x]
+    if isinstance(x, K.FloorDiv):
+        return _value(x.x, env) // x.c
+    if isinstance(x, K.Mod):
+        return _value(x.x, env) % x.c
+    if isinstance(x, K.Clamp):
+        return min(max(_value(x.x, env), x.lo), x.hi)
+    raise TypeError(x)
+
+
+def _divisors(x):
+    return {a.c for a in x.atoms() if isinstance(a, (K.FloorDiv, K.Mod))}
+
+
+def test_retiling_division_folds_to_the_tile_index():
+    # The gradient of a 2x2 tile view of a 14x14 map reads (14*h + w) // 28 and
+    # (14*h + w) % 28: with w < 14 these are h // 2 and 14*(h % 2) + w.
+    h, w = K.Var("h", 14), K.Var("w", 14)
+    flat = K.lin(h) * 14 + K.lin(w)
+    assert K.floordiv(flat, 28) == K.floordiv(K.lin(h), 2)
+    assert K.mod(flat, 28) == K.mod(K.lin(h), 2) * 14 + K.lin(w)
+    assert K.floordiv(K.mod(flat, 28), 14) == K.mod(K.lin(h), 2)
+    assert _divisors(K.floordiv(flat, 28)) == {2}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_floordiv_and_mod_agree_with_integers(seed):
+    """Every simplification is exact: brute force over all points of small domains."""
+    rng = np.random.default_rng(seed)
+    a, b, c = K.Var("a", int(rng.integers(1, 7))), K.Var("b", int(rng.integers(1, 7))), \
+        K.Var("c", int(rng.integers(1, 5)))
+    for _ in range(40):
+        ka, kb, kc = (int(v) for v in rng.integers(-12, 30, 3))
+        x = K.lin(a) * ka + K.lin(b) * kb + K.lin(c) * kc + int(rng.integers(-20, 20))
+        if rng.random() < 0.3:
+            x = x + K.mod(K.lin(b) * kb + 3, int(rng.integers(2, 9)))
+        d = int(rng.choice([2, 3, 4, 6, 8, 12, 14, 28, 30]))
+        q, r = K.floordiv(x, d), K.mod(x, d)
+        for va, vb, vc in itertools.product(range(a.extent), range(b.extent), range(c.extent)):
+            env = {a: va, b: vb, c: vc}
+            v = _value(x, env)
+            assert _value(q, env) == v // d, (x, d, q)
+            assert _value(r, env) == v % d, (x, d, r)
+
+
+# ----------------------------------------------------------------------------- plans
+
+def _run_matches_interp(g, ins, tol):
+    want = interp.compile(g)(ins)
+    got = L.compile(g)(ins)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def _concat_kernels(plan):
+    cats = {id(n) for n in plan.graph.nodes if n.op == "concat"}
+    return [k for k in plan.kernels if isinstance(k, K.Kernel) and
+            any(i in cats for i in k.nodes)]
+
+
+def test_conv_and_its_weight_gradient_share_one_patch_matrix():
+    """The forward conv (taps layout) and its weight gradient (a conv whose kernel is the
+    output map, positions layout) build the same patch matrix through different
+    reshape/permute chains: one kernel writes it, both GEMMs read that buffer."""
+    x, w = inp((4, 3, 10, 10)), inp((5, 3, 3, 3), "w")
+    y = op("conv2d", x, w, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1)
+    loss = op("sum", op("mul", y, y), dims=(0, 1, 2, 3), keepdim=False)
+    g, _ = Graph.from_outputs([loss], input_order=[x, w])
+    both = grad_graph(g, wrt=[1])      # d(sum y*y)/dw = conv_w(x, 2y): y is computed too
+    plan = fuse(both)
+    concats = [n for n in plan.graph.nodes if n.op == "concat"]
+    assert len(concats) == 2                       # two graph values ...
+    (kern,) = _concat_kernels(plan)                # ... one kernel
+    patches = {plan.buffers[id(n)] for n in concats}
+    assert len(patches) == 1
+    mms = [k for k in plan.kernels if isinstance(k, K.MatmulKernel)]
+    assert sum(1 for m in mms for v in (m.a, m.b) if v.buffer in patches) == 2
+    rng = np.random.default_rng(3)
+    ins = [rng.standard_normal(n.shape).astype(np.float32) for n in both.inputs]
+    _run_matches_interp(both, ins, 1e-4)
+
+
+def test_concats_that_differ_are_not_shared():
+    a, b = inp((4, 6)), inp((4, 6), "b")
+    c1 = op("concat", a, b, dim=0)
+    c2 = op("concat", b, a, dim=0)
+    w = inp((6, 3), "w")
+    outs = [op("matmul", c1, w), op("matmul", c2, w)]
+    g, _ = Graph.from_outputs(outs, input_order=[a, b, w])
+    plan = fuse(g)
+    assert len(_concat_kernels(plan)) == 2
+    rng = np.random.default_rng(4)
+    _run_matches_interp(g, [rng.standard_normal(s).astype(np.float32)
+                            for s in ((4, 6), (4, 6), (6, 3))], 1e-5)
+
+
+def test_cnn_training_step_matches_torch():
+    """The whole CNN step (conv, relu, max pool twice, linear, cross-entropy, SGD)
+    compiled on LLVM: loss and updated parameters against PyTorch."""
+    torch = pytest.importorskip("torch")
+    from graphc.nn import functional as F
+    rng = np.random.default_rng(11)
+    shapes = [(4, 1, 3, 3), (4,), (6, 4, 3, 3), (6,), (6 * 3 * 3, 5), (5,)]
+    init = [(rng.standard_normal(s) * 0.3).astype(np.float32) for s in shapes]
+    x = rng.standard_normal((3, 1, 12, 12)).astype(np.float32)
+    y = rng.integers(0, 5, 3)
+
+    params = [gc.tensor(a.copy()).requires_grad_() for a in init]
+
+    def step(xt, yt):
+        w1, b1, w2, b2, wl, bl = params
+        h = F.max_pool2d(F.relu(F.conv2d(xt, w1, b1, padding=1)), 2)
+        h = F.max_pool2d(F.relu(F.conv2d(h, w2, b2, padding=1)), 2)
+        loss = F.cross_entropy(h.reshape(h.shape[0], -1) @ wl + bl, yt)
+        loss.backward()
+        with gc.no_grad():
+            for p in params:
+                p -= 0.1 * p.grad
+                p.grad = None
+        return loss
+    compiled = gc.compile(step, backend="llvm")
+    xt, yt = gc.tensor(x), gc.tensor(y)
+    losses = [float(compiled(xt, yt).item()) for _ in range(3)]
+
+    tp = [torch.tensor(a.copy(), requires_grad=True) for a in init]
+    tx, ty = torch.tensor(x), torch.tensor(y)
+    TF = torch.nn.functional
+    want = []
+    for _ in range(3):
+        w1, b1, w2, b2, wl, bl = tp
+        h = TF.max_pool2d(TF.relu(TF.conv2d(tx, w1, b1, padding=1)), 2)
+        h = TF.max_pool2d(TF.relu(TF.conv2d(h, w2, b2, padding=1)), 2)
+        loss = TF.cross_entropy(h.reshape(h.shape[0], -1) @ wl + bl, ty)
+        loss.backward()
+        with torch.no_grad():
+            for p in tp:
+                p -= 0.1 * p.grad
+                p.grad = None
+        want.append(float(loss.detach()))
+    np.testing.assert_allclose(losses, want, rtol=1e-5, atol=1e-5)
+    for p, t in zip(params, tp):
+        np.testing.assert_allclose(p.detach().numpy(), t.detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- col2im
+
+@pytest.mark.parametrize("ci,co,hw,k,stride,pad,dil,groups,out_pad", [
+    (6, 3, (5, 6), (3, 3), (1, 1), (1, 1), (1, 1), 1, (0, 0)),    # a conv's input gradient
+    (4, 4, (4, 5), (3, 2), (2, 3), (1, 0), (1, 1), 2, (1, 2)),    # strides, groups, out pad
+    (8, 2, (3, 3), (2, 3), (2, 2), (2, 1), (2, 1), 1, (1, 0)),    # dilation, wide padding
+    (2, 2, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1), 1, (0, 0)),    # taps fall outside
+])
+def test_conv_transpose_col2im_matches_torch(ci, co, hw, k, stride, pad, dil, groups, out_pad):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(sum(hw) + ci)
+    x = rng.standard_normal((2, ci) + hw).astype(np.float32)
+    w = rng.standard_normal((ci, co // groups) + k).astype(np.float32)
+    xi, wi = inp(x.shape), inp(w.shape, "w")
+    y = op("conv_transpose2d", xi, wi, stride=stride, padding=pad, dilation=dil,
+           groups=groups, output_padding=out_pad)
+    g, _ = Graph.from_outputs([y], input_order=[xi, wi])
+    plan = fuse(g)
+    assert not any(n.op == "concat" for n in plan.graph.nodes)     # no im2col
+    (got,) = L.compile(g)([x, w])
+    want = torch.nn.functional.conv_transpose2d(
+        torch.tensor(x), torch.tensor(w), stride=stride, padding=pad, dilation=dil,
+        groups=groups, output_padding=out_pad).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    _run_matches_interp(g, [x, w], 1e-4)
+
+
+def test_conv_transpose_that_widens_keeps_im2col():
+    # 2 -> 8 channels: the col2im matrix (8*9 rows) is larger than im2col's (2*9)
+    xi, wi = inp((2, 2, 5, 5)), inp((2, 8, 3, 3), "w")
+    y = op("conv_transpose2d", xi, wi, stride=(1, 1), padding=(1, 1), dilation=(1, 1),
+           groups=1, output_padding=(0, 0))
+    g, _ = Graph.from_outputs([y], input_order=[xi, wi])
+    assert any(n.op == "concat" for n in fuse(g).graph.nodes)
+
+
+def test_tap_sum_read_through_pool_backward_is_stored_once():
+    """The input gradient of a conv (col2im: a sum of 9 taps) feeds a 2x2 max pool's
+    backward, which reads it at every point of the 4x larger map: it is stored by a
+    kernel of its own instead of being recomputed 4 times (36 loads per element)."""
+    from graphc.nn import functional as F
+    from graphc.passes.fusion import Reason
+    rng = np.random.default_rng(12)
+    a = gc.tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32)).requires_grad_()
+    w = gc.tensor(rng.standard_normal((6, 3, 3, 3)).astype(np.float32)).requires_grad_()
+    h = F.max_pool2d(gc.relu(a * 1.5), 2)
+    loss = (F.conv2d(h, w, padding=1) ** 2).sum()
+    loss.backward()
+    g, boundary = Graph.from_outputs([a.grad._node, w.grad._node],
+                                     boundary=lambda n: n.data is not None)
+    plan = fuse(g)
+    stored = [p for p, c, fused, r in plan.edge_reasons if r is Reason.RECOMPUTED_LOADS]
+    assert stored and all(p.op == "add" and p.shape == (2, 3, 4, 4) for p in stored)
+    # no kernel loads the col2im matrix at more points than it has elements
+    cols = plan.buffers[id(next(n for n in plan.graph.nodes if n.op == "matmul"
+                                and n.shape[1] == 3 * 9))]
+    readers = [k for k in plan.kernels if isinstance(k, K.Kernel) and
+               any(isinstance(v, K.Load) and v.buffer is cols
+                   for st in k.stages for v in K.walk_values(st.value))]
+    assert len(readers) == 1 and readers[0].work() <= 2 * 3 * 4 * 4 * 2
+    ins = [n.data for n in boundary]
+    _run_matches_interp(g, ins, 1e-4)
