@@ -477,7 +477,6 @@ def run_bench(env, results, args, checkpoint=lambda: None):
     results["copy_method"] = how
     log(f"copy bandwidth {bw:.0f} GB/s ({how})")
     mm_ref = None
-    items = []
     builders = [lambda: bench_elementwise(env, sz, peer),
                 lambda: bench_rowwise(env, sz, peer, "softmax"),
                 lambda: bench_rowwise(env, sz, peer, "layernorm")] + \

@@ -9,7 +9,11 @@ Stable names other test files may import (`from conftest import ...`):
                                      the same numpy inputs, then `assert_close` the results;
   * `numerical_grad(f, arrays)`      central finite differences of a scalar function of
                                      float64 numpy arrays;
-  * fixture `rng`                    a seeded numpy Generator.
+  * fixture `rng`                    a seeded numpy Generator;
+  * fixture `private_cache`          (module scope) GRAPHC_CACHE_DIR pointed at a fresh
+                                     directory for the module, restored after it: a
+                                     module opts in with
+                                     `pytestmark = pytest.mark.usefixtures("private_cache")`.
 """
 from __future__ import annotations
 
@@ -128,3 +132,14 @@ def numerical_grad(f, arrays, eps=1e-6):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def private_cache(tmp_path_factory):
+    old = os.environ.get("GRAPHC_CACHE_DIR")
+    os.environ["GRAPHC_CACHE_DIR"] = str(tmp_path_factory.mktemp("graphc_cache"))
+    yield
+    if old is None:
+        os.environ.pop("GRAPHC_CACHE_DIR", None)
+    else:
+        os.environ["GRAPHC_CACHE_DIR"] = old

@@ -8,7 +8,6 @@ are also correct when run.
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -24,15 +23,8 @@ from graphc.passes.autodiff import grad_graph
 from graphc.passes.fusion import Reason, explain, fuse
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _private_cache(tmp_path_factory):
-    old = os.environ.get("GRAPHC_CACHE_DIR")
-    os.environ["GRAPHC_CACHE_DIR"] = str(tmp_path_factory.mktemp("graphc_cache"))
-    yield
-    if old is None:
-        os.environ.pop("GRAPHC_CACHE_DIR", None)
-    else:
-        os.environ["GRAPHC_CACHE_DIR"] = old
+# compiled kernels go to a cache directory of this module's own (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def tensor_graph(fn, *shapes, seed=0):

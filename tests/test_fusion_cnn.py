@@ -5,7 +5,6 @@ on the numbers (LLVM against the reference interpreter)."""
 from __future__ import annotations
 
 import itertools
-import os
 
 import numpy as np
 import pytest
@@ -21,15 +20,8 @@ from graphc.passes.autodiff import grad_graph
 from graphc.passes.fusion import fuse
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _private_cache(tmp_path_factory):
-    old = os.environ.get("GRAPHC_CACHE_DIR")
-    os.environ["GRAPHC_CACHE_DIR"] = str(tmp_path_factory.mktemp("graphc_cache"))
-    yield
-    if old is None:
-        os.environ.pop("GRAPHC_CACHE_DIR", None)
-    else:
-        os.environ["GRAPHC_CACHE_DIR"] = old
+# compiled kernels go to a cache directory of this module's own (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def inp(shape, name="x"):
@@ -147,45 +139,32 @@ def test_cnn_training_step_matches_torch():
     """The whole CNN step (conv, relu, max pool twice, linear, cross-entropy, SGD)
     compiled on LLVM: loss and updated parameters against PyTorch."""
     torch = pytest.importorskip("torch")
-    from graphc.nn import functional as F
     rng = np.random.default_rng(11)
     shapes = [(4, 1, 3, 3), (4,), (6, 4, 3, 3), (6,), (6 * 3 * 3, 5), (5,)]
     init = [(rng.standard_normal(s) * 0.3).astype(np.float32) for s in shapes]
     x = rng.standard_normal((3, 1, 12, 12)).astype(np.float32)
     y = rng.integers(0, 5, 3)
 
-    params = [gc.tensor(a.copy()).requires_grad_() for a in init]
-
-    def step(xt, yt):
+    def step(lib, params, xt, yt):   # the same code for graphc and for torch
+        F = lib.nn.functional
         w1, b1, w2, b2, wl, bl = params
         h = F.max_pool2d(F.relu(F.conv2d(xt, w1, b1, padding=1)), 2)
         h = F.max_pool2d(F.relu(F.conv2d(h, w2, b2, padding=1)), 2)
         loss = F.cross_entropy(h.reshape(h.shape[0], -1) @ wl + bl, yt)
         loss.backward()
-        with gc.no_grad():
+        with lib.no_grad():
             for p in params:
                 p -= 0.1 * p.grad
                 p.grad = None
         return loss
-    compiled = gc.compile(step, backend="llvm")
+
+    params = [gc.tensor(a.copy()).requires_grad_() for a in init]
+    compiled = gc.compile(lambda xt, yt: step(gc, params, xt, yt), backend="llvm")
     xt, yt = gc.tensor(x), gc.tensor(y)
     losses = [float(compiled(xt, yt).item()) for _ in range(3)]
-
     tp = [torch.tensor(a.copy(), requires_grad=True) for a in init]
     tx, ty = torch.tensor(x), torch.tensor(y)
-    TF = torch.nn.functional
-    want = []
-    for _ in range(3):
-        w1, b1, w2, b2, wl, bl = tp
-        h = TF.max_pool2d(TF.relu(TF.conv2d(tx, w1, b1, padding=1)), 2)
-        h = TF.max_pool2d(TF.relu(TF.conv2d(h, w2, b2, padding=1)), 2)
-        loss = TF.cross_entropy(h.reshape(h.shape[0], -1) @ wl + bl, ty)
-        loss.backward()
-        with torch.no_grad():
-            for p in tp:
-                p -= 0.1 * p.grad
-                p.grad = None
-        want.append(float(loss.detach()))
+    want = [float(step(torch, tp, tx, ty).detach()) for _ in range(3)]
     np.testing.assert_allclose(losses, want, rtol=1e-5, atol=1e-5)
     for p, t in zip(params, tp):
         np.testing.assert_allclose(p.detach().numpy(), t.detach().numpy(), rtol=1e-4, atol=1e-5)

@@ -5,7 +5,6 @@ the LLVM backend against the interpreter (summation order changes: reduction tol
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -21,15 +20,8 @@ from graphc.testing import inp, op
 from graphc.ir import dtypes as dt
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _private_cache(tmp_path_factory):
-    old = os.environ.get("GRAPHC_CACHE_DIR")
-    os.environ["GRAPHC_CACHE_DIR"] = str(tmp_path_factory.mktemp("graphc_cache"))
-    yield
-    if old is None:
-        os.environ.pop("GRAPHC_CACHE_DIR", None)
-    else:
-        os.environ["GRAPHC_CACHE_DIR"] = old
+# compiled kernels go to a cache directory of this module's own (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def make(outputs, inputs):

@@ -1,7 +1,6 @@
 """Memory planning: liveness-based arena placement (graphc/passes/memory.py)."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -16,15 +15,8 @@ from graphc.passes.fusion import fuse
 from graphc.passes.memory import plan_memory
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _private_cache(tmp_path_factory):
-    old = os.environ.get("GRAPHC_CACHE_DIR")
-    os.environ["GRAPHC_CACHE_DIR"] = str(tmp_path_factory.mktemp("graphc_cache"))
-    yield
-    if old is None:
-        os.environ.pop("GRAPHC_CACHE_DIR", None)
-    else:
-        os.environ["GRAPHC_CACHE_DIR"] = old
+# compiled kernels go to a cache directory of this module's own (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def inp(shape, name="x"):

@@ -69,15 +69,8 @@ def device():
     return _shared_device()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _private_cache(tmp_path_factory):
-    old = os.environ.get("GRAPHC_CACHE_DIR")
-    os.environ["GRAPHC_CACHE_DIR"] = str(tmp_path_factory.mktemp("graphc_cache"))
-    yield
-    if old is None:
-        os.environ.pop("GRAPHC_CACHE_DIR", None)
-    else:
-        os.environ["GRAPHC_CACHE_DIR"] = old
+# compiled kernels go to a cache directory of this module's own (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def run_case(case, device, choose_config=None):
