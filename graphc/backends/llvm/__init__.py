@@ -10,7 +10,7 @@ from __future__ import annotations
 from ...passes.fusion import fuse
 from ...passes.memory import plan_memory
 from .. import kernel_ir as K
-from . import cache, jit
+from . import cache, jit, parallel
 from .executor import Executable, schedule
 
 stats = {"llvm_compiles": 0, "disk_hits": 0}
@@ -36,48 +36,67 @@ def fingerprint(plan, memory) -> str:
 def build_module(plan, memory, steps=None):
     """(llvmlite.ir.Module, [(native function, ranges)]) for the plan: one function per
     kernel plus one driver per group of kernels the schedule runs in a single call."""
-    from .codegen import ModuleBuilder
     steps = steps if steps is not None else schedule(plan.kernels)
+    return _module_part(plan, memory, steps, range(len(plan.kernels)), True), \
+        _calls(plan, steps)
+
+
+def _module_part(plan, memory, steps, kernel_range, with_drivers):
+    """The module holding the kernels of `kernel_range` (and the drivers, if asked):
+    a driver calls its kernels by name, in this module or another one loaded beside it."""
+    from .codegen import ModuleBuilder
     mb = ModuleBuilder(memory.slots, streaming_stores=True)   # executor aligns buffers
-    names = [mb.add(k) for k in plan.kernels]
-    calls = []
-    for j, (kidx, ranges) in enumerate(steps):
-        if len(kidx) == 1 and ranges != [(0, -1)]:
-            calls.append((names[kidx[0]], ranges))
-        elif len(kidx) == 1:
-            kern = plan.kernels[kidx[0]]
-            extent = kern.outer[0].extent if getattr(kern, "outer", ()) else 1
-            calls.append((names[kidx[0]], [(0, extent)]))
-        else:
-            calls.append((mb.add_driver(f"graphc_run{j}",
-                                        [(plan.kernels[k], names[k]) for k in kidx]),
-                          [(0, 1)]))
+    for k in kernel_range:
+        mb.add(plan.kernels[k])
+    if with_drivers:
+        for j, (kidx, ranges) in enumerate(steps):
+            if len(kidx) > 1:
+                for k in kidx:
+                    if k not in kernel_range:
+                        mb.declare_kernel(f"graphc_{plan.kernels[k].name}")
+                mb.add_driver(f"graphc_run{j}",
+                              [(plan.kernels[k], f"graphc_{plan.kernels[k].name}")
+                               for k in kidx])
     tm = jit.target_machine()
     mb.module.triple = tm.triple
     mb.module.data_layout = str(tm.target_data)
-    return mb.module, calls
+    return mb.module
 
 
 def compile_plan(plan, use_cache=True):
     memory = plan_memory(plan.kernels, plan.input_buffers, plan.output_buffers)
     steps = schedule(plan.kernels)
     calls = _calls(plan, steps)
-    obj = None
+    objs = None
     key = None
     if use_cache:
         key = cache.make_key(fingerprint(plan, memory) + f"\nschedule {steps}")
-        obj = cache.load(key)
-        if obj is not None:
+        objs = cache.unpack(cache.load(key))
+        if objs is not None:
             stats["disk_hits"] += 1
-    if obj is None:
-        module, calls = build_module(plan, memory, steps)
-        optimized = jit.optimize(str(module))
-        obj = jit.emit_object(optimized)
+    if objs is None:
+        n_parts = parallel.parts_for(len(plan.kernels))
+        ranges = parallel.split([_cost(k) for k in plan.kernels], n_parts)
+
+        def build(j):
+            return str(_module_part(plan, memory, steps, range(*ranges[j]), j == 0))
+        objs = parallel.compile_modules(build, len(ranges), _compile_text)
         stats["llvm_compiles"] += 1
         if use_cache:
-            cache.store(key, obj)
-    loaded = jit.LoadedObject(obj)
+            cache.store(key, cache.pack(objs))
+    loaded = jit.LoadedObject(objs)
     return Executable(plan, memory, loaded, calls)
+
+
+def _compile_text(text: str) -> bytes:
+    return jit.emit_object(jit.optimize(text))
+
+
+def _cost(kernel) -> int:
+    """A kernel's share of LLVM's work, roughly: the size of its printed loop nest."""
+    if isinstance(kernel, K.MatmulKernel):
+        return 200
+    return sum(len(repr(st)) for st in kernel.stages) + 100
 
 
 def _calls(plan, steps):

@@ -17,7 +17,7 @@ import tempfile
 import llvmlite
 import llvmlite.binding as llvm
 
-MAGIC = b"GRAPHC-LLVM-OBJ1"
+MAGIC = b"GRAPHC-LLVM-OBJ2"   # payload: pack()ed object files
 _source_hash = None
 
 
@@ -50,6 +50,32 @@ def make_key(ir_fingerprint: str) -> str:
         h.update(str(part).encode())
         h.update(b"\0")
     return h.hexdigest()
+
+
+def pack(objects: list) -> bytes:
+    """One payload for the object files of a plan (parallel.py compiles several):
+    a count, then each object's 8-byte length and bytes."""
+    out = [len(objects).to_bytes(8, "little")]
+    for o in objects:
+        out += [len(o).to_bytes(8, "little"), o]
+    return b"".join(out)
+
+
+def unpack(payload) -> list | None:
+    """The object files of a `pack`ed payload; None for None or a malformed one."""
+    if payload is None or len(payload) < 8:
+        return None
+    n, pos, out = int.from_bytes(payload[:8], "little"), 8, []
+    for _ in range(n):
+        if pos + 8 > len(payload):
+            return None
+        size = int.from_bytes(payload[pos:pos + 8], "little")
+        pos += 8
+        if pos + size > len(payload):
+            return None
+        out.append(payload[pos:pos + size])
+        pos += size
+    return out if n and pos == len(payload) else None
 
 
 def _path(key):

@@ -91,6 +91,11 @@ class ModuleBuilder:
         _emit_wrapper(self, body, name, bufs, bases)
         return name
 
+    def declare_kernel(self, name):
+        """A kernel function defined in another module of the same plan (parallel.py)."""
+        if name not in self.module.globals:
+            ir.Function(self.module, KERNEL_TYPE, name)
+
     def add_driver(self, name, kernels_and_names):
         """A function running several kernels over their whole extents, in order (one
         foreign call from Python instead of one per kernel)."""

@@ -69,15 +69,18 @@ def emit_assembly(mod) -> str:
 
 
 class LoadedObject:
-    """Object code linked into the process; keeps the engine alive with its functions."""
+    """Object code linked into the process; keeps the engine alive with its functions.
+    `objs` is one object file or a list of them (a plan compiled as several modules,
+    parallel.py): the engine resolves calls from one into another."""
 
-    def __init__(self, obj: bytes):
+    def __init__(self, objs):
         _init()
         tm = _new_target_machine()   # the engine takes ownership of its target machine
         empty = llvm.parse_assembly("")
         empty.triple = tm.triple
         self.engine = llvm.create_mcjit_compiler(empty, tm)
-        self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        for obj in [objs] if isinstance(objs, bytes) else objs:
+            self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         self.engine.finalize_object()
 
     def address(self, name: str) -> int:
