@@ -69,6 +69,7 @@ import graphc as gc  # noqa: E402
 from graphc import runtime  # noqa: E402
 from graphc.backends import triton as T  # noqa: E402
 from graphc.backends.triton import checks  # noqa: E402
+from graphc.benchsuite.workloads.nn_training import NNMLPStep, train_step  # noqa: E402
 from graphc.ir import dtypes as dt  # noqa: E402
 from graphc.ir.graph import Graph  # noqa: E402
 from graphc.passes.autodiff import grad_graph  # noqa: E402
@@ -542,9 +543,7 @@ def bench_mlp_step(env, sz, peer):
     compiles = runtime.stats["compiles"]
     try:
         def make_model():
-            layers = [gc.nn.Linear(fi, fo) for fi, fo in zip(MLP_SIZES[:-1], MLP_SIZES[1:])]
-            model = gc.nn.Sequential(layers[0], gc.nn.ReLU(), layers[1], gc.nn.ReLU(),
-                                     layers[2])
+            model = NNMLPStep().build(gc.nn, None)
             with gc.no_grad():
                 for p, a in zip(model.parameters(), params):
                     p.copy_(gc.from_numpy(a.copy()))
@@ -559,13 +558,7 @@ def bench_mlp_step(env, sz, peer):
             if not env.dry_run:
                 gx, gy = gx.to("cuda"), gy.to("cuda")
 
-            @gc.compile
-            def step(xb, yb):
-                opt.zero_grad()
-                loss = gc.nn.functional.cross_entropy(model(xb), yb)
-                loss.backward()
-                opt.step()
-                return loss
+            step = gc.compile(train_step(gc, model, opt))
             return lambda: step(gx, gy)
 
         def synced(fn):
@@ -615,22 +608,14 @@ def bench_mlp_step(env, sz, peer):
         os.environ.pop("GRAPHC_BACKEND", None)
 
     def build(torch, device):
-        model = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(),
-                                    torch.nn.Linear(512, 256), torch.nn.ReLU(),
-                                    torch.nn.Linear(256, 10)).to(device)
+        model = NNMLPStep().build(torch.nn, None).to(device)
         with torch.no_grad():
             for p, a in zip(model.parameters(), params):
                 p.copy_(torch.from_numpy(a))
         opt = torch.optim.SGD(model.parameters(), lr=0.01)
         tx, ty = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-
-        def tstep():
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(tx), ty)
-            loss.backward()
-            opt.step()
-            return loss
-        return tstep
+        step = train_step(torch, model, opt)
+        return lambda: step(tx, ty)
     r = peer.run(build, sz["reps"])
     rec.update(torch_eager_ms=r.get("eager"), torch_compile_ms=r.get("compile"),
                note=r.get("note"))

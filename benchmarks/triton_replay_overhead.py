@@ -24,6 +24,7 @@ import torch  # noqa: E402  (the interpreter device's array carrier, here only)
 import graphc as gc  # noqa: E402
 from graphc.backends import triton as T  # noqa: E402
 from graphc.backends.triton.devices import InterpreterDevice  # noqa: E402
+from graphc.benchsuite.workloads.nn_training import NNMLPStep, train_step  # noqa: E402
 
 
 class NullDevice(InterpreterDevice):
@@ -45,20 +46,13 @@ def main(steps=2000):
     dev = NullDevice(lambda a, p: torch.from_numpy(a))
     T.set_default_device(dev)
     os.environ["GRAPHC_BACKEND"] = "triton"
-    model = gc.nn.Sequential(gc.nn.Linear(784, 512), gc.nn.ReLU(), gc.nn.Linear(512, 256),
-                             gc.nn.ReLU(), gc.nn.Linear(256, 10))
+    model = NNMLPStep().build(gc.nn, None)
     opt = gc.optim.SGD(model.parameters(), lr=0.01)
     rng = np.random.default_rng(0)
     x = gc.from_numpy(rng.random((128, 784), dtype=np.float32))
     y = gc.from_numpy(rng.integers(0, 10, 128))
 
-    @gc.compile
-    def step(xb, yb):
-        opt.zero_grad()
-        loss = gc.nn.functional.cross_entropy(model(xb), yb)
-        loss.backward()
-        opt.step()
-        return loss
+    step = gc.compile(train_step(gc, model, opt))
     for _ in range(5):
         step(x, y)
     before = dev.launches

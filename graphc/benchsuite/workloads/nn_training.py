@@ -103,6 +103,21 @@ def layer_fan_in(key: str, shapes: dict[str, tuple]) -> int:
     return int(np.prod(shapes[weight][1:]))
 
 
+def train_step(lib, model, opt):
+    """step(x, y) of a classifier written with `lib` (graphc, or torch eager): zero the
+    gradients, cross-entropy of model(x), backward, optimizer step; returns the loss.
+    The step the nn workloads time and benchmarks/gpu_check.py runs on a GPU."""
+    loss_fn = lib.nn.CrossEntropyLoss()
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
 class NNStepWorkload(Workload):
     """One optimizer step of a model built by `build(nn, p)`, trained with
     nn.CrossEntropyLoss and the optimizer named by `optimizer` / `optimizer_options`."""
@@ -162,15 +177,7 @@ class NNStepWorkload(Workload):
         model = self.build(gc.nn, p)
         model.load_state_dict({k: gc.from_numpy(v.copy()) for k, v in inputs["state"].items()})
         opt = getattr(gc.optim, self.optimizer)(model.parameters(), **self.optimizer_options)
-        loss_fn = gc.nn.CrossEntropyLoss()
-
-        def train_step(x, y):
-            opt.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-        step = gc.compile(train_step, backend=backend)
+        step = gc.compile(train_step(gc, model, opt), backend=backend)
         x, y = gc.from_numpy(inputs["x"]), gc.from_numpy(inputs["y"])
         c = graphc_contender(gc, backend, "compile", lambda: step(x, y),
                              setting=f"graphc.compile(step), nn.CrossEntropyLoss, "
