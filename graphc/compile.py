@@ -124,13 +124,15 @@ def _data_node(value, like: Node) -> Node:
 class _Program:
     """One traced step: how to bind its inputs and where its outputs go."""
 
-    def __init__(self, exe, bindings, writes, grad_writes, result_spec, n_results, guards):
+    def __init__(self, exe, bindings, writes, grad_writes, result_spec, result_types, guards):
         self.exe = exe
         self.bindings = bindings          # callables returning each input array
         self.writes = writes              # (weakref tensor, output index)
         self.grad_writes = grad_writes    # (weakref tensor, output index or None)
         self.result_spec = result_spec
-        self.n_results = n_results
+        # the traced types: a value's array does not say its graph dtype (bfloat16 is
+        # held as float32)
+        self.result_types = result_types
         self.guards = guards              # callables returning a failure reason or None
 
     def check(self):
@@ -163,18 +165,12 @@ class _Program:
                 t._grad = None
             elif t._grad is not None:
                 t._grad._node = _data_node(outs[k], t._grad._node)
-            else:
-                t._grad = Tensor._wrap(_data_node(outs[k], Node("input", (), {}, _type_of(
-                    outs[k]))), is_leaf=True)
-        results = [Tensor._wrap(_data_node(outs[k], Node("input", (), {}, _type_of(outs[k]))),
-                                is_leaf=True) for k in range(self.n_results)]
+            else:   # a gradient has its parameter's type
+                t._grad = Tensor._wrap(_data_node(outs[k], Node("input", (), {}, t._node.type)),
+                                       is_leaf=True)
+        results = [Tensor._wrap(_data_node(outs[k], Node("input", (), {}, ty)), is_leaf=True)
+                   for k, ty in enumerate(self.result_types)]
         return _rebuild(self.result_spec, results)
-
-
-def _type_of(array):
-    from .ir import dtypes as dt
-    from .ir.graph import TensorType
-    return TensorType(tuple(array.shape), dt.from_numpy(array.dtype))
 
 
 class CompiledFunction:
@@ -253,8 +249,8 @@ class CompiledFunction:
                           (ref()._grad is not None) == had else
                           "a parameter's .grad changed between None and a tensor")
         exe = runtime.compiled_for(graph, self.backend)
-        prog = _Program(exe, bindings, writes, grad_writes, result_spec, len(res_tensors),
-                        guards)
+        prog = _Program(exe, bindings, writes, grad_writes, result_spec,
+                        [t._node.type for t in res_tensors], guards)
         self._programs[key] = prog
         return prog._finish(exe([n.data for n in boundary]))
 

@@ -110,3 +110,26 @@ def test_guard_failure_is_logged(capfd, monkeypatch):
     fn(gc.ones(3))
     np.testing.assert_allclose(p.grad.numpy(), [1, 1, 1])
     assert "retracing" in capfd.readouterr().err
+
+
+def test_replayed_results_and_gradients_keep_their_traced_dtypes():
+    """A bfloat16 value is held as a float32 array: the replay must type results and
+    new gradients from the trace, not from the array."""
+    w = gc.tensor(np.linspace(-1, 1, 6, dtype=np.float32), dtype=gc.bfloat16,
+                  requires_grad=True)
+
+    def step(x):
+        loss = (w * x).sum()
+        loss.backward()
+        return (x * 2).to(gc.bfloat16), loss
+
+    compiled = gc.compile(step)
+    x = gc.tensor(np.ones(6, np.float32), dtype=gc.bfloat16)
+    for _ in range(3):
+        w.grad = None
+        doubled, loss = compiled(x)
+    assert compiled.stats["replays"] >= 1
+    assert doubled.dtype == gc.bfloat16 and loss.dtype == gc.bfloat16
+    assert w.grad.dtype == gc.bfloat16
+    np.testing.assert_array_equal(doubled.float().numpy(), np.full(6, 2, np.float32))
+    np.testing.assert_array_equal(w.grad.float().numpy(), np.ones(6, np.float32))
