@@ -365,6 +365,13 @@ def test_device_values_spill_to_the_host_under_memory_pressure(device):
     moved = values.to_device(a, dt.bfloat16, device)
     np.testing.assert_array_equal(np.asarray(moved), a)
     assert "DeviceArray(shape=[300]" in repr(moved)
+    # copies share the value; pickling stores it as a host array
+    import copy
+    import pickle
+    assert copy.copy(moved) is moved and copy.deepcopy([moved])[0] is moved
+    back = pickle.loads(pickle.dumps(moved))
+    assert type(back) is np.ndarray and back.flags.writeable
+    np.testing.assert_array_equal(back, a)
 
 
 @interpreted

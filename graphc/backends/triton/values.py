@@ -76,6 +76,17 @@ class DeviceArray:
     def tolist(self):
         return self.host().tolist()
 
+    # a value is immutable: copies share it (a copied DeviceArray would hold the block
+    # without owning it); pickling stores the value itself, as a host array
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        return np.array, (self.host(),)
+
     def __repr__(self):
         where = "spilled to host" if self._block is None else self.device.name
         return f"DeviceArray(shape={list(self.shape)}, dtype={self.dtype}, on {where})"
