@@ -86,3 +86,18 @@ def test_the_disk_cache_keeps_every_module(monkeypatch):
     assert L.stats["disk_hits"] == hits + 1
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_forked_child_does_not_use_its_parents_workers(monkeypatch):
+    monkeypatch.setenv("GRAPHC_COMPILE_WORKERS", "1")
+    L.compile_plan(fuse(_many_kernels()), use_cache=False)
+    inherited = list(parallel._pool)
+    assert inherited
+    monkeypatch.setattr(parallel.os, "getpid", lambda: -1)   # as seen from a fork
+    started = []
+    monkeypatch.setattr(parallel, "Worker", lambda: started.append(1) or inherited[0])
+    taken = parallel._take(1)
+    assert started == [1] and all(w not in parallel._pool for w in inherited[1:])
+    parallel._give_back(taken)
+    for w in inherited[1:]:   # really this process's: close what the test dropped
+        w.close()

@@ -52,6 +52,7 @@ class Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         env["GRAPHC_COMPILE_WORKERS"] = "0"
+        self.owner = os.getpid()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "graphc.backends.llvm.compile_worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -83,6 +84,8 @@ def _take(n: int) -> list:
     """Up to n idle workers, starting the missing ones (those that fail to start are
     simply not there)."""
     with _pool_lock:
+        # a forked child inherits the pool, but the pipes are its parent's: forget them
+        _pool[:] = [w for w in _pool if w.owner == os.getpid()]
         while len(_pool) < n:
             try:
                 _pool.append(Worker())
