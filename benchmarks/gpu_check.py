@@ -310,12 +310,16 @@ def run_training(env, results):
 
 # ----------------------------------------------------------------------------- timing
 
-def wall_ms(fn, reps, warmup=2):
+def wall_ms(fn, reps, warmup=2, finish=lambda: None):
+    """Wall ms per call of `reps` calls; `finish()` ends the warm-up and the timed loop
+    (a read that waits for the device to finish what the calls queued)."""
     for _ in range(warmup):
         fn()
+    finish()
     t0 = time.perf_counter()
     for _ in range(reps):
         fn()
+    finish()
     return (time.perf_counter() - t0) * 1e3 / reps
 
 
@@ -574,14 +578,14 @@ def bench_mlp_step(env, sz, peer):
             step()
         read()
         rec["graphc_first_call_s"] = round(time.perf_counter() - t0, 2)
-        rec["graphc_end_to_end_ms"] = wall_ms_synced(step, read, sz["reps"])
+        rec["graphc_end_to_end_ms"] = wall_ms(step, sz["reps"], finish=read)
         rec["graphc_loss"] = read()
         os.environ["GRAPHC_TRITON_RESIDENT"] = "0"
         try:
             step0, read0 = synced(compiled_step())
             for _ in range(3):
                 step0()
-            rec["graphc_not_resident_ms"] = wall_ms_synced(step0, read0, sz["reps"])
+            rec["graphc_not_resident_ms"] = wall_ms(step0, sz["reps"], finish=read0)
         finally:
             os.environ.pop("GRAPHC_TRITON_RESIDENT", None)
 
@@ -626,19 +630,6 @@ def bench_mlp_step(env, sz, peer):
         f"{fmt(rec.get('graphc_lazy_ms'))} ms, torch eager {fmt(rec.get('torch_eager_ms'))}"
         f" ms")
     return rec
-
-
-def wall_ms_synced(step, read, reps, warmup=2):
-    """Wall ms per step of `reps` steps ending with one read of the last result (the
-    device finished them all)."""
-    for _ in range(warmup):
-        step()
-    read()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        step()
-    read()
-    return (time.perf_counter() - t0) * 1e3 / reps
 
 
 # ----------------------------------------------------------------------------- report

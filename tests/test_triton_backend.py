@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 import graphc as gc  # noqa: E402
 from graphc.backends import interp  # noqa: E402
 from graphc.backends import triton as T  # noqa: E402
-from graphc.backends.triton import checks, executor, loader  # noqa: E402
+from graphc.backends.triton import checks, executor, loader, values  # noqa: E402
 from graphc.backends.triton.devices import InterpreterDevice  # noqa: E402
 from graphc.cuda.allocator import CachingAllocator, size_class  # noqa: E402
 from graphc.ir import dtypes as dt  # noqa: E402
@@ -350,7 +350,6 @@ def test_outputs_stay_on_the_device_until_read(device, monkeypatch):
 
 @interpreted
 def test_device_values_spill_to_the_host_under_memory_pressure(device):
-    from graphc.backends.triton import values
     x = inp((300,), dt.bfloat16)
     exe = T.compile(graph([op("neg", x)], [x]), device=device)
     a = interp.round_to_bfloat16(np.linspace(-3, 3, 300).astype(np.float32))
@@ -395,13 +394,13 @@ def test_tf32_flag_reaches_float32_gemms(device):
 
 def test_device_layout_round_trip():
     a = interp.round_to_bfloat16(np.random.default_rng(0).standard_normal(33).astype(np.float32))
-    raw = executor.to_device_layout(a, dt.bfloat16)
+    raw = values.to_device_layout(a, dt.bfloat16)
     assert raw.dtype == np.uint16 and raw.nbytes == 66
-    back = executor.from_device_layout(raw.view(np.uint8), a.shape, dt.bfloat16)
+    back = values.from_device_layout(raw.view(np.uint8), a.shape, dt.bfloat16)
     np.testing.assert_array_equal(back, a)
     b = np.array([True, False, True])
     np.testing.assert_array_equal(
-        executor.from_device_layout(executor.to_device_layout(b, dt.bool_).view(np.uint8),
+        values.from_device_layout(values.to_device_layout(b, dt.bool_).view(np.uint8),
                                     (3,), dt.bool_), b)
 
 

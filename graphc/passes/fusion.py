@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -564,7 +565,6 @@ class _Fuser:
                 self.inlined_points[nid] = points
         return v
 
-
     def _ev(self, n, idx, kp, top=False):
         key = (id(n), idx)
         if key in self._memo:
@@ -836,7 +836,6 @@ class _Fuser:
 def _concat_signature(kp):
     """The stages of concat kernel `kp` as text, its loop variables renamed by position
     (they are named after the kernel: k12o0, k12p3t)."""
-    import re
     tag = re.compile(rf"\bk{kp.index}(?=[a-z])")
     outer = ", ".join(f"{v.name}<{v.extent}" for v in kp.outer)
     parts = [outer] + [repr(payload) for _, _, payload in kp.entries]

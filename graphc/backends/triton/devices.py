@@ -185,51 +185,37 @@ class CudaDevice:
         return k
 
     def run(self, k: _CudaKernel, launch, cfg, args):
-        grid = launch.grid(cfg)
-        scratch_blocks = []
-        extra = []
-        gsize, _, psize = k.scratch
-        nprog = grid[0] * grid[1] * grid[2]
-        for size in (gsize, psize):   # Triton kernels end with these two pointers
-            if size:
-                blk = self.allocator.allocate(size * nprog)
-                scratch_blocks.append(blk)
-                extra.append(blk.address)
-            else:
-                extra.append(0)
-        values = (ctypes.c_uint64 * (k.nparams + 2))(*(list(args) + extra))
-        params = (ctypes.c_void_p * (k.nparams + 2))(
-            *[ctypes.addressof(values) + 8 * i for i in range(k.nparams + 2)])
-        self.drv.launch(k.function, grid, k.threads, k.shared, params)
-        self.launches += 1
-        for blk in scratch_blocks:   # stream order: the next use comes after this kernel
-            self.allocator.release(blk)
+        self.launcher(k, launch, cfg)(args)
 
     def launcher(self, k: _CudaKernel, launch, cfg):
-        """`go(args)` launching `k` as `run` does, with everything that does not depend
-        on the argument values computed once: the grid, and the parameter arrays that
-        cuLaunchKernel reads (it copies the values at the call, so one array serves every
-        launch). This is the hot path of a replayed step: one ctypes call per kernel."""
-        if k.scratch[0] or k.scratch[2]:
-            return lambda args: self.run(k, launch, cfg, args)
+        """`go(args)` launching `k`, with everything that does not depend on the argument
+        values computed once: the grid, and the parameter arrays that cuLaunchKernel reads
+        (it copies the values at the call, so one array serves every launch). This is the
+        hot path of a replayed step: one ctypes call per kernel. Triton kernels end with
+        two scratch pointers; a kernel that needs scratch gets blocks per launch."""
         g0, g1, g2 = launch.grid(cfg)
         n = k.nparams + 2
         values = (ctypes.c_uint64 * n)()
         params = (ctypes.c_void_p * n)(*[ctypes.addressof(values) + 8 * i for i in range(n)])
         nargs = k.nparams
-        cu_launch, fn, threads, shared = self.drv.f.cuLaunchKernel, k.function, k.threads, \
-            k.shared
-        check = self.drv.check
+        scratch = [(nargs + j, size * g0 * g1 * g2)
+                   for j, size in enumerate((k.scratch[0], k.scratch[2])) if size]
+        grid, launch_on_driver, alloc = (g0, g1, g2), self.drv.launch, self.allocator
 
         def go(args):
             if len(args) != nargs:
                 raise ValueError(f"{k.name}: {len(args)} arguments where the kernel takes "
                                  f"{nargs}")
             values[:nargs] = args
-            rc = cu_launch(fn, g0, g1, g2, threads, 1, 1, shared, None, params, None)
-            if rc:
-                check("cuLaunchKernel", rc)
-            self.launches += 1
+            blocks = [alloc.allocate(nbytes) for _, nbytes in scratch]
+            for (slot, _), blk in zip(scratch, blocks):
+                values[slot] = blk.address
+            try:
+                launch_on_driver(k.function, grid, k.threads, k.shared, params)
+                self.launches += 1
+            finally:
+                for blk in blocks:   # stream order: the next use comes after this kernel
+                    alloc.release(blk)
         return go
 
     def time(self, fn, reps) -> float:

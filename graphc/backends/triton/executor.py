@@ -34,37 +34,11 @@ import weakref
 
 import numpy as np
 
-from ..interp import round_to_bfloat16
 from . import loader
-from .emitter import STORAGE_BYTES
-from .values import DeviceArray, pinned
+from .values import DeviceArray, from_device_layout, pinned, storage_nbytes, upload
 
 AUTOTUNE_MIN_WORK = 1 << 20
 AUTOTUNE_REPS = 10
-
-
-# ----------------------------------------------------------------------------- host <-> device
-
-def storage_nbytes(buf) -> int:
-    return storage_nbytes_of(buf.numel, buf.dtype)
-
-
-def storage_nbytes_of(numel: int, d) -> int:
-    return numel * STORAGE_BYTES[d.short]
-
-
-def to_device_layout(a: np.ndarray, d) -> np.ndarray:
-    """A contiguous host array holding exactly the bytes the device stores for `a`."""
-    if d.short == "bf16":
-        r = round_to_bfloat16(np.asarray(a, dtype=np.float32))
-        return np.ascontiguousarray((r.view(np.uint32) >> 16).astype(np.uint16))
-    return np.ascontiguousarray(a, dtype=d.np)
-
-
-def from_device_layout(raw: np.ndarray, shape, d) -> np.ndarray:
-    if d.short == "bf16":
-        return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(shape)
-    return raw.view(d.np).reshape(shape)
 
 
 def residency_enabled() -> bool:
@@ -158,7 +132,8 @@ class Executable:
             except Exception as e:   # a config the compiler or device rejects: skip it
                 timings.append((float("inf"), cfg, repr(e)))
                 continue
-            ms = dev.time(lambda: dev.run(kern, launch, cfg, args), AUTOTUNE_REPS)
+            go = dev.launcher(kern, launch, cfg)
+            ms = dev.time(lambda: go(args), AUTOTUNE_REPS)
             timings.append((ms, cfg, ""))
         best = min(timings, key=lambda t: t[0])
         if best[0] == float("inf"):
@@ -237,10 +212,8 @@ class Executable:
                     a = np.asarray(a, dtype=buf.dtype.np)
                 keep.append(a)
                 if buf in self._used:
-                    host = to_device_layout(a, buf.dtype)
-                    blk = alloc.allocate(host.nbytes)
+                    blk = upload(a, buf.dtype, dev)
                     uploads.append(blk)
-                    dev.upload(blk, host)
                     bound[buf] = (blk, 0)
             for buf, off in self.memory.offsets.items():
                 bound[buf] = (self._arena, off)
@@ -277,11 +250,17 @@ class Executable:
         raise RuntimeError(f"triton backend: no configuration of {launch.name} could be "
                            f"prepared:\n  " + "\n  ".join(errors))
 
-    def _args(self, launch, bound):
-        dev = self.device
-        args = [dev.pointer(*bound[b], b) for b in launch.buffers]
-        if launch.status:
-            args.append(dev.pointer(self._status, 0, None))
+    def _pointers(self, bound):
+        """(kernel argument per bound buffer, the status word's argument or None)."""
+        pointer = self.device.pointer
+        ptr = {b: pointer(blk, off, b) for b, (blk, off) in bound.items()}
+        return ptr, pointer(self._status, 0, None) if self._uses_status else None
+
+    @staticmethod
+    def _args(buffers, takes_status, ptr, status):
+        args = [ptr[b] for b in buffers]
+        if takes_status:
+            args.append(status)
         return args
 
     def _run_launches(self, bound):
@@ -291,24 +270,20 @@ class Executable:
             self._first_run(bound, prec)
             return
         # the replay path: every launch prepared, one pointer per buffer, one call each
-        pointer = self.device.pointer
-        ptr = {b: pointer(blk, off, b) for b, (blk, off) in bound.items()}
-        status = pointer(self._status, 0, None) if self._uses_status else None
+        ptr, status = self._pointers(bound)
         for go, buffers, takes_status in ready:
-            args = [ptr[b] for b in buffers]
-            if takes_status:
-                args.append(status)
-            go(args)
+            go(self._args(buffers, takes_status, ptr, status))
 
     def _first_run(self, bound, prec):
         """Run every launch, choosing (and tuning) and preparing its configuration."""
         dev = self.device
         steps = self._steps.setdefault(prec, [])
+        ptr, status = self._pointers(bound)
         for j, base in enumerate(self.generated.launches):
             if base.empty():
                 continue
             launch = self._launch_for(base, prec)
-            args = self._args(launch, bound)
+            args = self._args(launch.buffers, launch.status, ptr, status)
             if len(steps) <= j:
                 while len(steps) < j:
                     steps.append(None)

@@ -29,6 +29,33 @@ import weakref
 
 import numpy as np
 
+from ..interp import round_to_bfloat16
+from .emitter import STORAGE_BYTES
+
+# ----------------------------------------------------------------------------- layouts
+
+def storage_nbytes(buf) -> int:
+    return storage_nbytes_of(buf.numel, buf.dtype)
+
+
+def storage_nbytes_of(numel: int, d) -> int:
+    return numel * STORAGE_BYTES[d.short]
+
+
+def to_device_layout(a: np.ndarray, d) -> np.ndarray:
+    """A contiguous host array holding exactly the bytes the device stores for `a`."""
+    if d.short == "bf16":
+        r = round_to_bfloat16(np.asarray(a, dtype=np.float32))
+        return np.ascontiguousarray((r.view(np.uint32) >> 16).astype(np.uint16))
+    return np.ascontiguousarray(a, dtype=d.np)
+
+
+def from_device_layout(raw: np.ndarray, shape, d) -> np.ndarray:
+    if d.short == "bf16":
+        return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(shape)
+    return raw.view(d.np).reshape(shape)
+
+
 
 class DeviceArray:
     __slots__ = ("shape", "dtype", "graph_dtype", "device", "_block", "_host",
@@ -100,7 +127,6 @@ class DeviceArray:
         """The value as a read-only host array, copied from the device on first use."""
         h = self._host
         if h is None:
-            from .executor import from_device_layout, storage_nbytes_of
             dev = self.device
             dev.activate()
             raw = dev.download(self._block, storage_nbytes_of(self.size, self.graph_dtype))
@@ -203,16 +229,21 @@ def resident_count(device) -> int:
     return _live.count(device)
 
 
-def to_device(array, graph_dtype, device) -> DeviceArray:
-    """Upload a host array holding a value of `graph_dtype` to `device`."""
-    from .executor import storage_nbytes_of, to_device_layout
-    a = np.asarray(array)
-    host = to_device_layout(a, graph_dtype)
-    device.activate()
-    block = device.allocator.allocate(storage_nbytes_of(a.size, graph_dtype))
+def upload(array, graph_dtype, device):
+    """A device block holding host `array` (a value of `graph_dtype`) in device layout;
+    the caller owns it."""
+    host = to_device_layout(np.asarray(array), graph_dtype)
+    block = device.allocator.allocate(host.nbytes)
     try:
         device.upload(block, host)
     except BaseException:
         device.allocator.release(block)
         raise
-    return DeviceArray(block, a.shape, graph_dtype, device)
+    return block
+
+
+def to_device(array, graph_dtype, device) -> DeviceArray:
+    """Upload a host array holding a value of `graph_dtype` to `device`."""
+    a = np.asarray(array)
+    device.activate()
+    return DeviceArray(upload(a, graph_dtype, device), a.shape, graph_dtype, device)
