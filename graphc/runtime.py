@@ -14,6 +14,7 @@ is logged to stderr with its reason.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -30,6 +31,7 @@ _cache: dict = {}
 _shapeless_keys: dict = {}
 stats = {"compiles": 0, "cache_hits": 0, "realizations": 0}
 tracer = None   # a graphc.compile Tracer while a step is being captured
+_realize_backend = None   # overrides the default backend of lazy realization (run_once_on)
 
 
 def track(tensor):
@@ -171,9 +173,20 @@ def realize(*tensors):
             _pending.pop(k, None)
 
 
+@contextlib.contextmanager
+def realizing_on(backend_name):
+    """Realize lazy tensors on `backend_name` (None: the default) inside the block."""
+    global _realize_backend
+    old, _realize_backend = _realize_backend, backend_name
+    try:
+        yield
+    finally:
+        _realize_backend = old
+
+
 def _run(targets):
     graph, boundary = Graph.from_outputs(targets, boundary=lambda n: n.data is not None)
-    exe = compiled_for(graph)
+    exe = compiled_for(graph, _realize_backend)
     values = exe([n.data for n in boundary])
     stats["realizations"] += 1
     return targets, values

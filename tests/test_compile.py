@@ -133,3 +133,28 @@ def test_replayed_results_and_gradients_keep_their_traced_dtypes():
     assert w.grad.dtype == gc.bfloat16
     np.testing.assert_array_equal(doubled.float().numpy(), np.full(6, 2, np.float32))
     np.testing.assert_array_equal(w.grad.float().numpy(), np.ones(6, np.float32))
+
+
+def test_warmup_call_is_interpreted_and_only_the_step_is_compiled(monkeypatch):
+    """The first call runs once (it creates optimizer state), so on the CPU the
+    reference interpreter realizes it; LLVM compiles only the captured step."""
+    monkeypatch.delenv("GRAPHC_BACKEND", raising=False)     # the CPU default: LLVM
+    used = []
+    compiled_for = runtime.compiled_for
+
+    def recording(graph, backend_name=None):
+        used.append(backend_name or "default")
+        return compiled_for(graph, backend_name)
+    monkeypatch.setattr(runtime, "compiled_for", recording)
+    w1, w2, x, y = _make_problem(1)
+    params = [gc.tensor(w1, requires_grad=True), gc.tensor(w2, requires_grad=True)]
+    step = gc.compile(_step_factory(params, {"lr": 0.1}))
+    xt, yt = gc.tensor(x), gc.tensor(y)
+    step(xt, yt)
+    assert used and set(used) == {"interp"}
+    used.clear()
+    step(xt, yt)                         # the trace: compiled for the default backend
+    assert used == ["default"]
+    used.clear()
+    step(xt, yt).item()                  # a replay: nothing compiled or realized lazily
+    assert used == []

@@ -339,6 +339,75 @@ def test_concat_along_last_dim_keeps_rows_outer():
     run_matches_interp(g, [rng.standard_normal(s).astype(np.float32) for s in ((64, 10), (64, 5))], 0)
 
 
+
+def _has_select(kern):
+    return any(isinstance(v, (K.InRange,)) or (isinstance(v, K.Compute) and v.op == "where")
+               for st in kern.stages for v in K.walk_values(st.value))
+
+
+@pytest.mark.parametrize("row,interior", [(1, 0), (6, 0), (4, 1)])
+def test_index_that_never_reaches_the_padded_value_folds_to_zero(row, interior):
+    """Step t of an unrolled RNN reads the gradient of its output from a sequence that
+    is zero except at another step (a pad): that read is the constant 0, not a select on
+    a range check, so every such step gets the same kernel body."""
+    x, y = inp((3, 4)), inp((4,), "y")
+    padded = op("pad", op("exp", x), low=[3, 0], high=[1, 0], interior=[interior, 0])
+    one = op("slice", padded, starts=[row, 0], stops=[row + 1, 4], steps=[1, 1])
+    out = op("add", op("reshape", one, shape=[4]), y)
+    g, _ = Graph.from_outputs([out], input_order=[x, y])
+    (kern,) = fuse(g).kernels
+    assert not _has_select(kern)
+    assert not any(b.name == "in0" for b in kern.reads())   # x is never read
+    rng = np.random.default_rng(3)
+    run_matches_interp(g, [rng.standard_normal(s).astype(np.float32) for s in ((3, 4), (4,))], 0)
+
+
+def test_index_inside_one_concat_piece_reads_only_that_piece():
+    a, b = inp((2, 5)), inp((3, 5), "b")
+    cat = op("concat", op("exp", a), op("neg", b), dim=0)
+    out = op("slice", cat, starts=[3, 0], stops=[5, 5], steps=[1, 1])
+    g, _ = Graph.from_outputs([out], input_order=[a, b])
+    (kern,) = fuse(g).kernels
+    assert not _has_select(kern)
+    assert [buf.name for buf in kern.reads()] == ["in1"]
+    rng = np.random.default_rng(4)
+    run_matches_interp(g, [rng.standard_normal(s).astype(np.float32) for s in ((2, 5), (3, 5))], 0)
+
+
+def _lstm_step_graph(seq):
+    """The graph of an LSTM's forward and backward over `seq` steps (as realized)."""
+    from graphc.passes.pipeline import optimize
+    gc.manual_seed(0)
+    lstm = gc.nn.LSTM(4, 8)
+    x = gc.tensor(np.random.default_rng(0).standard_normal((seq, 2, 4)).astype(np.float32))
+    out, _ = lstm(x)
+    loss = (out[-1] * out[-1]).sum()
+    loss.backward()
+    outs = [loss._node] + [p.grad._node for p in lstm.parameters()]
+    g, _ = Graph.from_outputs(outs, boundary=lambda n: n.data is not None)
+    return optimize(g)
+
+
+def test_unrolled_rnn_steps_share_kernel_bodies():
+    """Compile time of an unrolled recurrence: LLVM optimises one body per distinct
+    loop nest, so doubling the sequence adds kernels but (almost) no new bodies. The
+    first and last steps differ from the others, and fusion does not always group the
+    backward of a step the same way (a few more bodies), but the count stays bounded:
+    before constant pad reads folded, 12 more steps made some 20 more bodies."""
+    import re
+    from graphc.passes.memory import plan_memory
+
+    def bodies(seq):
+        plan = fuse(_lstm_step_graph(seq))
+        memory = plan_memory(plan.kernels, plan.input_buffers, plan.output_buffers)
+        module, _ = L.build_module(plan, memory)
+        text = str(module)
+        return (len(re.findall(r'^define .*_body"', text, re.M)),
+                len(re.findall(r'^define void @"graphc_kernel', text, re.M)))
+    (b12, k12), (b24, k24) = bodies(12), bodies(24)
+    assert k24 >= k12 + 5 * 12    # the steps are unrolled: more kernels...
+    assert b24 <= b12 + 4         # ...over the same bodies
+
 @pytest.mark.parametrize("kernel_hw", [(3, 3), (12, 12)])
 def test_conv_patch_matrix_is_a_strided_gemm_operand(kernel_hw):
     """im2col writes the patch matrix once (the concat kernel) and the GEMM reads it in

@@ -552,6 +552,7 @@ class _Fuser:
         self._touched = set()
         if not hasattr(self, "_intern"):
             self._intern = {}
+            self._moved = {}     # (id(movement node), index) -> index into its operand
         try:
             v = self._ev(n, tuple(idx), kp, top)
         except CannotFuse:
@@ -605,7 +606,11 @@ class _Fuser:
             return K.RandValue(seed, off, K.linearize(idx, n.shape), bool(a.get("normal")),
                                n.dtype)
         if op in ("reshape", "permute", "expand", "slice"):
-            return self._ev(n.inputs[0], _movement_index(n, idx), kp)
+            key = (id(n), idx)
+            src = self._moved.get(key)
+            if src is None:    # index arithmetic is pure: kept across kernels and passes
+                src = self._moved[key] = _movement_index(n, idx)
+            return self._ev(n.inputs[0], src, kp)
         if op == "pad":
             return self._pad(n, idx, kp)
         if op == "concat":
@@ -643,6 +648,10 @@ class _Fuser:
             hi = lo + (size - 1) * step + 1
             j = K.lin(i) - lo
             blo, bhi = K.lin(i).bounds()
+            if bhi < lo or blo >= hi or (blo == bhi and (blo - lo) % step):
+                # never inside x (step t of an unrolled RNN reading the gradient padded
+                # around another step): a constant, so every such step has one body
+                return zero
             if not (blo >= lo and bhi < hi and step == 1):
                 conds.append(K.InRange(K.lin(i), lo, hi, step))
             src.append(K.clamp(K.floordiv(j, step) if step > 1 else j, 0, size - 1))
@@ -660,6 +669,9 @@ class _Fuser:
                 pieces.append((x, start, size))
             start += size
         i = K.lin(idx[d])
+        lo, hi = i.bounds()
+        reached = [p for p in pieces if lo < p[1] + p[2] and hi >= p[1]]
+        pieces = reached or pieces[-1:]     # an index out of every piece clamps to the last
         val = None
         for x, start, size in reversed(pieces):
             xi = tuple(K.clamp(i - start, 0, size - 1) if j == d else idx[j]
@@ -668,7 +680,6 @@ class _Fuser:
             if val is None:
                 val = v
             else:
-                lo, hi = i.bounds()
                 if lo >= start and hi < start + size:
                     val = v
                 else:

@@ -105,7 +105,9 @@ class ModuleBuilder:
         for kern, kname in kernels_and_names:
             callee = self.module.globals[kname]
             extent = kern.outer[0].extent if getattr(kern, "outer", ()) else 1
-            b.call(callee, [table, _c64(0), _c64(extent), status])
+            # not inlined: each kernel is also a function of its own, and a driver that
+            # inlined them would make LLVM optimise every kernel twice
+            b.call(callee, [table, _c64(0), _c64(extent), status], attrs=("noinline",))
         b.ret_void()
         return name
 
