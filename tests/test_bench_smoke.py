@@ -108,6 +108,21 @@ def test_round_robin_rotates_and_warms_up_first():
     assert [len(m.samples) for m in ms] == [3, 3, 3]
 
 
+def test_each_turn_starts_with_a_pause_then_an_untimed_call(monkeypatch):
+    """A threaded BLAS spins ~100 ms after a call: each contender's turn waits that out
+    before its untimed call, and the pause is not part of the sample."""
+    events = []
+    monkeypatch.setattr(timing.time, "sleep", lambda s: events.append(("sleep", s)))
+    a = timing.Contender("a", "a", lambda: events.append("a"), warmup=1)
+    b = timing.Contender("b", "b", lambda: events.append("b"), warmup=1)
+    ms = timing.measure([a, b], min_reps=1, max_reps=1, budget_s=0, fixed_reps=2,
+                        settle_s=0.15)
+    pause = ("sleep", 0.15)
+    assert events == ["a", "b"] + [pause, "a", "a", pause, "b", "b",
+                                   pause, "b", "b", pause, "a", "a"]
+    assert all(s < 0.1 for m in ms for s in m.samples)
+
+
 def test_failing_and_slow_contenders_are_dropped_with_a_reason():
     def broken():
         raise ValueError("no kernel for this")

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import altenv, machine
 from .peers import Peers, ThreadLimit, resolve_backends
-from .timing import Contender, measure
+from .timing import SETTLE_S, Contender, measure
 from .workloads import all_workloads
 
 SCHEMA = "graphc-bench/1"
@@ -51,7 +51,9 @@ class Options:
         alt = self.alt_settings if self.alt_settings is not None else not quick
         reps = {"min_reps": 3 if quick else 5, "max_reps": 5 if quick else 25,
                 "budget_s": self.budget_s if self.budget_s is not None else
-                (0.3 if quick else 12.0), "fixed_reps": self.reps, "threads": self.threads}
+                (0.3 if quick else 12.0), "fixed_reps": self.reps, "threads": self.threads,
+                # quick runs are smoke tests, not numbers: no pauses between contenders
+                "settle_s": 0.0 if quick else SETTLE_S}
         return peers, alt, reps
 
 
@@ -273,8 +275,12 @@ def run_workload(workload, opts: Options, backends, peers: Peers, peers_wanted, 
     contenders, notes = build_contenders(workload, p, inputs, backends, peers)
     rec["notes"] += notes
     contenders.append(copy_reference(nbytes))
+    # pauses between contenders only where a threaded BLAS spins (timing.SETTLE_S); a
+    # bandwidth-bound kernel's timings are steadier without them
+    reps = {**reps, "settle_s": reps["settle_s"] if workload.blas_spins else 0.0}
     ms = measure(contenders, min_reps=reps["min_reps"], max_reps=reps["max_reps"],
                  budget_s=reps["budget_s"], fixed_reps=reps["fixed_reps"],
+                 settle_s=reps["settle_s"],
                  progress=lambda s: _say(opts, f"{workload.name}: {s}"))
     _check_outputs(ms, workload.tolerance)
     for m in ms:

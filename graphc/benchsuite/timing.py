@@ -18,6 +18,15 @@ Invariants:
     of 5.1 ms (its threads had no core). A pause between calls instead (5 ms: 5.4 ms)
     lets torch's workers fall asleep, and waking them is then billed to torch (its MLP
     step median went from 4.4 to 7.0 ms), while a loop of training steps keeps them hot.
+  * Before that untimed call, the round pauses `settle_s` (full runs of workloads
+    whose contenders call a threaded BLAS: SETTLE_S), so whatever the previous
+    contender left spinning has stopped. The untimed call does
+    not cover OpenBLAS (numpy's, and graphc's BLAS calls): after every call its worker
+    threads spin, yielding, for about 100 ms (2^28 cycles, OpenBLAS's THREAD_TIMEOUT),
+    one core's worth, measured from /proc here. A torch MLP step timed right after a
+    numpy GEMM took 4.6-7.9 ms instead of 2.3-3.8 ms alone; after a 150 ms pause and its
+    own untimed call, 3.6 ms (alone: 3.8 ms in that run). Without the pause the suite
+    flattered graphc against torch on every BLAS-heavy workload.
 """
 from __future__ import annotations
 
@@ -30,6 +39,9 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+# Pause before each contender's calls in a round (see the module docstring): longer
+# than OpenBLAS's spin after a call (~100 ms here), which is the longest one measured.
+SETTLE_S = 0.15
 
 @dataclass
 class Contender:
@@ -129,13 +141,13 @@ def warm_up(m: Measurement) -> None:
 
 
 def measure(contenders: list[Contender], *, min_reps: int, max_reps: int,
-            budget_s: float, fixed_reps: int | None = None,
+            budget_s: float, fixed_reps: int | None = None, settle_s: float = 0.0,
             progress: Callable[[str], None] | None = None) -> list[Measurement]:
     """Warm up every contender, then time them in rotating round-robin order.
 
     The number of rounds is `fixed_reps` if given, else as many as fit `budget_s`
-    (a round's length estimated from each contender's last warm-up call), clamped to
-    [min_reps, max_reps]."""
+    (a round's length estimated from each contender's last warm-up call and the
+    pauses), clamped to [min_reps, max_reps]."""
     ms = [Measurement(c) for c in contenders]
     for m in ms:
         if progress:
@@ -147,7 +159,7 @@ def measure(contenders: list[Contender], *, min_reps: int, max_reps: int,
     if fixed_reps is not None:
         reps = fixed_reps
     else:
-        round_s = max(sum(2 * m.last_call_s for m in live), 1e-9)
+        round_s = max(sum(settle_s + 2 * m.last_call_s for m in live), 1e-9)
         reps = int(min(max(budget_s / round_s, min_reps), max_reps))
     if progress:
         progress(f"timing {len(live)} contenders x {reps} rounds")
@@ -159,6 +171,8 @@ def measure(contenders: list[Contender], *, min_reps: int, max_reps: int,
         for m in order:
             run = m.contender.run
             try:
+                if settle_s:
+                    time.sleep(settle_s)    # see the module docstring
                 settle = run()              # untimed: see the module docstring
                 del settle
                 t0 = time.perf_counter()

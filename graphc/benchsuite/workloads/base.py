@@ -34,6 +34,10 @@ class Target:
 class Workload:
     name = ""
     uses_blas = False           # numpy is also run without OPENBLAS_CORETYPE (subprocess)
+    # Some contender calls a threaded BLAS (graphc's matmuls and convolutions, numpy's
+    # GEMMs): OpenBLAS's workers then spin ~100 ms after each call, so the timing loop
+    # pauses before each contender (timing.SETTLE_S).
+    blas_spins = False
     tolerance = (1e-4, 1e-5)    # rtol, atol of the cross-check against the reference
     targets: tuple[Target, ...] = ()
     special = False             # True: not a round-robin workload (compile time)

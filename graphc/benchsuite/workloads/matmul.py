@@ -10,6 +10,7 @@ from .base import Target, Workload, graphc_contender, jax_output, rng_for, torch
 
 
 class Matmul(Workload):
+    blas_spins = True
     uses_blas = True
     tolerance = (1e-3, 1e-3)     # float32 sums of n products in different orders
 

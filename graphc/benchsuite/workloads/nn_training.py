@@ -121,6 +121,7 @@ def train_step(lib, model, opt):
 class NNStepWorkload(Workload):
     """One optimizer step of a model built by `build(nn, p)`, trained with
     nn.CrossEntropyLoss and the optimizer named by `optimizer` / `optimizer_options`."""
+    blas_spins = True
     optimizer = "SGD"
     optimizer_options = SGD_OPTIONS
     state_per_param = 1               # optimizer buffers shaped like each parameter

@@ -99,6 +99,7 @@ def _loss_output(t):
 
 
 class MLPStep(Workload):
+    blas_spins = True
     name = "mlp_step"
     uses_blas = True
     tolerance = (1e-4, 1e-5)
@@ -239,6 +240,7 @@ def cnn_init(batch: int) -> dict:
 
 
 class CNNStep(Workload):
+    blas_spins = True
     name = "cnn_step"
     tolerance = (1e-4, 1e-5)
     targets = (Target("not slower than torch eager", "speedup", 1.0, ("torch eager",)),)
