@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from graphc.backends import interp
+from graphc.backends import kernel_ir as K
 from graphc.backends import llvm as L
 from graphc.ir import dtypes as dt
 from graphc.ir.graph import Graph, Node, TensorType
@@ -45,6 +46,8 @@ def check_no_live_overlap(mem):
             (fa, la), (fb, lb) = mem.lifetimes[a], mem.lifetimes[b]
             if la < fb or lb < fa:
                 continue   # never live together
+            if (a.within and a.within[0] is b) or (b.within and b.within[0] is a):
+                continue   # a piece inside its concatenation, by design
             oa, ob = mem.offsets[a], mem.offsets[b]
             assert oa + a.nbytes <= ob or ob + b.nbytes <= oa, \
                 f"{a!r} and {b!r} are live together but overlap in the arena"
@@ -109,3 +112,62 @@ def test_random_chains_never_overlap_live_buffers(steps, n):
     a = np.random.default_rng(n).standard_normal((n, n)).astype(np.float32) * 0.2
     np.testing.assert_allclose(L.compile(g)([a])[0], interp.compile(g)([a])[0],
                                rtol=1e-4, atol=1e-4)
+
+
+def stacked_steps_graph(steps=4, n=16, stack_is_output=False):
+    """An unrolled recurrence h_t = tanh(h_(t-1) @ w) whose states are stacked (concat
+    along dim 0) and the stack read by one matmul, as a weight gradient reads it."""
+    h0, w = inp((1, n), "h0"), inp((n, n), "w")
+    h, hs = h0, []
+    for _ in range(steps):
+        h = op("tanh", op("matmul", h, w))
+        hs.append(h)
+    stack = op("concat", *hs, dim=0)
+    gram = op("matmul", op("permute", stack, dims=(1, 0)), stack)
+    outs = [gram, stack] if stack_is_output else [gram]
+    g, _ = Graph.from_outputs(outs, input_order=[h0, w])
+    return g
+
+
+def run_both(g, seed=0):
+    rng = np.random.default_rng(seed)
+    ins = [rng.standard_normal(n.shape).astype(np.float32) * 0.5 for n in g.inputs]
+    for a, b in zip(L.compile(g)(ins), interp.compile(g)(ins)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_stacked_pieces_are_stored_inside_the_stack_without_a_copy():
+    """h_0..h_2 are matmul operands (stored by their tanh kernels): they are stored
+    inside the stack. h_3 is only stacked, so the concat kernel computes it in place;
+    no kernel copies a piece."""
+    g = stacked_steps_graph()
+    plan = fuse(g)
+    mem = plan_memory(plan.kernels, plan.input_buffers, plan.output_buffers)
+    inside = [b for b in mem.offsets if b.within is not None]
+    stack = inside[0].within[0]
+    assert sorted(b.within[1] for b in inside) == [0, 16, 32]
+    writers = [k for k in plan.kernels if stack in k.writes()]
+    assert len(writers) == 1 and len(writers[0].stages) == 1
+    assert not isinstance(writers[0].stages[0].value, K.Load)     # tanh(h_2 @ w), no copy
+    for b in inside:
+        assert b.within[0] is stack
+        assert mem.offsets[b] == mem.offsets[stack] + b.within[1] * 4
+        first, last = mem.lifetimes[b]
+        assert mem.lifetimes[stack][0] <= first and last <= mem.lifetimes[stack][1]
+    check_no_live_overlap(mem)
+    assert mem.temp_bytes == sum(-(-b.nbytes // 64) * 64 for b in mem.offsets if b.within is None)
+    run_both(g)
+
+
+def test_pieces_off_a_64_byte_boundary_or_an_output_stack_are_copied():
+    g = stacked_steps_graph(n=3)          # 12-byte rows: only the first piece is aligned
+    plan = fuse(g)
+    inside = [b for b in plan.buffers.values() if b.within is not None]
+    assert [b.within[1] for b in inside] == [0]
+    assert len([k for k in plan.kernels if any(isinstance(st.value, K.Load) for st in
+                                               getattr(k, "stages", ()))]) == 1
+    run_both(g, 1)
+    g = stacked_steps_graph(stack_is_output=True)   # outputs are fresh arrays per run
+    plan = fuse(g)
+    assert not any(b.within is not None for b in plan.buffers.values())
+    run_both(g, 2)

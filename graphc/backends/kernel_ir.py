@@ -60,11 +60,17 @@ def _expr(cls):
 @dataclass(eq=False)
 class Buffer:
     """A contiguous array. `kind`: 'input' (graph input, given per call), 'output'
-    (graph output, fresh per call), 'temp' (intermediate, lives in the arena)."""
+    (graph output, fresh per call), 'temp' (intermediate, lives in the arena).
+
+    `within` = (container, element offset): a temp that is a contiguous block of another
+    temp (a piece of a concatenation, stored where the concatenation keeps it, so no
+    kernel copies it there). Kernels treat it as a buffer of its own; only the memory
+    plan places it inside its container."""
     name: str
     shape: tuple
     dtype: dt.DType
     kind: str = "temp"
+    within: tuple | None = None
 
     @property
     def numel(self):

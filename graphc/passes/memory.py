@@ -12,6 +12,10 @@ kernel that reads it, inclusive at both ends (a kernel never reads and writes
 overlapping memory). Greedy best-fit by decreasing size: each temp gets the lowest
 64-byte-aligned offset that overlaps no temp whose live range intersects its own.
 
+A temp placed `within` another (a piece of a concatenation, see fusion._elide_concat)
+gets no space of its own: it lives at its offset inside its container, whose live range
+is widened to cover it, so nothing else is placed there while either is live.
+
 Every buffer also gets a *slot* in the executable's pointer table; kernels find their
 buffers there (slots are fixed at compile time; input/output slots are refilled per run).
 """
@@ -73,6 +77,11 @@ def plan_memory(kernels, input_buffers, output_buffers) -> MemoryPlan:
         for b in kern.reads():
             last[b] = max(last.get(b, k), k)
             first.setdefault(b, k)
+    for b in list(first):   # a container lives while any block inside it does
+        if b.within is not None:
+            c = b.within[0]
+            first[c] = min(first.get(c, first[b]), first[b])
+            last[c] = max(last.get(c, last[b]), last[b])
     temps = [b for b in first if b.kind == "temp"]
     for b in temps:
         slots.setdefault(b, len(slots))
@@ -81,7 +90,8 @@ def plan_memory(kernels, input_buffers, output_buffers) -> MemoryPlan:
             slots.setdefault(b, len(slots))
     placed = []   # (offset, size, first, last)
     offsets = {}
-    for b in sorted(temps, key=lambda b: (-b.nbytes, first[b])):
+    for b in sorted((b for b in temps if b.within is None),
+                    key=lambda b: (-b.nbytes, first[b])):
         size = _align(max(b.nbytes, 1))
         lo, hi = first[b], last[b]
         conflicts = sorted((o, s) for o, s, f, l in placed if not (l < lo or f > hi))
@@ -92,9 +102,13 @@ def plan_memory(kernels, input_buffers, output_buffers) -> MemoryPlan:
             off = max(off, o + s)
         offsets[b] = off
         placed.append((off, size, lo, hi))
+    for b in temps:
+        if b.within is not None:
+            container, element = b.within
+            offsets[b] = offsets[container] + element * b.dtype.np.itemsize
     arena = max((o + s for o, s, _, _ in placed), default=0)
     return MemoryPlan(slots, offsets, {b: (first[b], last[b]) for b in temps}, arena,
-                      sum(_align(b.nbytes) for b in temps),
+                      sum(_align(b.nbytes) for b in temps if b.within is None),
                       sum(b.nbytes for b in set(output_buffers) if b.kind == "output"),
                       sum(b.nbytes for b in input_buffers))
 
