@@ -57,6 +57,22 @@ def test_sum_of_matmuls_is_one_matmul_over_a_longer_k():
     close_to_interp(g)
 
 
+def test_combined_matmuls_are_concatenated_in_graph_order():
+    """Reverse mode lists an unrolled RNN's weight-gradient terms from the last step
+    back; the combined operands follow the order their values were made in, so they
+    match the other stacks of the same steps."""
+    a = [inp((6, 4), dt.float32, f"a{t}") for t in range(4)]
+    b = [inp((4, 3), dt.float32, f"b{t}") for t in range(4)]
+    total = op("matmul", a[3], b[3])
+    for t in (2, 1, 0):
+        total = op("add", total, op("matmul", a[t], b[t]))
+    g = make([total], a + b)
+    (mm,) = [n for n in combine_sums(g).nodes if n.op == "matmul"]
+    assert [x.attrs["name"] for x in mm.inputs[0].inputs] == ["a0", "a1", "a2", "a3"]
+    assert [x.attrs["name"] for x in mm.inputs[1].inputs] == ["b0", "b1", "b2", "b3"]
+    close_to_interp(g)
+
+
 def test_transposed_terms_are_concatenated_before_the_transpose():
     """The RNN weight gradient: sum_t h_t^T @ g_t. The h_t are stacked untransposed
     (a copy along rows) and the GEMM reads the stack through a transpose flag."""

@@ -46,8 +46,9 @@ def check_no_live_overlap(mem):
             (fa, la), (fb, lb) = mem.lifetimes[a], mem.lifetimes[b]
             if la < fb or lb < fa:
                 continue   # never live together
-            if (a.within and a.within[0] is b) or (b.within and b.within[0] is a):
-                continue   # a piece inside its concatenation, by design
+            if (a.within and a.within[0] is b) or (b.within and b.within[0] is a) or \
+                    (a.within and b.within and a.within[0] is b.within[0]):
+                continue   # pieces (or a second stack of them) inside their concatenation
             oa, ob = mem.offsets[a], mem.offsets[b]
             assert oa + a.nbytes <= ob or ob + b.nbytes <= oa, \
                 f"{a!r} and {b!r} are live together but overlap in the arena"
@@ -171,3 +172,34 @@ def test_pieces_off_a_64_byte_boundary_or_an_output_stack_are_copied():
     plan = fuse(g)
     assert not any(b.within is not None for b in plan.buffers.values())
     run_both(g, 2)
+
+
+def test_a_second_stack_of_the_same_pieces_in_order_is_a_view_of_the_first():
+    """Two concatenations of the same stored pieces in the same order (one (T, 1, n)
+    stack, one (T, n) stack, as an RNN's weight gradients read them): the pieces lie
+    in the first, the second lies over them, and no kernel copies anything."""
+    steps, n = 4, 16
+    h0, w = inp((1, n), "h0"), inp((n, n), "w")
+    h, hs = h0, []
+    for _ in range(steps):
+        h = op("tanh", op("matmul", h, w))
+        hs.append(h)
+    stack3 = op("concat", *[op("reshape", x, shape=(1, 1, n)) for x in hs], dim=0)
+    stack2 = op("concat", *hs, dim=0)
+    gram = op("matmul", op("permute", stack2, dims=(1, 0)), stack2)
+    flat3 = op("reshape", stack3, shape=(steps, n))
+    gram3 = op("matmul", flat3, op("permute", flat3, dims=(1, 0)))
+    after = op("matmul", hs[-1], w)           # so that every step's state is stored
+    g, _ = Graph.from_outputs([gram, gram3, after], input_order=[h0, w])
+    plan = fuse(g)
+    mem = plan_memory(plan.kernels, plan.input_buffers, plan.output_buffers)
+    inside = {b: b.within for b in mem.offsets if b.within is not None}
+    containers = {c for c, _ in inside.values()}
+    assert len(containers) == 1
+    (stack,) = containers
+    assert mem.offsets[stack] == min(mem.offsets[b] for b in inside)
+    for k in plan.kernels:     # nothing is a copy of another buffer
+        for st in getattr(k, "stages", ()):
+            assert not isinstance(st.value, K.Load)
+    check_no_live_overlap(mem)
+    run_both(g, 3)

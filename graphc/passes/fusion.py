@@ -814,13 +814,39 @@ class _Fuser:
                         id(buf) not in containers and home is not None and \
                         home.kind in ("pointwise", "reduce", "concat") and not home.elided and \
                         buf.numel == _numel(x.shape) and (start * block) % 64 == 0 and \
-                        K.linearize(value.index, buf.shape) == K.linearize(src, x.shape):
+                        _same_offsets(value.index, buf.shape, src, x.shape):
                     buf.within = (container, start * block // n.dtype.np.itemsize)
                     containers.add(id(container))
                 else:
                     kept.append((n_, kind, payload))
+            if kept and len(kept) == len(pieces) and container.within is None and \
+                    id(container) not in containers:
+                view = self._stored_in_order(kept, pieces, d, block // n.dtype.np.itemsize)
+                if view is not None:   # every piece already lies in order in one buffer
+                    container.within = view
+                    kept = []
             kp.entries[:] = kept or [(n, "elided", None)]
             kp.elided = not kept
+
+    @staticmethod
+    def _stored_in_order(entries, pieces, d, block):
+        """(container, offset) if every piece of a concat is a whole buffer lying
+        `within` one container, one after the other as in the concatenation (a second
+        stack of the same steps in the same order), else None."""
+        first = None
+        for (_n, _kind, (dst, _inner, value)), (x, start) in zip(entries, pieces):
+            buf = value.buffer if isinstance(value, K.Load) else None
+            if buf is None or buf.within is None or buf.numel != _numel(x.shape):
+                return None
+            src = tuple(K.lin(i) - (start if j == d else 0) for j, i in enumerate(dst))
+            if not _same_offsets(value.index, buf.shape, src, x.shape):
+                return None
+            container, offset = buf.within
+            if first is None:
+                first = (container, offset - start * block)
+            elif first != (container, offset - start * block):
+                return None
+        return first
 
     def _assemble(self, kp):
         name = f"kernel{kp.index}"
@@ -891,6 +917,16 @@ class _Fuser:
                 else:
                     out.append((p, c, False, self.reason[id(p)]))
         return out
+
+
+def _same_offsets(index_a, shape_a, index_b, shape_b) -> bool:
+    """Whether two indexes address the same flat element of their buffers (loop
+    variables of extent 1 count as 0)."""
+    def flat(index, shape):
+        lin = K.linearize(index, shape)
+        return lin.const, tuple((a, c) for a, c in lin.terms
+                                if not (isinstance(a, K.Var) and a.extent == 1))
+    return flat(index_a, shape_a) == flat(index_b, shape_b)
 
 
 def _concat_signature(kp):

@@ -103,13 +103,14 @@ def combine_sums(graph: Graph) -> Graph:
         return out
 
     changed = []
+    position = {id(n): k for k, n in enumerate(graph.nodes)}
 
     def replace(n, new):
         if n.op != "add" or absorbed(n):
             return None
         terms = leaves(n)
         if len(terms) > 2 or any(t.op in ("matmul", "pad") for t in terms):
-            r = _rewrite_sum(n, terms, new, users)
+            r = _rewrite_sum(n, terms, new, users, position)
             if r is not None:
                 changed.append(n)
             return r
@@ -118,9 +119,13 @@ def combine_sums(graph: Graph) -> Graph:
     return out if changed else graph
 
 
-def _rewrite_sum(root, terms, new, users):
+def _rewrite_sum(root, terms, new, users, position):
     """The sum of `terms` (old nodes) with matmuls and pads combined, built from their
-    rewritten inputs (`new`), or None if nothing combines."""
+    rewritten inputs (`new`), or None if nothing combines. Combined matmuls are
+    concatenated in the order of their earliest operand in the graph, not in the order
+    the add tree lists them: reverse mode accumulates an unrolled RNN's weight gradient
+    from the last step back, and in step order its operands are the same stacks the
+    other gradients use (fusion._elide_concats then stores them once)."""
     def only_here(t):
         return len(users[id(t)]) == 1
     used, parts = set(), []
@@ -131,6 +136,7 @@ def _rewrite_sum(root, terms, new, users):
         groups.setdefault((a.shape[:-1], b.shape[-1], a.dtype, b.dtype), []).append(t)
     for group in groups.values():
         if len(group) >= 2:
+            group.sort(key=lambda t: min(position[id(_origin(i))] for i in t.inputs))
             parts.append(_combined_matmul(group, new))
             used.update(id(t) for t in group)
     pads = {}
@@ -151,6 +157,13 @@ def _rewrite_sum(root, terms, new, users):
     for x in parts[1:] + rest:
         total = Node("add", (total, x), {}, root.type, root.loc)
     return total
+
+
+def _origin(n):
+    """The value `n` is a view of (through movement ops)."""
+    while n.op in ("reshape", "permute", "expand", "slice"):
+        n = n.inputs[0]
+    return n
 
 
 def _swaps_last_two(n):
