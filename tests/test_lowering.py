@@ -73,6 +73,26 @@ def test_combined_matmuls_are_concatenated_in_graph_order():
     close_to_interp(g)
 
 
+def test_a_constant_among_transposed_terms_keeps_the_stack_untransposed():
+    """An RNN's first hidden state is a zero splat: its transpose is folded away, so the
+    terms are not all transposes; the stack is still built untransposed (a row stack
+    read through a transpose flag, not a transposing copy)."""
+    h = [inp((6, 4), dt.float32, f"h{t}") for t in range(3)]
+    g_ = [inp((6, 3), dt.float32, f"g{t}") for t in range(4)]
+    zero = op("expand", op("reshape", op("const", value=0.0, dtype=dt.float32), shape=(1, 1)),
+              shape=(4, 6))
+    firsts = [zero] + [op("permute", x, dims=(1, 0)) for x in h]
+    total = op("matmul", firsts[0], g_[0])
+    for t in range(1, 4):
+        total = op("add", total, op("matmul", firsts[t], g_[t]))
+    g = make([total], h + g_)
+    (mm,) = [n for n in combine_sums(g).nodes if n.op == "matmul"]
+    a = mm.inputs[0]
+    assert a.op == "permute" and a.inputs[0].op == "concat"
+    assert a.inputs[0].shape == (24, 4)          # rows of h: the untransposed stack
+    close_to_interp(g)
+
+
 def test_transposed_terms_are_concatenated_before_the_transpose():
     """The RNN weight gradient: sum_t h_t^T @ g_t. The h_t are stacked untransposed
     (a copy along rows) and the GEMM reads the stack through a transpose flag."""

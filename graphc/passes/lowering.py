@@ -177,14 +177,27 @@ def _concat(xs, dim):
     return xs[0] if len(xs) == 1 else _mk("concat", *xs, dim=dim)
 
 
+def _is_splat(n):
+    """A constant broadcast to its shape (an RNN's zero initial state, say)."""
+    while n.op in ("expand", "reshape", "permute"):
+        n = n.inputs[0]
+    return n.op == "const"
+
+
 def _operand(xs, dim, new):
     """concat of the operands along `dim` (the summed one), or the transpose of the
-    concat of their untransposed forms when every operand is a transpose."""
+    concat of their untransposed forms when every operand is a transpose (or a
+    constant, whose untransposed form is its own transpose: the zero initial state
+    among an RNN's transposed hidden states must not make the whole stack a transposing
+    copy)."""
     k = len(xs[0].shape)
-    if all(_swaps_last_two(x) for x in xs):
-        inner = [new[id(x.inputs[0])] for x in xs]
+    swapped = [x for x in xs if _swaps_last_two(x)]
+    if swapped and all(_swaps_last_two(x) or _is_splat(x) for x in xs):
+        perm = tuple(swapped[0].attrs["dims"])
+        inner = [new[id(x.inputs[0])] if _swaps_last_two(x) else
+                 _mk("permute", new[id(x)], dims=perm) for x in xs]
         other = k - 1 if dim == k - 2 else k - 2
-        return _mk("permute", _concat(inner, other), dims=tuple(xs[0].attrs["dims"]))
+        return _mk("permute", _concat(inner, other), dims=perm)
     return _concat([new[id(x)] for x in xs], dim % k)
 
 
