@@ -43,6 +43,7 @@ from typing import Any, Callable
 # than OpenBLAS's spin after a call (~100 ms here), which is the longest one measured.
 SETTLE_S = 0.15
 
+
 @dataclass
 class Contender:
     """One implementation of a workload.

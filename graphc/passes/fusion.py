@@ -778,15 +778,17 @@ class _Fuser:
 
     def _elide_concats(self):
         """Store pieces of a concatenation where the concatenation keeps them, instead
-        of copying them there. A piece qualifies when it is a temp that a loop kernel
-        computes (not a graph input or output, not a matmul's or another concat's
-        result) and, in the concatenation's buffer, a contiguous block that starts on a
-        64-byte boundary (every dim before the concat dim has size 1). Its buffer then
-        lies `within` the concatenation's (the memory plan places it there) and the
-        concat kernel drops that piece's copy; with no copy left the kernel goes. An
-        unrolled RNN stacks every step's hidden state and every step's gate gradient
-        this way (32 steps of an LSTM: 3 copy kernels, ~1 ms a training step)."""
+        of copying them there. A piece qualifies when it is a whole temp buffer that a
+        loop or concat kernel stores (not a graph input or output, not a matmul's
+        result, not itself holding pieces) and, in the concatenation's buffer, a
+        contiguous block that starts on a 64-byte boundary (every dim before the concat
+        dim has size 1). Its buffer then lies `within` the concatenation's (the memory
+        plan places it there) and the concat kernel drops that piece's copy; with no
+        copy left the kernel goes. A concat whose pieces all lie, in order, in another
+        one's buffer lies over them. An unrolled RNN stacks every step's hidden state
+        and gate gradient this way (32 steps of an LSTM: 3 copy kernels)."""
         containers = set()   # ids of buffers holding pieces: those cannot be pieces
+        owner = {id(b): nid for nid, b in self.buffers.items()}
         for kp in self.kernels:
             if kp.kind != "concat" or kp.alias_of is not None:
                 continue
@@ -796,57 +798,33 @@ class _Fuser:
             if container.kind != "temp" or container.within is not None \
                     or any(s != 1 for s in n.shape[:d]):
                 continue
-            block = _numel(n.shape[d + 1:]) * n.dtype.np.itemsize
+            block = _numel(n.shape[d + 1:])     # elements per unit of the concat dim
+            itemsize = n.dtype.np.itemsize
             pieces, start = [], 0
             for x in n.inputs:
                 if x.shape[d]:
                     pieces.append((x, start))
                 start += x.shape[d]
-            owner = {id(b): nid for nid, b in self.buffers.items()}
-            kept = []
-            for (n_, kind, payload), (x, start) in zip(kp.entries, pieces):
-                dst, _inner, value = payload
-                buf = value.buffer if isinstance(value, K.Load) else None
+            kept, bufs = [], []
+            for entry, (x, start) in zip(kp.entries, pieces):
+                buf = _whole_buffer(entry[2], x, start, d)
+                bufs.append(buf)
                 home = self.home.get(owner.get(id(buf)))
-                src = tuple(K.lin(i) - (start if j == d else 0) for j, i in enumerate(dst))
-                # the piece is the buffer itself, maybe reshaped (same element order)
                 if buf is not None and buf.kind == "temp" and buf.within is None and \
                         id(buf) not in containers and home is not None and \
-                        home.kind in ("pointwise", "reduce", "concat") and not home.elided and \
-                        buf.numel == _numel(x.shape) and (start * block) % 64 == 0 and \
-                        _same_offsets(value.index, buf.shape, src, x.shape):
-                    buf.within = (container, start * block // n.dtype.np.itemsize)
+                        home.kind in ("pointwise", "reduce", "concat") and not home.elided \
+                        and (start * block * itemsize) % 64 == 0:
+                    buf.within = (container, start * block)
                     containers.add(id(container))
                 else:
-                    kept.append((n_, kind, payload))
-            if kept and len(kept) == len(pieces) and container.within is None and \
-                    id(container) not in containers:
-                view = self._stored_in_order(kept, pieces, d, block // n.dtype.np.itemsize)
-                if view is not None:   # every piece already lies in order in one buffer
+                    kept.append(entry)
+            if len(kept) == len(pieces) and id(container) not in containers:
+                view = _lying_in_order(bufs, pieces, block)
+                if view is not None:
                     container.within = view
                     kept = []
             kp.entries[:] = kept or [(n, "elided", None)]
             kp.elided = not kept
-
-    @staticmethod
-    def _stored_in_order(entries, pieces, d, block):
-        """(container, offset) if every piece of a concat is a whole buffer lying
-        `within` one container, one after the other as in the concatenation (a second
-        stack of the same steps in the same order), else None."""
-        first = None
-        for (_n, _kind, (dst, _inner, value)), (x, start) in zip(entries, pieces):
-            buf = value.buffer if isinstance(value, K.Load) else None
-            if buf is None or buf.within is None or buf.numel != _numel(x.shape):
-                return None
-            src = tuple(K.lin(i) - (start if j == d else 0) for j, i in enumerate(dst))
-            if not _same_offsets(value.index, buf.shape, src, x.shape):
-                return None
-            container, offset = buf.within
-            if first is None:
-                first = (container, offset - start * block)
-            elif first != (container, offset - start * block):
-                return None
-        return first
 
     def _assemble(self, kp):
         name = f"kernel{kp.index}"
@@ -919,14 +897,36 @@ class _Fuser:
         return out
 
 
-def _same_offsets(index_a, shape_a, index_b, shape_b) -> bool:
-    """Whether two indexes address the same flat element of their buffers (loop
-    variables of extent 1 count as 0)."""
-    def flat(index, shape):
+def _whole_buffer(payload, x, start, d):
+    """The buffer a concat piece's copy stage reads if it copies that whole buffer in
+    its own element order (the piece is the buffer, maybe reshaped), else None."""
+    dst, _inner, value = payload
+    if not isinstance(value, K.Load) or value.buffer.numel != _numel(x.shape):
+        return None
+    src = tuple(K.lin(i) - (start if j == d else 0) for j, i in enumerate(dst))
+
+    def flat(index, shape):   # loop variables of extent 1 count as 0
         lin = K.linearize(index, shape)
         return lin.const, tuple((a, c) for a, c in lin.terms
                                 if not (isinstance(a, K.Var) and a.extent == 1))
-    return flat(index_a, shape_a) == flat(index_b, shape_b)
+    return value.buffer if flat(value.index, value.buffer.shape) == flat(src, x.shape) \
+        else None
+
+
+def _lying_in_order(bufs, pieces, block):
+    """(container, offset) if every piece buffer lies `within` one container, one after
+    the other as in the concatenation (a second stack of the same steps in the same
+    order), else None."""
+    first = None
+    for buf, (_x, start) in zip(bufs, pieces):
+        if buf is None or buf.within is None:
+            return None
+        container, offset = buf.within
+        if first is None:
+            first = (container, offset - start * block)
+        elif first != (container, offset - start * block):
+            return None
+    return first
 
 
 def _concat_signature(kp):

@@ -179,9 +179,7 @@ def _concat(xs, dim):
 
 def _is_splat(n):
     """A constant broadcast to its shape (an RNN's zero initial state, say)."""
-    while n.op in ("expand", "reshape", "permute"):
-        n = n.inputs[0]
-    return n.op == "const"
+    return _origin(n).op == "const"
 
 
 def _operand(xs, dim, new):
