@@ -296,6 +296,33 @@ def test_gradient_conventions_match_torch(fn, inputs):
                                    equal_nan=True)
 
 
+NONFINITE_UPSTREAM = [
+    case(lambda m, x: m.relu(x), np.array([-1.0, 2.0, -3.0, 0.5]), id="relu"),
+    case(lambda m, x, y: m.where(x > 0, x, y), np.array([-1.0, 2.0, -3.0, 0.5]),
+         np.array([0.0, 1.0, -5.0, 3.0]), id="where"),
+    case(lambda m, x, y: m.maximum(x, y), np.array([-1.0, 2.0, -3.0, 0.5]),
+         np.array([0.0, 1.0, -5.0, 3.0]), id="maximum"),
+    case(lambda m, x: m.floor(x), np.array([-1.5, 2.0, -3.0, 0.5]), id="floor"),
+    case(lambda m, x: m.nn.functional.max_pool2d(x.reshape(1, 1, 2, 2), 2).reshape(1),
+         np.array([-1.0, 2.0, -3.0, 0.5]), id="max_pool2d"),
+]
+
+
+@pytest.mark.parametrize("fn,inputs", NONFINITE_UPSTREAM)
+def test_masked_gradients_are_exact_zeros_under_nonfinite_upstream(fn, inputs):
+    """Where an op passes no gradient, PyTorch writes 0 (zeros_like, masked_fill), not
+    upstream * 0: an inf or NaN upstream gradient must not leak into x.grad as NaN."""
+    results = []
+    for m, make in ((torch, torch.tensor), (gc, gc.tensor)):
+        xs = [make(x, requires_grad=True) for x in inputs]
+        out = fn(m, *xs)
+        upstream = np.array([np.inf, 1.0, np.nan, -np.inf][:out.numel()])
+        out.backward(make(upstream.reshape(tuple(out.shape))))
+        results.append([x.grad.numpy() for x in xs])
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_scatter_add_with_src_larger_than_index_against_finite_differences():
     # torch's own backward refuses this case (src larger than index), so only finite
     # differences judge it: the src elements the index does not cover get no gradient.

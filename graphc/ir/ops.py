@@ -60,8 +60,15 @@ def _unary(name, fn, vjp, float_only=True, out_dtype=None, doc=""):
                    F.ELEMENTWISE, 1, doc))
 
 
+def _zeros(g):
+    """An exact zero gradient of g's shape and dtype: PyTorch's zeros_like(grad) and
+    masked_fill(.., 0). Not `g * 0`, which is NaN where g is inf or NaN."""
+    import importlib
+    return importlib.import_module("graphc.tensor").zeros_like(g)
+
+
 def _zeros_like(ctx, g):
-    return (ctx.inputs[0] * 0,)
+    return (_zeros(g),)
 
 
 def _erf_np(x):
@@ -105,7 +112,7 @@ def _silu_vjp(ctx, g):
 
 def _relu_vjp(ctx, g):
     x = ctx.inputs[0]
-    return (_tensor_mod().where(x > 0, g, g * 0),)
+    return (_tensor_mod().where(x > 0, g, _zeros(g)),)
 
 
 def _abs_vjp(ctx, g):
@@ -186,9 +193,9 @@ def _minmax_vjp(is_max):
         T = _tensor_mod()
         win = (a > b) if is_max else (a < b)
         tie = a == b
-        half = g * 0.5
-        ga = T.where(win, g, T.where(tie, half, g * 0))
-        gb = T.where(win, g * 0, T.where(tie, half, g))
+        half, zero = g * 0.5, _zeros(g)
+        ga = T.where(win, g, T.where(tie, half, zero))
+        gb = T.where(win, zero, T.where(tie, half, g))
         return (ga, gb)
     return vjp
 
@@ -223,7 +230,7 @@ _binary("add", np.add, lambda c, g: (g, g))
 _binary("sub", np.subtract, lambda c, g: (g, -g), kinds="numeric")
 _binary("mul", np.multiply, lambda c, g: (g * c.inputs[1], g * c.inputs[0]))
 _binary("div", lambda a, b: np.divide(a, b), _div_vjp, kinds="float")
-_binary("floordiv", _floordiv_np, lambda c, g: (g * 0, g * 0), kinds="numeric")
+_binary("floordiv", _floordiv_np, lambda c, g: (_zeros(g), _zeros(g)), kinds="numeric")
 _binary("mod", _mod_np, _mod_vjp, kinds="numeric")
 _binary("pow", _pow_np, _pow_vjp, kinds="numeric")
 _binary("maximum", np.maximum, _minmax_vjp(True))
@@ -248,7 +255,7 @@ def _where_infer(types, attrs):
 def _where_vjp(c, g):
     T = _tensor_mod()
     cond = c.inputs[0]
-    z = g * 0
+    z = _zeros(g)
     return (None, T.where(cond, g, z), T.where(cond, z, g))
 
 
