@@ -135,6 +135,34 @@ def test_concats_that_differ_are_not_shared():
                             for s in ((4, 6), (4, 6), (6, 3))], 1e-5)
 
 
+def test_only_the_expensive_value_of_a_chain_is_stored_not_the_views_over_it():
+    """The CNN step's gradients: the col2im sum of conv 2's input gradient reaches
+    several kernels through a pool backward (reshape, expand, where, permute). It is
+    stored once; the movement ops over it stay index arithmetic instead of each being
+    stored as 'shared expensive' in the same round."""
+    from graphc.nn import functional as F
+    from graphc.passes.fusion import Reason
+    from graphc.passes.pipeline import optimize
+    rng = np.random.default_rng(5)
+
+    def param(*shape):
+        return gc.tensor((rng.standard_normal(shape) * 0.3).astype(np.float32)).requires_grad_()
+    w1, b1, w2, b2 = param(4, 1, 3, 3), param(4), param(6, 4, 3, 3), param(6)
+    x = gc.tensor(rng.standard_normal((3, 1, 12, 12)).astype(np.float32))
+    h = F.max_pool2d(F.relu(F.conv2d(x, w1, b1, padding=1)), 2)
+    h = F.max_pool2d(F.relu(F.conv2d(h, w2, b2, padding=1)), 2)
+    (h * h).sum().backward()
+    g, boundary = Graph.from_outputs([p.grad._node for p in (w1, b1, w2, b2)],
+                                     boundary=lambda n: n.data is not None)
+    g = optimize(g)
+    plan = fuse(g)
+    stored_views = [p.op for p, c, fused, r in plan.edge_reasons
+                    if r is Reason.SHARED_EXPENSIVE and
+                    p.op in ("reshape", "permute", "expand", "slice")]
+    assert stored_views == []
+    _run_matches_interp(g, [n.data for n in boundary], 1e-4)
+
+
 def test_cnn_training_step_matches_torch():
     """The whole CNN step (conv, relu, max pool twice, linear, cross-entropy, SGD)
     compiled on LLVM: loss and updated parameters against PyTorch."""

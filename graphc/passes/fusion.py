@@ -698,12 +698,19 @@ class _Fuser:
 
     # ------------------------------------------------------------------ duplication
     def _duplicated_expensive(self):
-        out = []
+        """Inlined values computed in several kernels that cost more than a few ops.
+        Only the first of a chain is taken in a round: the values computed from it (the
+        movement ops between a conv's col2im sum and a pool's backward) owe their cost
+        to it, become cheap once it is stored, and are looked at again next round."""
+        out, downstream = [], set()
         for n in self.graph.nodes:
-            if self._is_mat(n) or len(self.inlined_in.get(id(n), ())) < 2:
+            if self._is_mat(n):
                 continue
-            if self._cost(n) > _EXPENSIVE_COST:
+            if any(id(i) in downstream for i in n.inputs):
+                downstream.add(id(n))
+            elif len(self.inlined_in.get(id(n), ())) >= 2 and self._cost(n) > _EXPENSIVE_COST:
                 out.append(n)
+                downstream.add(id(n))
         return out
 
     def _recomputed_loads(self):
