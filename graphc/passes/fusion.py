@@ -295,8 +295,8 @@ class _Fuser:
         self._bound_expression_size()
         for _ in range(len(self.graph.nodes) + 1):
             self._place_all()
-            dup = self._duplicated_expensive()
             again = self._recomputed_loads()
+            dup = self._duplicated_expensive({id(n) for n in again})
             if not dup and not again:
                 break
             for n in dup:
@@ -697,20 +697,19 @@ class _Fuser:
         return b
 
     # ------------------------------------------------------------------ duplication
-    def _duplicated_expensive(self):
+    def _duplicated_expensive(self, stored):
         """Inlined values computed in several kernels that cost more than a few ops.
-        Only the first of a chain is taken in a round: the values computed from it (the
-        movement ops between a conv's col2im sum and a pool's backward) owe their cost
-        to it, become cheap once it is stored, and are looked at again next round."""
-        out, downstream = [], set()
+        A value's cost counts as stored the values taken before it in this round and
+        `stored` (those _recomputed_loads takes): the movement ops between a conv's
+        col2im sum and a pool's backward owe their cost to the sum, and are not stored
+        as well once it is."""
+        out, taken = [], set(stored)
         for n in self.graph.nodes:
-            if self._is_mat(n):
+            if self._is_mat(n) or len(self.inlined_in.get(id(n), ())) < 2:
                 continue
-            if any(id(i) in downstream for i in n.inputs):
-                downstream.add(id(n))
-            elif len(self.inlined_in.get(id(n), ())) >= 2 and self._cost(n) > _EXPENSIVE_COST:
+            if self._cost(n, stored=taken) > _EXPENSIVE_COST:
                 out.append(n)
-                downstream.add(id(n))
+                taken.add(id(n))
         return out
 
     def _recomputed_loads(self):
@@ -747,9 +746,11 @@ class _Fuser:
             return memo[id(v)]
         return sum(count(i) for i in n.inputs)
 
-    def _cost(self, n, seen=None):
+    def _cost(self, n, seen=None, stored=frozenset()):
+        """Ops in n's inlined expression, each counted once; `stored`: ids of values
+        to count as read from memory."""
         seen = set() if seen is None else seen
-        if id(n) in seen or (self._is_mat(n)):
+        if id(n) in seen or id(n) in stored or self._is_mat(n):
             return 0
         seen.add(id(n))
         fc = _fusion_class(n)
@@ -758,7 +759,7 @@ class _Fuser:
             own = 4 if n.op in K.TRANSCENDENTAL else 1
         elif n.op == "rand":
             own = 8
-        return own + sum(self._cost(i, seen) for i in n.inputs)
+        return own + sum(self._cost(i, seen, stored) for i in n.inputs)
 
     # ------------------------------------------------------------------ assembly
     def _finish(self) -> FusedPlan:
