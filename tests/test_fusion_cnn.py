@@ -17,7 +17,7 @@ from graphc.ir.graph import Graph, Node, TensorType
 from graphc.ir import dtypes as dt
 from graphc.ir.registry import get_op
 from graphc.passes.autodiff import grad_graph
-from graphc.passes.fusion import fuse
+from graphc.passes.fusion import Reason, fuse
 
 
 # compiled kernels go to a cache directory of this module's own (tests/conftest.py)
@@ -141,7 +141,6 @@ def test_only_the_expensive_value_of_a_chain_is_stored_not_the_views_over_it():
     stored once; the movement ops over it stay index arithmetic instead of each being
     stored as 'shared expensive' in the same round."""
     from graphc.nn import functional as F
-    from graphc.passes.fusion import Reason
     from graphc.passes.pipeline import optimize
     rng = np.random.default_rng(5)
 
@@ -239,7 +238,6 @@ def test_tap_sum_read_through_pool_backward_is_stored_once():
     backward, which reads it at every point of the 4x larger map: it is stored by a
     kernel of its own instead of being recomputed 4 times (36 loads per element)."""
     from graphc.nn import functional as F
-    from graphc.passes.fusion import Reason
     rng = np.random.default_rng(12)
     a = gc.tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32)).requires_grad_()
     w = gc.tensor(rng.standard_normal((6, 3, 3, 3)).astype(np.float32)).requires_grad_()
@@ -260,3 +258,79 @@ def test_tap_sum_read_through_pool_backward_is_stored_once():
     assert len(readers) == 1 and readers[0].work() <= 2 * 3 * 4 * 4 * 2
     ins = [n.data for n in boundary]
     _run_matches_interp(g, ins, 1e-4)
+
+
+# ----------------------------------------------------------------------------- layout
+
+def _grad_like_graph(permute_dims, reads_both):
+    """g = relu'(x) * dy over NCHW (an elementwise value of our own), read by GEMMs as
+    (C, N*H*W) (a conv's input gradient reads the output gradient so) and/or as
+    (N*H*W, C) (its weight gradient). Returns (graph, g node)."""
+    N, C, H, W = 2, 3, 4, 5
+    x, dy = inp((N, C, H, W)), inp((N, C, H, W), "dy")
+    a, b = inp((7, C), "a"), inp((9, N * H * W), "b")
+    g = op("mul", op("relu", x), dy)
+    c_major = op("reshape", op("permute", g, dims=(1, 0, 2, 3)), shape=(C, N * H * W))
+    outs = [op("matmul", a, c_major)]                               # (7, NHW)
+    if reads_both:
+        rows = op("reshape", op("permute", g, dims=permute_dims), shape=(N * H * W, C))
+        outs.append(op("matmul", b, rows))                          # (9, C)
+    graph, _ = Graph.from_outputs(outs, input_order=[x, dy, a, b])
+    return graph, _node(graph, "mul")
+
+
+def _node(graph, name):
+    (n,) = [n for n in graph.nodes if n.op == name]
+    return n
+
+
+def _copy_kernels(plan):
+    return [k for k in plan.kernels if isinstance(k, K.Kernel) and len(k.stages) == 1
+            and isinstance(k.stages[0].value, K.Load)]
+
+
+@pytest.mark.parametrize("reads_both", [False, True])
+def test_value_read_by_gemms_in_permuted_order_is_stored_in_that_order(reads_both):
+    """Layout assignment: instead of storing g in NCHW and copying it into the (C, NHW)
+    order the GEMM reads, g is stored as CNHW: the GEMM reads it in place (row-major),
+    and a second GEMM reading (NHW, C) gets a transposed view of the same buffer."""
+    graph, g = _grad_like_graph((0, 2, 3, 1), reads_both)
+    plan = fuse(graph)
+    buf = plan.buffers[id(g)]
+    assert buf.shape == (3, 2, 4, 5)                  # C, N, H, W
+    assert [r for p, c, f, r in plan.edge_reasons if p is g] and \
+        all(r is Reason.LAID_OUT for p, c, f, r in plan.edge_reasons if p is g)
+    assert _copy_kernels(plan) == []
+    mms = [k for k in plan.kernels if isinstance(k, K.MatmulKernel)]
+    assert all(k.b.buffer is buf for k in mms)
+    rng = np.random.default_rng(1)
+    _run_matches_interp(graph, [rng.standard_normal(n.shape).astype(np.float32)
+                                for n in graph.inputs], 1e-5)
+
+
+def test_value_a_gemm_would_read_transposed_keeps_its_order():
+    """Read only as (NHW, C): storing CNHW makes that a transposed operand, which
+    OpenBLAS runs slower on long-K products than a copy costs; and NHWC would move the
+    innermost dim. g stays NCHW and the operand is copied."""
+    N, C, H, W = 2, 3, 4, 5
+    x, dy, b = inp((N, C, H, W)), inp((N, C, H, W), "dy"), inp((9, N * H * W), "b")
+    g = op("mul", op("relu", x), dy)
+    rows = op("reshape", op("permute", g, dims=(0, 2, 3, 1)), shape=(N * H * W, C))
+    graph, _ = Graph.from_outputs([op("matmul", b, rows), op("sum", g, dims=(0,), keepdim=False)],
+                                  input_order=[x, dy, b])
+    plan = fuse(graph)
+    assert all(r is not Reason.LAID_OUT for p, c, f, r in plan.edge_reasons)
+    g = _node(graph, "mul")
+    assert plan.buffers.get(id(g)) is None or plan.buffers[id(g)].shape == (N, C, H, W)
+    rng = np.random.default_rng(2)
+    _run_matches_interp(graph, [rng.standard_normal(n.shape).astype(np.float32)
+                                for n in graph.inputs], 1e-5)
+
+
+def test_graph_outputs_keep_their_layout():
+    graph, g = _grad_like_graph((0, 2, 3, 1), True)
+    graph, _ = Graph.from_outputs(list(graph.outputs) + [g], input_order=list(graph.inputs))
+    g = _node(graph, "mul")
+    plan = fuse(graph)
+    assert plan.buffers[id(g)].shape == g.shape
+    assert all(r is not Reason.LAID_OUT for p, c, f, r in plan.edge_reasons)

@@ -52,6 +52,7 @@ graph input has a buffer written by exactly one kernel; a buffer is written by o
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ class Reason(enum.Enum):
     OPAQUE = "matmul/scatter is a kernel of its own; its result goes through memory"
     OPAQUE_OPERAND = "matmul operand is not a BLAS-compatible strided view: materialized"
     STRIDED_VIEW = "movement ops feeding the matmul became strides/transpose flags"
+    LAID_OUT = ("stored with its dims permuted, so that a matmul reads it as a strided "
+                "view instead of a copy")
     SHARED_EXPENSIVE = "expensive value used by several kernels: computed once and stored"
     RECOMPUTED_LOADS = ("value with many loads computed at more points than it has "
                         "elements: computed once and stored")
@@ -93,6 +96,7 @@ class CannotFuse(Exception):
 _MAX_INLINED_TREE = 256   # ops in one value's fully inlined expression tree
 _JOIN_CANDIDATES = 8      # kernels tried (newest first) before starting a new one
 _EXPENSIVE_COST = 4
+_MAX_LAYOUT_RANK = 5      # dim orders of at most 5! are tried for a stored value
 
 
 @dataclass
@@ -182,19 +186,28 @@ def _movement_index(node: Node, idx: tuple) -> tuple:
     raise AssertionError(node.op)
 
 
-def _strided_view(node: Node, is_buffer) -> tuple | None:
-    """If `node` is movement ops (reshape/permute/expand/slice) over a value that is in
-    memory, return (base node, offset, strides) of the affine map from node's index to
-    the base buffer's flat index; else None."""
-    vars_ = tuple(K.Var(f"m{k}", s) for k, s in enumerate(node.shape))
-    idx = tuple(K.lin(v) for v in vars_)
+def _view_base(node: Node, is_buffer) -> tuple:
+    """(base, index): the value under `node`'s chain of movement ops (stopping at a
+    value in memory), and the index into it of `node`'s point (Var m<k> per dim)."""
+    idx = tuple(K.lin(K.Var(f"m{k}", s)) for k, s in enumerate(node.shape))
     n = node
     while n.op in ("reshape", "permute", "expand", "slice") and not is_buffer(n):
         idx = _movement_index(n, idx)
         n = n.inputs[0]
+    return n, idx
+
+
+def _strided_view(node: Node, is_buffer, layout=None) -> tuple | None:
+    """If `node` is movement ops (reshape/permute/expand/slice) over a value that is in
+    memory, return (base node, offset, strides) of the affine map from node's index to
+    the base buffer's flat index; else None. `layout(base)`: the base's stored dim order
+    (None: its own)."""
+    vars_ = tuple(K.Var(f"m{k}", s) for k, s in enumerate(node.shape))
+    n, idx = _view_base(node, is_buffer)
     if n.op == "pad":
         return None
-    flat = K.linearize(idx, n.shape)
+    perm = layout(n) if layout else None
+    flat = K.linearize(_permuted(idx, perm), _permuted(n.shape, perm))
     coeff = {}
     for a, c in flat.terms:
         if not isinstance(a, K.Var):
@@ -202,6 +215,20 @@ def _strided_view(node: Node, is_buffer) -> tuple | None:
         coeff[a] = c
     strides = tuple(coeff.get(v, 0) for v in vars_)
     return n, flat.const, strides
+
+
+def _permuted(seq, perm):
+    """`seq` (an index or a shape) in stored order: entry k is seq[perm[k]]."""
+    return tuple(seq) if perm is None else tuple(seq[d] for d in perm)
+
+
+def _layout_candidates(rank):
+    """Dim orders to try for a stored value, its own first. Only the outer dims move:
+    with the last dim kept last, the producing loop's stores and its other readers'
+    loads stay unit-stride (an NHWC store from an NCHW loop ran 1.5x slower here)."""
+    if rank > _MAX_LAYOUT_RANK:
+        return [tuple(range(rank))]
+    return [p + (rank - 1,) for p in itertools.permutations(range(rank - 1))]
 
 
 def _blas_ok(shape, strides):
@@ -246,6 +273,7 @@ class _Fuser:
         self.pos = {id(n): k for k, n in enumerate(graph.nodes)}
         self.reason: dict[int, Reason] = {}      # materialized nodes and why
         self.views: dict[int, tuple] = {}        # matmul operand -> (base, offset, strides)
+        self.layout: dict[int, tuple] = {}       # stored node -> dim order (see _permuted)
         for n in graph.nodes:
             fc = _fusion_class(n)
             if n.op == "input":
@@ -256,16 +284,55 @@ class _Fuser:
                 self.reason[id(n)] = Reason.REDUCTION
             elif fc is FusionClass.OPAQUE and not _onehot_scatter(n):
                 self.reason[id(n)] = Reason.OPAQUE
-        for n in graph.nodes:
-            if n.op == "matmul" and n.dtype.short in _BLAS_DTYPES:
-                for x in n.inputs:
-                    self._plan_matmul_operand(x)
+        operands = [x for n in graph.nodes if n.op == "matmul" and n.dtype.short in _BLAS_DTYPES
+                    for x in n.inputs]
+        self._assign_layouts(operands)
+        for x in operands:
+            self._plan_matmul_operand(x)
 
     def _is_mat(self, n):
         return n.op == "input" or id(n) in self.reason
 
+    def _assign_layouts(self, operands):
+        """Layout assignment. A matmul operand that is a permutation of a value, such as
+        a conv's output gradient in NCHW read as (C, N*H*W) by the weight gradient, is
+        not a strided view of that value, and would be copied into the order the GEMM
+        reads. When the value is ours to lay out (an elementwise result, not a graph
+        input or output), store it with its dims permuted instead, in the order that
+        makes the most of its matmul operands strided views; its other readers only
+        index it differently."""
+        by_base: dict[int, list] = {}
+        for x in operands:
+            base, _ = _view_base(x, self._is_mat)
+            if _fusion_class(base) is FusionClass.ELEMENTWISE and base.op != "input" \
+                    and id(base) not in self.out_ids and len(base.shape) > 1:
+                by_base.setdefault(id(base), (base, []))[1].append(x)
+        for base, xs in by_base.values():
+            def score(perm):
+                """(operands read row-major, operands read as strided views)"""
+                row_major = strided = 0
+                for x in xs:
+                    view = _strided_view(x, self._is_mat, lambda n: perm)
+                    blas = view and normalize_matmul_view(x.shape, view[2])
+                    if blas is not None:
+                        strided += 1
+                        row_major += not blas[1]
+                return row_major, strided
+            scores = [(score(perm), perm) for perm in _layout_candidates(len(base.shape))]
+            best = max(scores, key=lambda sp: sp[0])   # the first of the best: own order first
+            # Only a layout that lets some GEMM read the value row-major pays: OpenBLAS
+            # runs a long-K product with a transposed operand 1.2x (M, N = 144, 32) to
+            # 2.2x (9, 16) slower than row-major, which can cost more than a copy.
+            if best[0][0] > scores[0][0][0]:
+                self.layout[id(base)] = best[1]
+                self.reason[id(base)] = Reason.LAID_OUT
+
+    def _stored(self, n, idx):
+        """The index at which materialized `n`'s point `idx` lies in its buffer."""
+        return _permuted(idx, self.layout.get(id(n)))
+
     def _plan_matmul_operand(self, x):
-        view = _strided_view(x, self._is_mat)
+        view = _strided_view(x, self._is_mat, lambda n: self.layout.get(id(n)))
         if view is not None and normalize_matmul_view(x.shape, view[2]) is not None:
             base = view[0]
             if not self._is_mat(base):
@@ -444,7 +511,8 @@ class _Fuser:
             kp.full_shape = n.shape
             self.kernels.append(kp)
             value = None
-            if len(n.shape) > 1:   # one flat loop when that costs no division
+            if len(n.shape) > 1 and id(n) not in self.layout:
+                # one flat loop when that costs no division (a permuted store would)
                 flat = K.Var(f"{tag}i", _numel(n.shape))
                 idx = K.delinearize(K.lin(flat), n.shape)
                 value = self._build(n, idx, kp, top=True, tentative=True)
@@ -586,7 +654,7 @@ class _Fuser:
             if home is not kp:
                 if home.index > kp.index:
                     raise CannotFuse(Reason.DEPENDENCY)
-                return K.Load(self._buffer_for(n), idx)
+                return K.Load(self._buffer_for(n), self._stored(n, idx))
             entry = next(e for e in kp.entries if e[0] is n)
             if entry[1] == "reduce":
                 want = self._outer_index_for(kp, n.shape)
@@ -692,7 +760,7 @@ class _Fuser:
         b = self.buffers.get(id(n))
         if b is None:
             kind = "output" if id(n) in self.out_ids else "temp"
-            b = K.Buffer(f"t{len(self.buffers)}", n.shape, n.dtype, kind)
+            b = K.Buffer(f"t{len(self.buffers)}", self._stored(n, n.shape), n.dtype, kind)
             self.buffers[id(n)] = b
         return b
 
@@ -856,13 +924,14 @@ class _Fuser:
                 op = "sum" if n.op == "matmul" else n.op
                 stages.append(K.Reduce(f"v{self.pos[id(n)]}", op, kp.inner, payload, n.dtype))
                 if buf is not None:
-                    idx = self._outer_index_for(kp, n.shape)
+                    idx = self._stored(n, self._outer_index_for(kp, n.shape))
                     stages.append(K.Store(buf, idx, (), K.AccRef(f"v{self.pos[id(n)]}", n.dtype)))
             elif kind in ("inner", "outer"):
                 if buf is None:
                     continue
                 idx, value = payload
-                stages.append(K.Store(buf, idx, kp.inner if kind == "inner" else (), value))
+                stages.append(K.Store(buf, self._stored(n, idx),
+                                      kp.inner if kind == "inner" else (), value))
             elif kind == "piece":
                 dst, inner, value = payload
                 stages.append(K.Store(self._buffer_for(n), dst, inner, value))
