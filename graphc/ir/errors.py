@@ -5,6 +5,7 @@ catches PyTorch's exceptions keeps working; every message names the user's file:
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -34,12 +35,19 @@ class DTypeError(GraphcError, TypeError):
     """Operands whose dtypes the op does not accept."""
 
 
+@functools.lru_cache(maxsize=4096)
+def _inside_package(filename: str) -> bool:
+    # cached: every IR node records its user location, and abspath per stack frame was
+    # a tenth of a lazy training step's Python time
+    return os.path.abspath(filename).startswith(_PACKAGE_DIR + os.sep)
+
+
 def user_location(skip_internal=True) -> str | None:
     """file:line of the innermost stack frame outside the graphc package."""
     f = sys._getframe(1)
     while f is not None:
         fn = f.f_code.co_filename
-        if not (skip_internal and os.path.abspath(fn).startswith(_PACKAGE_DIR + os.sep)):
+        if not (skip_internal and _inside_package(fn)):
             return f"{fn}:{f.f_lineno}"
         f = f.f_back
     return None
