@@ -75,9 +75,12 @@ class ModuleBuilder:
         bases = buffer_bases(kernel)
         key = body_key(kernel, bufs, bases)
         shared = self._bodies.get(key)
+        tuning = _tuning_attribute(kernel)
         if shared is None:
             body = _LoopKernel(self, kernel, name, bases).emit()
             self._bodies[key] = [body, 1]
+            if tuning:
+                set.add(body.attributes, tuning)
         else:
             # an identical loop nest over other buffers (the same step of an unrolled
             # RNN): call the body already emitted, so LLVM optimises it once. A body
@@ -88,7 +91,9 @@ class ModuleBuilder:
             if shared[1] == 2:
                 body.attributes.discard("alwaysinline")
                 body.attributes.add("noinline")
-        _emit_wrapper(self, body, name, bufs, bases)
+        wrapper = _emit_wrapper(self, body, name, bufs, bases)
+        if tuning:
+            set.add(wrapper.attributes, tuning)
         return name
 
     def declare_kernel(self, name):
@@ -149,6 +154,23 @@ class ModuleBuilder:
 def _host_has_avx512() -> bool:
     from .jit import host_cpu
     return "+avx512f" in host_cpu()[1].split(",")
+
+
+def _tuning_attribute(kernel) -> str | None:
+    """A function attribute that steers LLVM's vectoriser for this kernel, or None.
+
+    An elementwise kernel (store stages only) reading through an index division, as a
+    pool's backward reads the pooled gradient at (h // 2, w // 2), gets gathers from the
+    x86 cost model; a contiguous load and a shuffle are 1.7x-4x faster here (the CNN
+    step's pool + relu backward: 0.82 -> 0.20 ms and 0.68 -> 0.40 ms). Not so a
+    reduction over a window (the pool's forward reads stride-2 pairs): without gathers
+    LLVM scalarises it, 4x slower. So elementwise kernels prefer no gathers. The
+    attribute replaces the module's feature string for the function, hence the host's
+    features in full."""
+    if not _host_is_x86() or any(isinstance(st, K.Reduce) for st in kernel.stages):
+        return None
+    from .jit import host_cpu
+    return f'"target-features"="{host_cpu()[1]},+prefer-no-gather"'
 
 
 def _host_is_x86() -> bool:
@@ -312,6 +334,7 @@ def _emit_wrapper(mb, body, name, bufs, bases):
         args.append(p)
     wb.call(body, args + [wlo, whi, wstatus])
     wb.ret_void()
+    return wrap
 
 
 def stream_var(kernel, st):
