@@ -429,3 +429,37 @@ def test_conv_patch_matrix_is_a_strided_gemm_operand(kernel_hw):
     rng = np.random.default_rng(9)
     run_matches_interp(g, [rng.standard_normal(s).astype(np.float32) for s in (x.shape, w.shape)],
                        1e-4)
+
+
+# ----------------------------------------------------------------------------- small reductions
+
+@pytest.mark.parametrize("reduce_op,window", [("max", (2, 2)), ("sum", (3, 3)), ("min", (2, 3)),
+                                              ("prod", (2, 1))])
+def test_reduction_over_a_small_window_is_unrolled_into_elementwise_code(reduce_op, window):
+    """A pooling window's max (or an average pool's sum) over a few points becomes an
+    elementwise kernel, its op chained over the points in loop order: LLVM vectorises
+    the outer loop then. NaN propagates as the loop's max does."""
+    kh, kw = window
+    x = inp((3, 4, 6 * kh, 5 * kw))
+    tiles = op("reshape", x, shape=(3, 4, 6, kh, 5, kw))
+    g, _ = Graph.from_outputs([op(reduce_op, tiles, dims=(3, 5), keepdim=False)],
+                              input_order=[x])
+    plan = fuse(g)
+    (k,) = plan.kernels
+    assert not any(isinstance(st, K.Reduce) for st in k.stages)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(x.shape).astype(np.float32)
+    a[0, 0, 0, 0] = np.nan
+    want = interp.compile(g)([a])
+    got = L.compile(g)([a])
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-6, equal_nan=True)
+    assert np.isnan(got[0][0, 0, 0, 0])
+
+
+def test_argmax_and_large_reductions_stay_loops():
+    cases = [op("argmax", inp((3, 4, 6, 2)), dim=3, keepdim=False),  # NaN rule: not vectorised
+             op("sum", inp((3, 17)), dims=(1,), keepdim=False)]           # over 16 points
+    for out in cases:
+        g, _ = Graph.from_outputs([out], input_order=list(out.inputs))
+        plan = fuse(g)
+        assert any(isinstance(st, K.Reduce) for k in plan.kernels for st in k.stages), out.op

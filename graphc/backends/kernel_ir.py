@@ -528,6 +528,52 @@ def substitute(v, table: dict):
     return v
 
 
+def bind(v, env: dict, memo=None):
+    """`v` with the loop variables in `env` (Var -> int) replaced by constants, in its
+    indices too (an unrolled loop's body at one point)."""
+    memo = {} if memo is None else memo
+    key = id(v)
+    if key in memo:
+        return memo[key]
+
+    def idx(x):
+        out = lin(x.const)
+        for a, c in x.terms:
+            out = out + atom(a) * c
+        return out
+
+    def atom(a):
+        if isinstance(a, Var):
+            return lin(env[a]) if a in env else lin(a)
+        if isinstance(a, FloorDiv):
+            return floordiv(idx(a.x), a.c)
+        if isinstance(a, Mod):
+            return mod(idx(a.x), a.c)
+        if isinstance(a, Clamp):
+            return clamp(idx(a.x), a.lo, a.hi)
+        if isinstance(a, ValueIndex):
+            return lin(ValueIndex(bind(a.value, env, memo), a.size))
+        raise TypeError(a)
+
+    if isinstance(v, Load):
+        r = Load(v.buffer, tuple(idx(i) for i in v.index))
+    elif isinstance(v, IndexValue):
+        r = IndexValue(idx(v.index), v.dtype)
+    elif isinstance(v, InRange):
+        r = InRange(idx(v.index), v.lo, v.hi, v.step, v.dtype)
+    elif isinstance(v, Compute):
+        r = Compute(v.op, tuple(bind(a, env, memo) for a in v.args), v.dtype, v.attrs)
+    elif isinstance(v, CheckIndex):
+        r = CheckIndex(bind(v.value, env, memo), idx(v.index))
+    elif isinstance(v, RandValue):
+        r = RandValue(bind(v.seed, env, memo), bind(v.offset, env, memo), idx(v.flat),
+                      v.normal, v.dtype)
+    else:           # Const, AccRef
+        r = v
+    memo[key] = r
+    return r
+
+
 # ----------------------------------------------------------------------------- stages
 
 @dataclass

@@ -940,6 +940,11 @@ class _Fuser:
                 buf = self._buffer_for(n)
                 stages.append(K.Store(buf, x_idx, xv, copy))
                 stages.append(K.Store(buf, dst, iv, add, accumulate="sum"))
+        if kp.kind == "reduce":
+            unrolled = _unrolled_reduction_stages(kp, stages)
+            if unrolled is not None:
+                kp.kernel = K.Kernel(name, kp.outer, unrolled, parallel=True, nodes=names)
+                return kp.kernel
         if kp.kind == "reduce" and _is_column_reduction(kp, stages):
             stages = _column_reduction_stages(kp, stages)
             kp.kernel = K.Kernel(name, (), stages, parallel=False, nodes=names)
@@ -1090,6 +1095,50 @@ def _column_reduction_stages(kp, stages):
     results = _column_results(stages, pairs)
     for st in stages[2 * pairs:]:
         out.append(K.Store(st.buffer, st.index, kp.outer, K.substitute(st.value, results)))
+    return out
+
+
+_UNROLL_MAX_POINTS = 16     # a reduction over at most this many points is unrolled
+_UNROLL_DTYPES = ("f32", "f64", "i32", "i64")
+_UNROLLED = {"sum": "add", "prod": "mul", "max": "maximum", "min": "minimum"}
+
+
+def _unrolled_reduction_stages(kp, stages):
+    """A reduce kernel whose reductions run over a few points (a 2x2 or 3x3 window) as
+    an elementwise kernel: each reduction unrolled into a chain of its op over its
+    points, which later stages read in place of the accumulator. LLVM vectorises the
+    outer loop of that, and not the short inner loops: a 2x2 max over a 64x16x28x28
+    map ran in 0.10 ms unrolled against 0.49 ms as loops.
+
+    Returns the stages, or None when the kernel does not qualify: inner stores (a
+    softmax over a short row stores per point), an accumulator read inside an index,
+    dtypes whose sums round differently in steps (float16) or widen (bool, int8), and
+    argmax/argmin. Unrolled with their NaN rule (the first NaN wins), LLVM declined to
+    vectorise those (1.0 ms against 0.52 ms as a loop), so a pool's forward, which
+    finds the argmax and reads the max through it, stays a loop."""
+    n_points = math.prod(v.extent for v in kp.inner)
+    if not kp.inner or n_points > _UNROLL_MAX_POINTS or n_points == 0:
+        return None
+    points = [dict(zip(kp.inner, p))
+              for p in itertools.product(*(range(v.extent) for v in kp.inner))]
+    table, out = {}, []
+    for st in stages:
+        if isinstance(st, K.Store):
+            value = K.substitute(st.value, table)
+            if st.inner or st.accumulate or value is None:
+                return None
+            out.append(K.Store(st.buffer, st.index, (), value))
+            continue
+        src = K.value_dtype(st.value)
+        value = K.substitute(st.value, table)
+        if st.op not in _UNROLLED or st.inner != kp.inner or src != st.dtype or \
+                src.short not in _UNROLL_DTYPES or value is None:
+            return None
+        elems = [K.bind(value, env) for env in points]
+        acc = elems[0]
+        for x in elems[1:]:     # in loop order: the sum adds in the loop's order
+            acc = K.Compute(_UNROLLED[st.op], (acc, x), src)
+        table[K.AccRef(st.acc, st.dtype)] = acc
     return out
 
 
