@@ -861,10 +861,14 @@ class _Fuser:
         dim has size 1). Its buffer then lies `within` the concatenation's (the memory
         plan places it there) and the concat kernel drops that piece's copy; with no
         copy left the kernel goes. A concat whose pieces all lie, in order, in another
-        one's buffer lies over them. An unrolled RNN stacks every step's hidden state
-        and gate gradient this way (32 steps of an LSTM: 3 copy kernels)."""
+        one's buffer lies over them, and so does one concatenating the very values of
+        an earlier one in the same order (a stack of every step's gate gradient is
+        read as (T, B, 4H) by the bias gradient and as (T*B, 4H) by the weight
+        gradient, whatever its pieces are). An unrolled RNN stacks every step's hidden
+        state and gate gradient this way (32 steps of an LSTM: 3 copy kernels)."""
         containers = set()   # ids of buffers holding pieces: those cannot be pieces
         owner = {id(b): nid for nid, b in self.buffers.items()}
+        stacks = {}          # (dtype, piece values in order) -> an earlier container
         for kp in self.kernels:
             if kp.kind != "concat" or kp.alias_of is not None:
                 continue
@@ -881,6 +885,13 @@ class _Fuser:
                 if x.shape[d]:
                     pieces.append((x, start))
                 start += x.shape[d]
+            key = (n.dtype, tuple((id(_unreshaped(x)), _numel(x.shape)) for x, _ in pieces))
+            earlier = stacks.setdefault(key, container)
+            if earlier is not container:     # the same bytes: lie over the earlier one
+                container.within = earlier.within or (earlier, 0)
+                kp.entries[:] = [(n, "elided", None)]
+                kp.elided = True
+                continue
             kept, bufs = [], []
             for entry, (x, start) in zip(kp.entries, pieces):
                 buf = _whole_buffer(entry[2], x, start, d)
@@ -993,6 +1004,12 @@ def _whole_buffer(payload, x, start, d):
                                 if not (isinstance(a, K.Var) and a.extent == 1))
     return value.buffer if flat(value.index, value.buffer.shape) == flat(src, x.shape) \
         else None
+
+
+def _unreshaped(x):
+    while x.op == "reshape":     # a reshape keeps the elements' order
+        x = x.inputs[0]
+    return x
 
 
 def _lying_in_order(bufs, pieces, block):
