@@ -268,6 +268,26 @@ def test_maxpool2d_ties_send_gradient_to_first_max():
     compare_module(*both("MaxPool2d", 3, stride=1, padding=1), x)
 
 
+def test_maxpool2d_nan_windows_pick_the_last_nan_like_pytorch():
+    """PyTorch takes a value greater than the max so far or NaN: in a window holding
+    NaNs the last one wins (its index is returned, the gradient goes to it)."""
+    import torch
+    from graphc.nn import functional as F
+    x = np.arange(32, dtype=np.float32).reshape(1, 2, 4, 4)
+    x[0, 0, 0, 0] = x[0, 0, 1, 0] = np.nan          # two NaNs in one 2x2 window
+    x[0, 1, 2, 3] = np.nan                            # one NaN, not in the first place
+    x[0, 1, 0, 0] = x[0, 1, 0, 1] = 50.0              # a tie: the first wins
+    t = torch.tensor(x, requires_grad=True)
+    to, ti = torch.nn.functional.max_pool2d(t, 2, return_indices=True)
+    (torch.where(to.isnan(), 0.0, to) * 2).sum().backward()
+    g = gc.tensor(x, requires_grad=True)
+    go, gi = F.max_pool2d(g, 2, return_indices=True)
+    (gc.where(go.isnan(), 0.0, go) * 2).sum().backward()
+    np.testing.assert_array_equal(gi.numpy(), ti.numpy())
+    np.testing.assert_array_equal(go.detach().numpy(), to.detach().numpy())
+    np.testing.assert_array_equal(g.grad.numpy(), t.grad.numpy())
+
+
 def test_maxpool_return_indices_and_1d(rng):
     x = randn(rng, 2, 3, 7, 6)
     g, t = both("MaxPool2d", 3, stride=2, padding=1, return_indices=True)

@@ -430,13 +430,19 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     x, unbatched, k, s, p, d = _pool_args(input, kernel_size, stride, padding, dilation,
                                           "max_pool2d")
     stacked, (Ho, Wo) = _windows(x, k, s, p, d, ceil_mode, -math.inf)   # [N, C, Ho, Wo, K]
-    first_max = stacked.argmax(-1, keepdim=True)       # ties: the first, like PyTorch
-    pick = T.arange_like(stacked.shape[-1]) == first_max
+    # PyTorch walks the window taking a value that is greater than the max so far or is
+    # NaN: the first maximum wins ties, and the last NaN wins a window holding any
+    # (argmax alone would pick the first NaN).
+    positions = T.arange_like(stacked.shape[-1])
+    first_max = stacked.argmax(-1, keepdim=True)
     with literal_scalars():
+        last_nan = T.where(stacked.isnan(), positions, -1).amax(-1, keepdim=True)
+        winner = T.where(last_nan >= 0, last_nan, first_max)
+        pick = positions == winner
         out = T.where(pick, stacked, zeros_like(stacked)).sum(-1)
     if return_indices:
         # position of the winner in the flattened input plane, as PyTorch reports it
-        kidx = first_max.squeeze(-1)
+        kidx = winner.squeeze(-1)
         rows = T.arange_like(Ho).reshape(Ho, 1) * s[0] - p[0] + (kidx // k[1]) * d[0]
         cols = T.arange_like(Wo) * s[1] - p[1] + (kidx % k[1]) * d[1]
         idx = rows * x.shape[3] + cols
