@@ -8,9 +8,11 @@ and fresh output addresses into the table, and calls the steps: nothing about th
 is rebuilt or inspected.
 
 Parallelism: a kernel whose outer loops are independent and whose work exceeds
-`PARALLEL_MIN_WORK` elements has its first outer loop split into one range per thread;
-ctypes releases the GIL around each foreign call, so the ranges run concurrently on a
-ThreadPoolExecutor. Matmul kernels are serial here: OpenBLAS uses its own threads.
+`PARALLEL_MIN_WORK` elements has its first outer loop split into one range per thread.
+The ranges run on OpenBLAS's worker threads (blas_threads.py: one pool for the GEMMs
+and these kernels, no GIL needed), or where that is unavailable or disabled
+(GRAPHC_BLAS_THREADS=0) on a ThreadPoolExecutor, ctypes releasing the GIL around each
+foreign call. Matmul kernels are one call here: OpenBLAS splits them itself.
 Concurrent runs of one executable are serialised by a lock (they share the arena).
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..interp import round_to_bfloat16
+from . import blas_threads
 
 # A worker thread needs the GIL to enter its ctypes call; while another Python thread
 # (a DataLoader prefetcher, say) runs, that hand-off can wait for the interpreter's 5 ms
@@ -101,6 +104,23 @@ def schedule(kernels, threads=None):
         else:
             out.append(([k], [(0, -1)]))   # (0, -1): whole extent, see Executable
     return out
+
+
+def _run_split(fn, table, status, ranges):
+    """Run kernel `fn` over its thread `ranges` (from `schedule`), concurrently: on
+    OpenBLAS's worker threads where blas_threads allows (see there why), else one range
+    on this thread and the others on the executor's pool."""
+    extent, parts = ranges[-1][1], len(ranges)
+    grain = 64 if extent >= 64 * parts else 1     # as schedule cut them
+    if blas_threads.run_split(ctypes.cast(fn, ctypes.c_void_p).value, table, status,
+                              extent, parts, grain):
+        return
+    pool = _thread_pool()
+    futures = [pool.submit(fn, table, lo, hi, status) for lo, hi in ranges[1:]]
+    lo, hi = ranges[0]
+    fn(table, lo, hi, status)
+    for f in futures:
+        f.result()
 
 
 def profile_enabled() -> bool:
@@ -247,12 +267,7 @@ class Executable:
                     lo, hi = ranges[0]
                     fn(ta, lo, hi, sa)
                 else:
-                    pool = _thread_pool()
-                    futures = [pool.submit(fn, ta, lo, hi, sa) for lo, hi in ranges[1:]]
-                    lo, hi = ranges[0]
-                    fn(ta, lo, hi, sa)
-                    for f in futures:
-                        f.result()
+                    _run_split(fn, ta, sa, ranges)
                 if info is not None:
                     entry = PROFILE.setdefault(info[step][0], [0.0, 0, info[step][1]])
                     entry[0] += time.perf_counter() - started
