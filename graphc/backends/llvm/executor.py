@@ -9,10 +9,10 @@ is rebuilt or inspected.
 
 Parallelism: a kernel whose outer loops are independent and whose work exceeds
 `PARALLEL_MIN_WORK` elements has its first outer loop split into one range per thread.
-The ranges run on OpenBLAS's worker threads (blas_threads.py: one pool for the GEMMs
-and these kernels, no GIL needed), or where that is unavailable or disabled
-(GRAPHC_BLAS_THREADS=0) on a ThreadPoolExecutor, ctypes releasing the GIL around each
-foreign call. Matmul kernels are one call here: OpenBLAS splits them itself.
+In a plan that calls a BLAS, the ranges run on OpenBLAS's worker threads
+(blas_threads.py: one pool for the GEMMs and these kernels, no GIL needed); otherwise,
+or where that is unavailable or disabled (GRAPHC_BLAS_THREADS=0), on a
+ThreadPoolExecutor, ctypes releasing the GIL around each foreign call. Matmul kernels are one call here: OpenBLAS splits them itself.
 Concurrent runs of one executable are serialised by a lock (they share the arena).
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .. import kernel_ir as K
 from ..interp import round_to_bfloat16
 from . import blas_threads
 
@@ -106,14 +107,14 @@ def schedule(kernels, threads=None):
     return out
 
 
-def _run_split(fn, table, status, ranges):
+def _run_split(fn, table, status, ranges, on_blas_threads):
     """Run kernel `fn` over its thread `ranges` (from `schedule`), concurrently: on
-    OpenBLAS's worker threads where blas_threads allows (see there why), else one range
-    on this thread and the others on the executor's pool."""
+    OpenBLAS's worker threads if `on_blas_threads` and blas_threads allows (see there
+    why), else one range on this thread and the others on the executor's pool."""
     extent, parts = ranges[-1][1], len(ranges)
     grain = 64 if extent >= 64 * parts else 1     # as schedule cut them
-    if blas_threads.run_split(ctypes.cast(fn, ctypes.c_void_p).value, table, status,
-                              extent, parts, grain):
+    if on_blas_threads and blas_threads.run_split(
+            ctypes.cast(fn, ctypes.c_void_p).value, table, status, extent, parts, grain):
         return
     pool = _thread_pool()
     futures = [pool.submit(fn, table, lo, hi, status) for lo, hi in ranges[1:]]
@@ -194,6 +195,10 @@ class Executable:
             self._outputs.append(("fresh", fresh_index[id(buf)]))
         self._pools = [[] for _ in self._fresh]
         self._steps = [(KERNEL_CFUNC(loaded.address(name)), ranges) for name, ranges in steps]
+        # Only a plan that calls a BLAS splits its kernels on OpenBLAS's workers: those
+        # spin for ~100 ms after any job, which a plan with GEMMs causes anyway, but a
+        # plan without would cause only for this (and starve other libraries' threads)
+        self._calls_blas = any(isinstance(k, K.MatmulKernel) for k in plan.kernels)
         if profile_enabled():
             by_name = {f"graphc_{k.name}": k for k in plan.kernels}
             self._step_info = [(f"{id(self) % 10000:04d}:{name}",
@@ -267,7 +272,7 @@ class Executable:
                     lo, hi = ranges[0]
                     fn(ta, lo, hi, sa)
                 else:
-                    _run_split(fn, ta, sa, ranges)
+                    _run_split(fn, ta, sa, ranges, self._calls_blas)
                 if info is not None:
                     entry = PROFILE.setdefault(info[step][0], [0.0, 0, info[step][1]])
                     entry[0] += time.perf_counter() - started
