@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from dataclasses import dataclass
 
 from llvmlite import ir
 
@@ -70,9 +71,21 @@ def _trampoline_module() -> str:
     return str(mod)
 
 
+@dataclass(frozen=True)
+class _Machinery:
+    level1: object          # blas_level1_thread, as a ctypes function
+    loaded: object          # keeps the trampoline's machine code alive
+    trampoline: int         # its address
+    threads: int            # OpenBLAS's thread count
+
+    def split(self, ctx, units, parts):
+        """The trampoline over `units` units, in at most `parts` parts."""
+        self.level1(_MODE, units, 0, 0, ctypes.byref(_ONE), None, 1, None, 0,
+                    ctypes.byref(ctx), 0, self.trampoline, min(parts, self.threads))
+
+
 def _load():
-    """(blas_level1_thread as a ctypes function, trampoline address, OpenBLAS threads),
-    or None when numpy's OpenBLAS has no blas_level1_thread."""
+    """The machinery, or None when numpy's OpenBLAS has no blas_level1_thread."""
     lib = blas.find()["lib"]
     try:
         level1 = lib.blas_level1_thread
@@ -91,7 +104,7 @@ def _load():
             threads = get()
             break
     loaded = jit.LoadedObject(jit.emit_object(jit.optimize(_trampoline_module())))
-    return level1, loaded, threads
+    return _Machinery(level1, loaded, loaded.address(TRAMPOLINE), threads)
 
 
 _ONE = ctypes.c_float(1.0)
@@ -105,15 +118,11 @@ def run_split(kernel_addr, table, status, extent, parts, grain):
     disabled (GRAPHC_BLAS_THREADS=0): the caller then splits on a pool of its own."""
     if os.environ.get("GRAPHC_BLAS_THREADS", "") == "0":
         return False
-    state = available()
-    if not state:
+    machinery = available()
+    if machinery is None:
         return False
-    level1, loaded, blas_threads = state
-    parts = min(parts, blas_threads)
-    ctx = SplitContext(kernel_addr, table, status, grain, extent, _SHIFT)
-    units = -(-extent // grain)
-    level1(_MODE, units, 0, 0, ctypes.byref(_ONE), None, 1, None, 0, ctypes.byref(ctx), 0,
-           loaded.address(TRAMPOLINE), parts)
+    machinery.split(SplitContext(kernel_addr, table, status, grain, extent, _SHIFT),
+                    -(-extent // grain), parts)
     return True
 
 
@@ -121,19 +130,19 @@ def available():
     """The loaded machinery, if blas_level1_thread behaves as expected here (checked
     once: a recording kernel must see [0, extent) cut into contiguous ranges)."""
     with _lock:
-        if "state" not in _state:
-            _state["state"] = None
+        if "machinery" not in _state:
+            _state["machinery"] = None
             try:
-                state = _load()
-                if state is not None and state[2] > 1 and _self_check(state):
-                    _state["state"] = state
+                machinery = _load()
+                if machinery is not None and machinery.threads > 1 and \
+                        _self_check(machinery):
+                    _state["machinery"] = machinery
             except Exception:      # an OpenBLAS without the expected ABI: fall back
-                _state["state"] = None
-        return _state["state"]
+                _state["machinery"] = None
+        return _state["machinery"]
 
 
-def _self_check(state) -> bool:
-    level1, loaded, n = state
+def _self_check(machinery) -> bool:
     seen = []
 
     @_KERNEL
@@ -141,8 +150,7 @@ def _self_check(state) -> bool:
         seen.append((lo, hi))
     ctx = SplitContext(ctypes.cast(record, ctypes.c_void_p).value, None, None, 64, 1000,
                        _SHIFT)
-    level1(_MODE, 16, 0, 0, ctypes.byref(_ONE), None, 1, None, 0, ctypes.byref(ctx), 0,
-           loaded.address(TRAMPOLINE), n)
+    machinery.split(ctx, 16, machinery.threads)
     seen.sort()
-    return len(seen) == n and seen[0][0] == 0 and seen[-1][1] == 1000 and \
+    return len(seen) == machinery.threads and seen[0][0] == 0 and seen[-1][1] == 1000 and \
         all(a[1] == b[0] for a, b in zip(seen, seen[1:]))

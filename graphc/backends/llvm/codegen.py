@@ -80,7 +80,7 @@ class ModuleBuilder:
             body = _LoopKernel(self, kernel, name, bases).emit()
             self._bodies[key] = [body, 1]
             if tuning:
-                set.add(body.attributes, tuning)
+                _add_string_attribute(body, tuning)
         else:
             # an identical loop nest over other buffers (the same step of an unrolled
             # RNN): call the body already emitted, so LLVM optimises it once. A body
@@ -93,7 +93,7 @@ class ModuleBuilder:
                 body.attributes.add("noinline")
         wrapper = _emit_wrapper(self, body, name, bufs, bases)
         if tuning:
-            set.add(wrapper.attributes, tuning)
+            _add_string_attribute(wrapper, tuning)
         return name
 
     def declare_kernel(self, name):
@@ -171,6 +171,12 @@ def _tuning_attribute(kernel) -> str | None:
         return None
     from .jit import host_cpu
     return f'"target-features"="{host_cpu()[1]},+prefer-no-gather"'
+
+
+def _add_string_attribute(fn, attribute):
+    # llvmlite's FunctionAttributes accepts only the enum attributes it knows; a
+    # "key"="value" attribute is printed as given, so it goes in past that check
+    set.add(fn.attributes, attribute)
 
 
 def _host_is_x86() -> bool:

@@ -12,7 +12,8 @@ Parallelism: a kernel whose outer loops are independent and whose work exceeds
 In a plan that calls a BLAS, the ranges run on OpenBLAS's worker threads
 (blas_threads.py: one pool for the GEMMs and these kernels, no GIL needed); otherwise,
 or where that is unavailable or disabled (GRAPHC_BLAS_THREADS=0), on a
-ThreadPoolExecutor, ctypes releasing the GIL around each foreign call. Matmul kernels are one call here: OpenBLAS splits them itself.
+ThreadPoolExecutor, ctypes releasing the GIL around each foreign call. Matmul kernels
+are one call here: OpenBLAS splits them itself.
 Concurrent runs of one executable are serialised by a lock (they share the arena).
 """
 from __future__ import annotations
@@ -107,15 +108,23 @@ def schedule(kernels, threads=None):
     return out
 
 
-def _run_split(fn, table, status, ranges, on_blas_threads):
-    """Run kernel `fn` over its thread `ranges` (from `schedule`), concurrently: on
-    OpenBLAS's worker threads if `on_blas_threads` and blas_threads allows (see there
-    why), else one range on this thread and the others on the executor's pool."""
+def _blas_split_args(fn, ranges):
+    """(kernel address, extent, parts, grain) of a step `schedule` split into `ranges`,
+    as blas_threads.run_split takes them."""
     extent, parts = ranges[-1][1], len(ranges)
     grain = 64 if extent >= 64 * parts else 1     # as schedule cut them
-    if on_blas_threads and blas_threads.run_split(
-            ctypes.cast(fn, ctypes.c_void_p).value, table, status, extent, parts, grain):
-        return
+    return ctypes.cast(fn, ctypes.c_void_p).value, extent, parts, grain
+
+
+def _run_split(fn, table, status, ranges, blas_args):
+    """Run kernel `fn` over its thread `ranges` (from `schedule`), concurrently: on
+    OpenBLAS's worker threads if `blas_args` (see _blas_split_args) and blas_threads
+    allows (see there why), else one range on this thread and the others on the
+    executor's pool."""
+    if blas_args is not None:
+        addr, extent, parts, grain = blas_args
+        if blas_threads.run_split(addr, table, status, extent, parts, grain):
+            return
     pool = _thread_pool()
     futures = [pool.submit(fn, table, lo, hi, status) for lo, hi in ranges[1:]]
     lo, hi = ranges[0]
@@ -194,11 +203,16 @@ class Executable:
                 self._fresh.append((memory.slots[buf], buf.shape, buf.dtype.np))
             self._outputs.append(("fresh", fresh_index[id(buf)]))
         self._pools = [[] for _ in self._fresh]
-        self._steps = [(KERNEL_CFUNC(loaded.address(name)), ranges) for name, ranges in steps]
         # Only a plan that calls a BLAS splits its kernels on OpenBLAS's workers: those
         # spin for ~100 ms after any job, which a plan with GEMMs causes anyway, but a
         # plan without would cause only for this (and starve other libraries' threads)
-        self._calls_blas = any(isinstance(k, K.MatmulKernel) for k in plan.kernels)
+        calls_blas = any(isinstance(k, K.MatmulKernel) for k in plan.kernels)
+        self._steps = []
+        for name, ranges in steps:
+            fn = KERNEL_CFUNC(loaded.address(name))
+            blas_args = _blas_split_args(fn, ranges) if calls_blas and len(ranges) > 1 \
+                else None
+            self._steps.append((fn, ranges, blas_args))
         if profile_enabled():
             by_name = {f"graphc_{k.name}": k for k in plan.kernels}
             self._step_info = [(f"{id(self) % 10000:04d}:{name}",
@@ -265,14 +279,14 @@ class Executable:
                 fresh.append(out)
             ta, sa = self._table_addr, self._status_addr
             info = self._step_info
-            for step, (fn, ranges) in enumerate(self._steps):
+            for step, (fn, ranges, blas_args) in enumerate(self._steps):
                 if info is not None:
                     started = time.perf_counter()
                 if len(ranges) == 1:
                     lo, hi = ranges[0]
                     fn(ta, lo, hi, sa)
                 else:
-                    _run_split(fn, ta, sa, ranges, self._calls_blas)
+                    _run_split(fn, ta, sa, ranges, blas_args)
                 if info is not None:
                     entry = PROFILE.setdefault(info[step][0], [0.0, 0, info[step][1]])
                     entry[0] += time.perf_counter() - started
