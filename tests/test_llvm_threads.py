@@ -23,6 +23,12 @@ needs_blas_threads = pytest.mark.skipif(
     reason="numpy's OpenBLAS has no blas_level1_thread here, or runs one thread")
 
 
+def split_every_kernel(monkeypatch):
+    """Split every kernel with an outer loop, in plans with and without a BLAS."""
+    monkeypatch.setattr(executor, "PARALLEL_MIN_WORK", 1)
+    monkeypatch.setattr(executor, "BLAS_PARALLEL_MIN_WORK", 1)
+
+
 @needs_blas_threads
 @pytest.mark.parametrize("extent,parts,grain", [(1000, 2, 64), (7, 2, 1), (129, 2, 64),
                                                 (1, 2, 1), (64 * 40, 3, 64)])
@@ -48,9 +54,9 @@ def test_ranges_cover_the_loop_once_on_several_threads(extent, parts, grain, mon
 
 @pytest.mark.parametrize("use_blas", ["1", "0"])
 def test_split_kernels_match_the_interpreter(use_blas, monkeypatch, rng):
-    """Every kernel split (PARALLEL_MIN_WORK = 1), including a reduction whose rows
+    """Every kernel split (split_every_kernel), including a reduction whose rows
     are divided and a kernel whose range starts inside a streaming tile."""
-    monkeypatch.setattr(executor, "PARALLEL_MIN_WORK", 1)
+    split_every_kernel(monkeypatch)
     monkeypatch.setenv("GRAPHC_NUM_THREADS", "2")
     monkeypatch.setenv("GRAPHC_BLAS_THREADS", use_blas)
     x, w = inp((300, 33), dt.float32, "x"), inp((33, 17), dt.float32, "w")
@@ -73,7 +79,7 @@ def test_disabled_or_unavailable_falls_back_to_the_executor_pool(monkeypatch):
 
 def test_an_index_error_raised_on_a_worker_thread_reaches_the_caller(monkeypatch):
     """A kernel's status word is written by whichever thread finds the bad index."""
-    monkeypatch.setattr(executor, "PARALLEL_MIN_WORK", 1)
+    split_every_kernel(monkeypatch)
     monkeypatch.setenv("GRAPHC_NUM_THREADS", "2")
     x, i = inp((4000,), dt.float32, "x"), inp((4000,), dt.int64, "i")
     row = op("reshape", x, shape=(1, 4000))
@@ -89,7 +95,7 @@ def test_an_index_error_raised_on_a_worker_thread_reaches_the_caller(monkeypatch
 def test_two_python_threads_running_split_kernels_at_once(monkeypatch, rng):
     """OpenBLAS takes concurrent callers (numpy relies on it); two executables split
     on its threads from two Python threads at once compute what each computes alone."""
-    monkeypatch.setattr(executor, "PARALLEL_MIN_WORK", 1)
+    split_every_kernel(monkeypatch)
     monkeypatch.setenv("GRAPHC_NUM_THREADS", "2")
     graphs, inputs, wants = [], [], []
     for k in range(2):
@@ -120,7 +126,7 @@ def test_two_python_threads_running_split_kernels_at_once(monkeypatch, rng):
 def test_only_a_plan_that_calls_a_blas_splits_on_its_threads(monkeypatch, rng):
     """OpenBLAS's workers spin for ~100 ms after any job: a plan with GEMMs makes them
     spin anyway, a plan without would wake them only for its own kernels."""
-    monkeypatch.setattr(executor, "PARALLEL_MIN_WORK", 1)
+    split_every_kernel(monkeypatch)
     monkeypatch.setenv("GRAPHC_NUM_THREADS", "2")
     calls = []
     real = blas_threads.run_split
@@ -131,3 +137,23 @@ def test_only_a_plan_that_calls_a_blas_splits_on_its_threads(monkeypatch, rng):
     assert calls == []
     L.compile(graph([op("exp", op("matmul", x, op("permute", x, dims=(1, 0))))], [x]))([a])
     assert calls
+
+
+@needs_blas_threads
+def test_a_plan_that_calls_a_blas_splits_smaller_kernels(monkeypatch):
+    """On OpenBLAS's spinning workers a split costs microseconds and no GIL, so a
+    plan with GEMMs splits kernels from BLAS_PARALLEL_MIN_WORK (an SGD update of a
+    784x512 weight); a plan without keeps the executor pool's higher threshold."""
+    monkeypatch.setenv("GRAPHC_NUM_THREADS", "2")
+    assert executor.BLAS_PARALLEL_MIN_WORK < 784 * 512 < executor.PARALLEL_MIN_WORK
+    w = inp((784, 512), dt.float32, "w")
+    x = inp((4, 784), dt.float32, "x")
+    update = op("mul", w, w)
+    with_gemm = fuse(graph([update, op("matmul", x, w)], [w, x])).kernels
+    without = fuse(graph([update], [w])).kernels
+
+    def split(kernels):
+        return [len(r) for _, r in executor.schedule(kernels) if len(r) > 1]
+    assert split(with_gemm) == [2] and split(without) == []
+    monkeypatch.setenv("GRAPHC_BLAS_THREADS", "0")
+    assert split(with_gemm) == []

@@ -956,13 +956,34 @@ class _Fuser:
             if unrolled is not None:
                 kp.kernel = K.Kernel(name, kp.outer, unrolled, parallel=True, nodes=names)
                 return kp.kernel
-        if kp.kind == "reduce" and _is_column_reduction(kp, stages):
-            stages = _column_reduction_stages(kp, stages)
-            kp.kernel = K.Kernel(name, (), stages, parallel=False, nodes=names)
-            return kp.kernel
+        if kp.kind == "reduce":
+            swept = self._with_scratch_results(kp, stages)
+            if _is_column_reduction(kp, swept):
+                kp.kernel = K.Kernel(name, (), _column_reduction_stages(kp, swept),
+                                     parallel=False, nodes=names)
+                return kp.kernel
         kp.kernel = K.Kernel(name, kp.outer, stages, parallel=kp.kind != "scatter",
                              nodes=names)
         return kp.kernel
+
+    @staticmethod
+    def _with_scratch_results(kp, stages):
+        """`stages` with each reduction whose result no stage stores (only later outer
+        stages read it: an SGD update of a bias from its gradient) stored to a scratch
+        temp of the outer shape, as a column reduction needs (_is_column_reduction),
+        named after the kernel and stage (k13s0)."""
+        out = []
+        for j, st in enumerate(stages):
+            out.append(st)
+            if not isinstance(st, K.Reduce):
+                continue
+            result = K.AccRef(st.acc, st.dtype)
+            nxt = stages[j + 1] if j + 1 < len(stages) else None
+            if isinstance(nxt, K.Store) and not nxt.inner and nxt.value == result:
+                continue
+            scratch = K.Buffer(f"k{kp.index}s{j}", kp.outer_shape(), st.dtype, "temp")
+            out.append(K.Store(scratch, tuple(K.lin(v) for v in kp.outer), (), result))
+        return out
 
     def _edge_reasons(self):
         out = []

@@ -112,15 +112,18 @@ _MODE = 0x2      # BLAS_SINGLE | BLAS_REAL: the routine gets float alpha, `a` mo
 _SHIFT = 2
 
 
+def enabled() -> bool:
+    """Whether splits can run here: not disabled (GRAPHC_BLAS_THREADS=0) and available."""
+    return os.environ.get("GRAPHC_BLAS_THREADS", "") != "0" and available() is not None
+
+
 def run_split(kernel_addr, table, status, extent, parts, grain):
     """Run `kernel` over [0, extent) split into at most `parts` ranges of whole `grain`s
     on OpenBLAS's threads (the calling thread takes one). False when unavailable or
     disabled (GRAPHC_BLAS_THREADS=0): the caller then splits on a pool of its own."""
-    if os.environ.get("GRAPHC_BLAS_THREADS", "") == "0":
+    if not enabled():
         return False
     machinery = available()
-    if machinery is None:
-        return False
     machinery.split(SplitContext(kernel_addr, table, status, grain, extent, _SHIFT),
                     -(-extent // grain), parts)
     return True

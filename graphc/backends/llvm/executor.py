@@ -37,6 +37,10 @@ from . import blas_threads
 # core, so splitting it can only lose: measured on the LSTM example, a 64K threshold made
 # each training step 25 ms instead of 1 ms while the loader thread was busy.
 PARALLEL_MIN_WORK = 1 << 20
+# In a plan that calls a BLAS, splits run on OpenBLAS's workers (blas_threads.py), which
+# need no GIL and are already spinning after the plan's GEMMs: a few microseconds to
+# hand out a part. There a kernel pays off split from about 64K element-ops.
+BLAS_PARALLEL_MIN_WORK = 1 << 18
 OUTPUT_POOL_DEPTH = 3
 KERNEL_CFUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                                 ctypes.c_void_p)
@@ -84,16 +88,22 @@ def aligned_block(nbytes):
     return owner, (PAGE_OFFSET - data_pointer(owner)) % PAGE
 
 
+def calls_blas(kernels) -> bool:
+    return any(isinstance(k, K.MatmulKernel) for k in kernels)
+
+
 def schedule(kernels, threads=None):
     """[(kernel indices, ranges)]: each entry is one native call per range. A kernel
     worth splitting gets one range per thread; runs of other kernels are grouped into
     one entry, executed by a generated driver function (one foreign call for all)."""
     threads = threads or num_threads()
     profiling = profile_enabled()
+    min_work = BLAS_PARALLEL_MIN_WORK if calls_blas(kernels) and blas_threads.enabled() \
+        else PARALLEL_MIN_WORK
     out = []
     for k, kern in enumerate(kernels):
         extent = kern.outer[0].extent if getattr(kern, "outer", ()) else 1
-        if kern.parallel and threads > 1 and extent > 1 and kern.work() >= PARALLEL_MIN_WORK:
+        if kern.parallel and threads > 1 and extent > 1 and kern.work() >= min_work:
             parts = min(threads, extent)
             # cut at multiples of 64 iterations where the extent allows: a pointwise
             # kernel's ranges then start on whole 64-byte tiles (see codegen streaming)
@@ -206,11 +216,11 @@ class Executable:
         # Only a plan that calls a BLAS splits its kernels on OpenBLAS's workers: those
         # spin for ~100 ms after any job, which a plan with GEMMs causes anyway, but a
         # plan without would cause only for this (and starve other libraries' threads)
-        calls_blas = any(isinstance(k, K.MatmulKernel) for k in plan.kernels)
+        with_blas = calls_blas(plan.kernels)
         self._steps = []
         for name, ranges in steps:
             fn = KERNEL_CFUNC(loaded.address(name))
-            blas_args = _blas_split_args(fn, ranges) if calls_blas and len(ranges) > 1 \
+            blas_args = _blas_split_args(fn, ranges) if with_blas and len(ranges) > 1 \
                 else None
             self._steps.append((fn, ranges, blas_args))
         if profile_enabled():
