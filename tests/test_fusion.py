@@ -161,6 +161,26 @@ def test_transposed_operand_becomes_a_blas_flag_not_a_copy():
     run_matches_interp(g, ins)
 
 
+def test_operand_several_matmuls_read_transposed_is_copied_once_row_major():
+    """An RNN's h_t @ W_hh^T, once per step: one copy of W^T, read row-major by all."""
+    def unrolled(h, w):
+        wt = w.t()     # as CSE leaves the graph: one permute node for every step
+        for _ in range(3):
+            h = (h @ wt).tanh()
+        return h
+    g, ins = tensor_graph(unrolled, (4, 16), (16, 16))
+    plan = fuse(g)
+    mms = [k for k in plan.kernels if isinstance(k, K.MatmulKernel)]
+    assert len(mms) == 3 and len({id(k.b.buffer) for k in mms}) == 1
+    (copy,) = {k.b.buffer for k in mms}
+    assert copy.kind == "temp" and all(k.b.strides == (16, 1) for k in mms)
+    assert Reason.SHARED_TRANSPOSED in reasons(plan, "permute", "matmul")
+    run_matches_interp(g, ins)
+    # with one reader the view stays a BLAS transpose flag
+    g1, _ = tensor_graph(lambda h, w: (h @ w.t()).tanh() @ w, (4, 16), (16, 16))
+    assert Reason.SHARED_TRANSPOSED not in reasons(fuse(g1))
+
+
 def test_matmul_operand_that_is_computed_is_materialized_with_reason():
     g, ins = tensor_graph(lambda x, w: x.exp() @ w, (8, 16), (16, 4))
     plan = fuse(g)

@@ -82,6 +82,8 @@ class Reason(enum.Enum):
     RECOMPUTED_LOADS = ("value with many loads computed at more points than it has "
                         "elements: computed once and stored")
     EXPRESSION_SIZE = "inlined expression would grow too large: stored to bound code size"
+    SHARED_TRANSPOSED = ("read transposed as the right operand of several matmuls: stored "
+                         "once in the order they read row-major")
     DOMAIN_MISMATCH = "iteration domains differ"
     REDUCTION_INDEX_MISMATCH = "consumer reads the reduction at other points than it produces"
     DEPENDENCY = "fusing would make kernels depend on each other in a cycle"
@@ -287,6 +289,8 @@ class _Fuser:
         operands = [x for n in graph.nodes if n.op == "matmul" and n.dtype.short in _BLAS_DTYPES
                     for x in n.inputs]
         self._assign_layouts(operands)
+        self._store_shared_transposed([n for n in graph.nodes if n.op == "matmul"
+                                       and n.dtype.short in _BLAS_DTYPES])
         for x in operands:
             self._plan_matmul_operand(x)
 
@@ -326,6 +330,26 @@ class _Fuser:
             if best[0][0] > scores[0][0][0]:
                 self.layout[id(base)] = best[1]
                 self.reason[id(base)] = Reason.LAID_OUT
+
+    def _store_shared_transposed(self, matmuls):
+        """A right operand that several GEMMs read as a transposed view (an RNN's
+        recurrent weight: h @ W_hh^T once per step) is stored once, row-major.
+        OpenBLAS packs a transposed B more slowly: 64x128 @ 128x512 took 0.069 ms
+        against 0.058 ms with B row-major, and the LSTM step (32 steps) ran 3-4%
+        faster with the copy (a 0.06 ms kernel). With one reader the copy costs about
+        what it saves (784x512: 0.035 ms), so a single reader keeps its view."""
+        readers: dict[int, list] = {}
+        for n in matmuls:
+            x = n.inputs[1]
+            if self._is_mat(x) or _fusion_class(x) is not FusionClass.MOVEMENT:
+                continue
+            view = _strided_view(x, self._is_mat, lambda b: self.layout.get(id(b)))
+            blas = view and normalize_matmul_view(x.shape, view[2])
+            if blas is not None and blas[1]:
+                readers.setdefault(id(x), [x, 0])[1] += 1
+        for x, count in readers.values():
+            if count >= 2:
+                self.reason[id(x)] = Reason.SHARED_TRANSPOSED
 
     def _stored(self, n, idx):
         """The index at which materialized `n`'s point `idx` lies in its buffer."""
