@@ -11,6 +11,7 @@ from ...passes.fusion import fuse
 from ...passes.memory import plan_memory
 from .. import kernel_ir as K
 from . import cache, jit, parallel
+from .codegen import module_text
 from .executor import Executable, schedule
 
 stats = {"llvm_compiles": 0, "disk_hits": 0}
@@ -79,7 +80,7 @@ def compile_plan(plan, use_cache=True):
         ranges = parallel.split([_cost(k) for k in plan.kernels], n_parts)
 
         def build(j):
-            return str(_module_part(plan, memory, steps, range(*ranges[j]), j == 0))
+            return module_text(_module_part(plan, memory, steps, range(*ranges[j]), j == 0))
         objs = parallel.compile_modules(build, len(ranges), _compile_text)
         stats["llvm_compiles"] += 1
         if use_cache:
@@ -124,4 +125,4 @@ def llvm_ir(graph) -> str:
     plan = fuse(graph)
     module, _ = build_module(plan, plan_memory(plan.kernels, plan.input_buffers,
                                                plan.output_buffers))
-    return str(module)
+    return module_text(module)

@@ -28,6 +28,7 @@ from llvmlite import ir
 from ...passes.fusion import FusedPlan, fuse
 from ...passes.memory import MemoryPlan, plan_memory
 from . import blas
+from .codegen import module_text
 from .jit import host_cpu
 
 
@@ -145,7 +146,7 @@ def target_machine(cpu: str = "host"):
 
 def compile_object(module: ir.Module, tm) -> bytes:
     """Verify, optimise (the JIT's O3 pipeline with vectorisers) and emit `module`."""
-    mod = llvm.parse_assembly(str(module))
+    mod = llvm.parse_assembly(module_text(module))
     mod.triple = tm.triple
     mod.data_layout = str(tm.target_data)
     mod.verify()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import numpy as np
 from llvmlite import ir
@@ -51,6 +52,24 @@ ROW_CACHE_ELEMENTS = 16384
 STREAM_TILE_BYTES = 64     # one cache line: x86 non-temporal vector stores need this alignment
 
 
+# The innermost loop of a reduction stays a loop (llvm.loop.unroll.disable), vectorised
+# with REDUCTION_INTERLEAVE independent vector accumulators. LLVM otherwise unrolls a
+# constant row of 4096 completely; GVN then keeps the row's loads alive from one pass
+# (layer norm's mean) to the next (its variance): 256 vector registers' worth, spilled
+# to the stack. Measured on 4096x4096 float32, one process alternating both forms:
+# layer norm 6.9 -> 5.1 ms, row sums 3.5 -> 2.4 ms, softmax unchanged. Disabling the
+# unroller also stops the vectoriser from interleaving, hence the explicit count (2
+# and 8 measured no better than 4).
+REDUCTION_INTERLEAVE = 4
+_LOOP_ID = re.compile(r'^(!\d+) = !{ !"graphc\.loop\.\d+", (.*) }$', re.M)
+
+
+def module_text(module) -> str:
+    """The module's IR text, each loop's metadata a distinct node that lists itself
+    first, as LLVM requires of a loop ID (llvmlite cannot build self-references)."""
+    return _LOOP_ID.sub(r"\1 = distinct !{ \1, \2 }", str(module))
+
+
 class ModuleBuilder:
     """One LLVM module holding every kernel of an executable."""
 
@@ -64,6 +83,22 @@ class ModuleBuilder:
         self._helpers = {}
         self._bodies = {}        # body_key -> [body function, kernels using it]
         self.streaming_stores = streaming_stores and _host_is_x86()
+        self._loops = 0
+        self._rolled_hints = None
+
+    def rolled_loop_id(self):
+        """Metadata for one loop's latch: kept rolled, REDUCTION_INTERLEAVE-way
+        interleaved. A placeholder names the loop until module_text makes it the loop's
+        own distinct ID."""
+        m = self.module
+        self._loops += 1
+        if self._rolled_hints is None:
+            self._rolled_hints = [
+                m.add_metadata([ir.MetaDataString(m, "llvm.loop.unroll.disable")]),
+                m.add_metadata([ir.MetaDataString(m, "llvm.loop.interleave.count"),
+                                ir.Constant(ir.IntType(32), REDUCTION_INTERLEAVE)])]
+        return m.add_metadata([ir.MetaDataString(m, f"graphc.loop.{self._loops}")] +
+                              self._rolled_hints)
 
     def add(self, kernel) -> str:
         name = f"graphc_{kernel.name}"
@@ -400,8 +435,8 @@ class _LoopKernel(ValueLowering):
         b.ret_void()
         return body
 
-    def _loop(self, var, start, stop, body_fn):
-        """for var in [start, stop): body_fn()"""
+    def _loop(self, var, start, stop, body_fn, rolled=False):
+        """for var in [start, stop): body_fn(); `rolled`: see REDUCTION_INTERLEAVE."""
         b = self.b
         pre = b.block
         head = b.append_basic_block(f"{var.name}.head")
@@ -417,16 +452,20 @@ class _LoopKernel(ValueLowering):
         body_fn()
         nxt = b.add(i, _c64(1))
         i.add_incoming(nxt, b.block)
-        b.branch(head)
+        latch = b.branch(head)
+        if rolled:
+            latch.set_metadata("llvm.loop", self.mb.rolled_loop_id())
         b.position_at_end(done)
 
-    def _nest(self, vars_, body_fn, first_range=None):
+    def _nest(self, vars_, body_fn, first_range=None, rolled=False):
+        """Loops over `vars_`, outermost first; `rolled` applies to the innermost."""
         if not vars_:
             body_fn()
             return
         v = vars_[0]
         start, stop = first_range if first_range else (_c64(0), _c64(v.extent))
-        self._loop(v, start, stop, lambda: self._nest(vars_[1:], body_fn))
+        self._loop(v, start, stop, lambda: self._nest(vars_[1:], body_fn, rolled=rolled),
+                   rolled=rolled and len(vars_) == 1)
 
     def _emit_outer(self, outer, lo, hi):
         def body():
@@ -665,7 +704,7 @@ class _LoopKernel(ValueLowering):
                 def body():
                     x = element()
                     b.store(combine(b.load(part, typ=part_t), x, part_t, True), part)
-                self._loop(last, start, stop, body)
+                self._loop(last, start, stop, body, rolled=True)
                 b.store(b.fadd(b.load(wide, typ=wide_t), widen(b.load(part, typ=part_t))),
                         wide)
             self._nest(inner[:-1] + [blk], per_block)
@@ -673,7 +712,7 @@ class _LoopKernel(ValueLowering):
             def body():
                 x = widen(element()) if st.op in ("sum", "prod") else element()
                 b.store(combine(b.load(wide, typ=wide_t), x, wide_t, st.op == "sum"), wide)
-            self._nest(inner, body)
+            self._nest(inner, body, rolled=True)
         acc = b.load(wide, typ=wide_t)
         self.accs[st.acc] = self._finish_acc(acc, wide_t, src_dt, st.dtype)
 
