@@ -238,6 +238,30 @@ def test_arg_reductions(name, dtype, rng):
     check(graph(outs, [x]), [a])
 
 
+@pytest.mark.parametrize("dtype", [dt.float32, dt.float64, dt.int32, dt.int64],
+                         ids=lambda d: d.name)
+@pytest.mark.parametrize("name", ["argmax", "argmin"])
+def test_arg_reductions_over_long_rows_take_numpys_index(name, dtype, rng):
+    """Rows of at least codegen.ROLLED_MIN_EXTENT run the two-pass form (extreme, then
+    the first index holding it): the first NaN, the first of ties, -0.0 == 0.0."""
+    from graphc.backends.llvm.codegen import ROLLED_MIN_EXTENT
+    n = ROLLED_MIN_EXTENT + 44
+    a = (data((6, n), dtype, rng) * (1 if dtype.is_floating else 3)).astype(dtype.np)
+    a[0, 10:20] = a[0].max() + 1          # a run of ties: the first wins
+    a[1, -3:] = a[1].min() - 1
+    if dtype.is_floating:
+        a[2, [7, 40, 200]] = np.nan       # the first NaN, as numpy and torch
+        a[3, :] = 0.0
+        a[3, [5, 9]] = -0.0               # equal to 0.0: index 0 wins either way
+        a[4, :] = -np.inf
+    x = inp((6, n), dtype)
+    fn = getattr(np, name)
+    for out in (op(name, x, dim=1, keepdim=False),
+                op(name, op("permute", x, dims=(1, 0)), dim=0, keepdim=False)):
+        (got,) = L.compile(graph([out], [x]))([a])
+        np.testing.assert_array_equal(got, fn(a, axis=1))
+
+
 def test_long_float32_sum_is_accurate():
     n = 1 << 24
     x = inp((n,), dt.float32)
@@ -535,7 +559,8 @@ def test_reduction_loops_stay_rolled_with_interleaved_accumulators(rng):
     """A layer norm over rows of 4096: each pass over the row is a loop with
     REDUCTION_INTERLEAVE vector accumulators, not 256 unrolled vector adds (unrolled,
     GVN kept the row's loads alive from the mean's pass to the variance's and spilled
-    them: 6.9 against 5.1 ms on 4096x4096)."""
+    them: 6.9 against 5.1 ms on 4096x4096). Rows shorter than ROLLED_MIN_EXTENT are
+    left to LLVM (a pool's 4-point max ran 5x slower rolled)."""
     from graphc.backends.llvm import build_module, jit
     from graphc.backends.llvm.codegen import REDUCTION_INTERLEAVE, module_text
     from graphc.passes.fusion import fuse
@@ -569,6 +594,14 @@ def test_reduction_loops_stay_rolled_with_interleaved_accumulators(rng):
     a = data((8, 4096), dt.float32, rng)
     np.testing.assert_allclose(L.compile(gr)([a])[0], interp.compile(gr)([a])[0],
                                rtol=1e-5, atol=1e-5)
+    # a short row is LLVM's to unroll and vectorise across the outer loop
+    short = inp((64, 200), dt.float32, "x")
+    for out in (op("sum", short, dims=(1,), keepdim=False),
+                op("argmax", short, dim=1, keepdim=False)):
+        plan = fuse(graph([out], [short]))
+        module, _ = build_module(plan, plan_memory(plan.kernels, plan.input_buffers,
+                                                    plan.output_buffers))
+        assert "distinct" not in module_text(module)
 
 
 # ----------------------------------------------------------------------------- caches
