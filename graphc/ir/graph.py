@@ -247,6 +247,11 @@ def node_problem(n: Node) -> str | None:
 
 def freeze_attrs(attrs: dict):
     def f(v):
+        t = type(v)
+        if t is int or t is str or v is None:     # most attrs: dims, shapes, names
+            return v
+        if (t is tuple or t is list) and all(type(x) is int for x in v):
+            return tuple(v)
         if isinstance(v, (list, tuple)):
             return tuple(f(x) for x in v)
         if isinstance(v, (bool, np.bool_)):  # keep 1, 1.0, True and 0.0, -0.0 apart
