@@ -112,18 +112,25 @@ _MODE = 0x2      # BLAS_SINGLE | BLAS_REAL: the routine gets float alpha, `a` mo
 _SHIFT = 2
 
 
+def _enabled_machinery():
+    """available(), unless disabled (GRAPHC_BLAS_THREADS=0)."""
+    if os.environ.get("GRAPHC_BLAS_THREADS", "") == "0":
+        return None
+    return available()
+
+
 def enabled() -> bool:
     """Whether splits can run here: not disabled (GRAPHC_BLAS_THREADS=0) and available."""
-    return os.environ.get("GRAPHC_BLAS_THREADS", "") != "0" and available() is not None
+    return _enabled_machinery() is not None
 
 
 def run_split(kernel_addr, table, status, extent, parts, grain):
     """Run `kernel` over [0, extent) split into at most `parts` ranges of whole `grain`s
     on OpenBLAS's threads (the calling thread takes one). False when unavailable or
     disabled (GRAPHC_BLAS_THREADS=0): the caller then splits on a pool of its own."""
-    if not enabled():
+    machinery = _enabled_machinery()
+    if machinery is None:
         return False
-    machinery = available()
     machinery.split(SplitContext(kernel_addr, table, status, grain, extent, _SHIFT),
                     -(-extent // grain), parts)
     return True
