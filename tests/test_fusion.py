@@ -263,6 +263,42 @@ def test_index_simplification_folds_reshape_division():
     assert K.floordiv(flat, 4) == K.lin(a) and K.mod(flat, 4) == K.lin(b)
 
 
+def _eval_index(e, env):
+    """Value of an index expression at the point `env` (Var name -> int)."""
+    if isinstance(e, K.Lin):
+        return e.const + sum(c * _eval_index(a, env) for a, c in e.terms)
+    if isinstance(e, K.Var):
+        return env[e.name]
+    if isinstance(e, K.FloorDiv):
+        return _eval_index(e.x, env) // e.c
+    if isinstance(e, K.Mod):
+        return _eval_index(e.x, env) % e.c
+    raise TypeError(e)
+
+
+@pytest.mark.parametrize("shape,src", [
+    ((64, 4, 128), (64, 512)), ((64, 512), (64, 4, 128)), ((6, 4), (2, 3, 4)),
+    ((4, 6), (2, 3, 4)), ((2, 1, 6), (3, 1, 4, 1)), ((12,), (3, 4)), ((3, 4), (12,)),
+    ((1, 6, 1), (6,)), ((6,), (1, 6, 1)), ((5, 1, 1), (5,)), ((), (1, 1)), ((4, 9), (6, 6)),
+    ((0, 3), (3, 0)),
+])
+def test_reshape_index_groups_dims_and_matches_row_major_order(shape, src):
+    """Each point of a reshape reads the operand element numpy's reshape would; the
+    index of a group of dims the reshape leaves alone (the 64 above) stays that dim's
+    variable, with no division."""
+    from graphc.passes.fusion import _reshape_index
+    vs = [K.Var(f"v{d}", n) for d, n in enumerate(shape)]
+    idx = _reshape_index(tuple(K.lin(v) for v in vs), shape, src)
+    assert len(idx) == len(src)
+    for point in np.ndindex(*shape):
+        env = {v.name: p for v, p in zip(vs, point)}
+        got = tuple(_eval_index(e, env) for e in idx)
+        want = np.unravel_index(np.ravel_multi_index(point, shape), src) if src else ()
+        assert got == tuple(int(w) for w in want), (point, idx)
+    if shape[:1] == src[:1] == (64,):
+        assert idx[0] == K.lin(vs[0])
+
+
 def test_one_index_per_row_scatter_add_fuses_as_elementwise():
     x = inp((6, 5))
     idx = inp((6, 1), "idx", dt.int64)

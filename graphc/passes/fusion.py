@@ -174,7 +174,7 @@ def _movement_index(node: Node, idx: tuple) -> tuple:
     src = node.inputs[0].shape
     a = node.attrs
     if node.op == "reshape":
-        return K.delinearize(K.linearize(idx, node.shape), src)
+        return _reshape_index(idx, node.shape, src)
     if node.op == "permute":
         out = [None] * len(src)
         for k, p in enumerate(a["dims"]):
@@ -186,6 +186,37 @@ def _movement_index(node: Node, idx: tuple) -> tuple:
         return tuple(K.lin(st) + K.lin(i) * sp for i, st, sp in
                      zip(idx, a["starts"], a["steps"]))
     raise AssertionError(node.op)
+
+
+def _reshape_index(idx: tuple, shape: tuple, src: tuple) -> tuple:
+    """Index into a value of shape `src` of point `idx` of its reshape to `shape`.
+
+    A reshape splits and merges runs of adjacent dims, so it factors into independent
+    groups whose sizes have equal products ((64, 512) -> (64, 4, 128) is {64 -> 64},
+    {512 -> 4 x 128}). Each group is linearized and delinearized on its own: the same
+    value as flattening the whole index, but the index expressions stay as short as
+    the group, which keeps index arithmetic (a large part of fusing an unrolled RNN's
+    graph) cheap."""
+    if 0 in src:
+        return K.delinearize(K.linearize(idx, shape), src)
+    out, i, j = [], 0, 0
+    while i < len(src) or j < len(shape):
+        i0, j0 = i, j
+        ps = pd = 1
+        if i < len(src):
+            ps, i = src[i], i + 1
+        if j < len(shape):
+            pd, j = shape[j], j + 1
+        while ps != pd:   # the products are equal overall, so this ends
+            if ps < pd:
+                ps, i = ps * src[i], i + 1
+            else:
+                pd, j = pd * shape[j], j + 1
+        if i - i0 == 1 and j - j0 == 1:
+            out.append(idx[j0])
+        else:
+            out.extend(K.delinearize(K.linearize(idx[j0:j], shape[j0:j]), src[i0:i]))
+    return tuple(out)
 
 
 def _view_base(node: Node, is_buffer) -> tuple:
