@@ -157,6 +157,55 @@ def test_binary_ops(dtype, rng):
         np.testing.assert_array_equal(got[k], want[k], err_msg=names[k])
 
 
+def _bits_equal(a, b):
+    """Equal values, zeros of equal sign, NaN where NaN."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    same = ((a == b) & (np.signbit(a) == np.signbit(b))) | (np.isnan(a) & np.isnan(b))
+    return int(np.sum(~same))
+
+
+_DIVMOD_EDGES = [(1, 0.1), (-5, np.inf), (5, np.inf), (-5, -np.inf), (-5, 3), (0, 0), (3, 0),
+                 (-3, 0), (0, 2), (-0.0, 2), (0, -2), (-0.0, -2), (6, 3), (-6, 3), (6, -3),
+                 (np.inf, 2), (-np.inf, 2), (np.nan, 1), (1, np.nan), (7.5, -2)]
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: d.name)
+def test_float_floordiv_and_mod_take_torchs_values_bit_for_bit(dtype, rng):
+    """Floor division and remainder from fmod, as PyTorch computes them: 1 // 0.1 is 9,
+    5 % inf is 5, -5 % inf is inf, x // 0 is x / 0, zeros keep PyTorch's signs. The
+    interpreter matches torch bit for bit (bfloat16: to torch's within its rounding of
+    intermediates), and LLVM matches the interpreter."""
+    import torch
+    n = 4000
+    av = (rng.standard_normal(n) * rng.choice([0.1, 1, 10, 1000], n))
+    bv = (rng.standard_normal(n) * rng.choice([0.1, 1, 10], n))
+    edges = np.array(_DIVMOD_EDGES, np.float64)
+    av[:len(edges)], bv[:len(edges)] = edges[:, 0], edges[:, 1]
+    a_np, b_np = av.astype(dtype.np), bv.astype(dtype.np)
+    if dtype is dt.bfloat16:
+        a_np, b_np = interp.round_to_bfloat16(a_np), interp.round_to_bfloat16(b_np)
+    a, b = inp((n,), dtype, "a"), inp((n,), dtype, "b")
+    g = graph([op("floordiv", a, b), op("mod", a, b)], [a, b])
+    got = check(g, [a_np, b_np])
+    if dtype is dt.bfloat16:
+        return   # graphc stores bfloat16 in float32 and rounds only each op's result
+    ta, tb = torch.from_numpy(a_np), torch.from_numpy(b_np)
+    assert _bits_equal(got[0], (ta // tb).numpy()) == 0
+    assert _bits_equal(got[1], (ta % tb).numpy()) == 0
+
+
+@pytest.mark.parametrize("dtype", [dt.int32, dt.int64], ids=lambda d: d.name)
+def test_integer_power_with_negative_exponents_takes_torchs_values(dtype):
+    """PyTorch: 1 ** -k is 1, (-1) ** -k is +-1 by parity, any other base gives 0."""
+    import torch
+    base = np.array([2, 3, -1, -1, 1, 0, -2, 5, -3, 7], dtype.np)
+    expo = np.array([-2, -1, -3, -4, -5, -1, -1, 2, 3, 0], dtype.np)
+    a, b = inp((10,), dtype, "a"), inp((10,), dtype, "b")
+    got = check(graph([op("pow", a, b)], [a, b]), [base, expo])
+    want = (torch.from_numpy(base) ** torch.from_numpy(expo)).numpy()
+    np.testing.assert_array_equal(got[0], want)
+
+
 def test_float_nan_propagation_in_max_min():
     a, b = inp((4,), dt.float32, "a"), inp((4,), dt.float32, "b")
     av = np.array([np.nan, 1, 2, -np.inf], np.float32)

@@ -224,11 +224,8 @@ class ValueLowering:
         # numpy computes these as several float16 ops (each rounded) but bfloat16,
         # stored as float32, in float32: round the intermediates for float16 only
         mid = d if d.short == "f16" else dt.float32
-        if op == "floordiv":
-            return intr("llvm.floor", self.round(b.fdiv(x, y), mid))
-        if op == "mod":
-            q = intr("llvm.floor", self.round(b.fdiv(x, y), mid))
-            return b.fsub(x, self.round(b.fmul(q, y), mid))
+        if op in ("floordiv", "mod"):
+            return self._float_floor_divmod(op, x, y, mid, intr)
         if op == "pow":
             return b.call(m.intrinsic("llvm.pow", t), [x, y])
         if op == "maximum":
@@ -236,6 +233,29 @@ class ValueLowering:
         if op == "minimum":
             return intr("llvm.minimum", x, y)
         raise NotImplementedError(f"LLVM backend: no float lowering for {op}")
+
+    def _float_floor_divmod(self, op, x, y, mid, intr):
+        """PyTorch's float floor division and remainder, the steps of ops.py's
+        _float_floor_divmod: from fmod (`frem`, exact), with the intermediates rounded
+        where the reference rounds them (float16)."""
+        b = self.b
+        t = x.type
+        zero, one = ir.Constant(t, 0.0), ir.Constant(t, 1.0)
+        mod = b.frem(x, y)
+        adjust = b.and_(b.fcmp_unordered("!=", mod, zero),
+                        b.xor(b.fcmp_ordered("<", y, zero), b.fcmp_ordered("<", mod, zero)))
+        if op == "mod":
+            return b.select(adjust, self.round(b.fadd(mod, y), mid), mod)
+        div = self.round(b.fdiv(self.round(b.fsub(x, mod), mid), y), mid)
+        div = b.select(adjust, self.round(b.fsub(div, one), mid), div)
+        whole = intr("llvm.floor", div)
+        above_half = b.fcmp_ordered(">", self.round(b.fsub(div, whole), mid),
+                                    ir.Constant(t, 0.5))
+        whole = b.select(above_half, self.round(b.fadd(whole, one), mid), whole)
+        ratio = self.round(b.fdiv(x, y), mid)
+        signed_zero = intr("llvm.copysign", zero, ratio)
+        q = b.select(b.fcmp_unordered("!=", div, zero), whole, signed_zero)
+        return b.select(b.fcmp_ordered("==", y, zero), ratio, q)
 
     def int_op(self, op, args, d):
         b = self.b
@@ -295,7 +315,17 @@ class ValueLowering:
         if op == "pow":
             e = b.select(b.icmp_signed("<", y, zero), zero, y) if signed else y
             r = b.call(self.mb.ipow(t), [x, e])
-            return b.select(b.icmp_unsigned("==", e, zero), ir.Constant(t, 1), r)
+            r = b.select(b.icmp_unsigned("==", e, zero), ir.Constant(t, 1), r)
+            if not signed:
+                return r
+            # a negative exponent (ops.py's _pow_np, PyTorch): 1 for base 1, +-1 for
+            # base -1 by the exponent's parity, 0 otherwise
+            one, minus1 = ir.Constant(t, 1), ir.Constant(t, -1)
+            odd = b.icmp_unsigned("!=", b.and_(y, one), zero)
+            small = b.select(b.icmp_signed("==", x, one), one,
+                             b.select(b.icmp_signed("==", x, minus1),
+                                      b.select(odd, minus1, one), zero))
+            return b.select(b.icmp_signed("<", y, zero), small, r)
         raise NotImplementedError(f"LLVM backend: no integer lowering for {op} on {d.name}")
 
     # -------------------------------------------------------------- random numbers

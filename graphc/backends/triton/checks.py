@@ -138,6 +138,29 @@ def binary(dtype, rng, shape=(6, 17)):
     return Case(f"binary-{dtype.name}", graph(outs, [a, b, pa, pb]), [av, bv, pav, pbv], rt, at)
 
 
+DIVMOD_EDGES = [(1, 0.1), (-5, np.inf), (5, np.inf), (-5, -np.inf), (-5, 3), (0, 0), (3, 0),
+                (-3, 0), (0, 2), (-0.0, 2), (0, -2), (-0.0, -2), (6, 3), (-6, 3), (6, -3),
+                (np.inf, 2), (-np.inf, 2), (np.nan, 1), (1, np.nan), (7.5, -2)]
+
+
+def float_divmod_edges(dtype):
+    """Floor division and remainder where the fmod-based definition (PyTorch's) differs
+    from floor(a / b): infinite and zero divisors, signed zeros, 1 // 0.1."""
+    e = np.array(DIVMOD_EDGES, np.float64)
+    a, b = inp((len(e),), dtype, "a"), inp((len(e),), dtype, "b")
+    g = graph([op("floordiv", a, b), op("mod", a, b)], [a, b])
+    return Case(f"divmod-edges-{dtype.name}", g, [e[:, 0].astype(dtype.np),
+                                                  e[:, 1].astype(dtype.np)])
+
+
+def int_pow_negative(dtype):
+    """Integer powers with negative exponents: 1, +-1 for base -1, 0 otherwise."""
+    base = np.array([2, 3, -1, -1, 1, 0, -2, 5], dtype.np)
+    expo = np.array([-2, -1, -3, -4, -5, -1, -1, 2], dtype.np)
+    a, b = inp((8,), dtype, "a"), inp((8,), dtype, "b")
+    return Case(f"pow-negative-{dtype.name}", graph([op("pow", a, b)], [a, b]), [base, expo])
+
+
 def special_values(rng):
     a, b = inp((4,), dt.float32, "a"), inp((4,), dt.float32, "b")
     av = np.array([np.nan, 1, 2, -np.inf], np.float32)
@@ -421,6 +444,8 @@ def corpus(seed=0):
         out.append(casts(d, rng))
         out.append(reductions(d, rng))
     out.append(special_values(rng))
+    out += [float_divmod_edges(d) for d in (dt.float32, dt.float64, dt.float16)]
+    out += [int_pow_negative(d) for d in (dt.int32, dt.int64)]
     out.append(sources(rng))
     for d in (dt.float32, dt.int32, dt.bool_, dt.float16):
         out.append(arg_reductions(d, rng))

@@ -383,6 +383,24 @@ class Scope:
             return self.emit(f"_gc_round_bf16({x})", self.axes_of(x))
         return x
 
+    def _float_floor_divmod(self, op, x, y, d, e) -> str:
+        """PyTorch's float floor division and remainder, the steps of ops.py's
+        _float_floor_divmod: from fmod (Triton's float `%`), intermediates rounded where
+        the reference rounds them (float16)."""
+        r = lambda s: self.round_numpy(e(s), d)   # noqa: E731
+        mod = e(f"{x} % {y}")
+        adjust = e(f"({mod} != 0) & (({y} < 0) != ({mod} < 0))")
+        if op == "mod":
+            return e(f"tl.where({adjust}, {r(f'{mod} + {y}')}, {mod})")
+        div = r(f"_gc_div({r(f'{x} - {mod}')}, {y})")
+        div = e(f"tl.where({adjust}, {r(f'{div} - 1')}, {div})")
+        whole = e(f"tl.floor({div})")
+        whole = e(f"tl.where({r(f'{div} - {whole}')} > 0.5, {r(f'{whole} + 1')}, {whole})")
+        ratio = r(f"_gc_div({x}, {y})")
+        zero = e(f"{ratio} * 0.0")   # copysign(0, ratio): ratio is finite where it is used
+        q = e(f"tl.where({div} != 0, {whole}, {zero})")
+        return e(f"tl.where({y} == 0, {ratio}, {q})")
+
     def round_numpy(self, x, d) -> str:
         """Rounding of an intermediate the reference rounds: numpy computes float16 ops
         in float16, but bfloat16 (stored as float32) only rounds the op's result."""
@@ -488,11 +506,8 @@ class Scope:
             return e(f"{x} {'+' if op == 'add' else '-' if op == 'sub' else '*'} {y}")
         if op == "div":
             return e(f"_gc_div({x}, {y})")
-        if op == "floordiv":
-            return e(f"tl.floor({self.round_numpy(e(f'_gc_div({x}, {y})'), d)})")
-        if op == "mod":
-            q = e(f"tl.floor({self.round_numpy(e(f'_gc_div({x}, {y})'), d)})")
-            return e(f"{x} - {self.round_numpy(e(f'{q} * {y}'), d)}")
+        if op in ("floordiv", "mod"):
+            return self._float_floor_divmod(op, x, y, d, e)
         if op == "pow":
             return e(f"_gc_pow({x}, {y})")
         if op == "maximum":
@@ -538,7 +553,7 @@ class Scope:
             return e(f"_gc_{op}_{kind}({x}, {y})")
         if op == "pow":
             bits = d.itemsize * 8 - (1 if signed else 0)
-            return e(f"_gc_pow_int({x}, {y}, {bits})")
+            return e(f"_gc_pow_int({x}, {y}, {bits}, {signed})")
         raise TritonUnsupported(f"triton backend: no integer lowering for {op} on {d.name}")
 
     # -------------------------------------------------------------- random numbers

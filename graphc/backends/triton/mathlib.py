@@ -96,7 +96,7 @@ def _gc_mod_unsigned(x, y):
 
 
 @triton.jit
-def _gc_pow_int(x, y, BITS: tl.constexpr):
+def _gc_pow_int(x, y, BITS: tl.constexpr, SIGNED: tl.constexpr):
     e = tl.maximum(y, 0) + x * 0
     base = x + y * 0
     acc = base * 0 + 1
@@ -104,6 +104,12 @@ def _gc_pow_int(x, y, BITS: tl.constexpr):
         acc = tl.where((e & 1) != 0, acc * base, acc)
         base = base * base
         e = e >> 1
+    if SIGNED:
+        # a negative exponent (ops.py's _pow_np, PyTorch): 1 for base 1, +-1 for base -1
+        # by the exponent's parity, 0 otherwise
+        odd = (y & 1) != 0
+        small = tl.where(x == 1, 1, tl.where(x == -1, tl.where(odd, -1, 1), 0))
+        acc = tl.where(y < 0, small.to(acc.dtype), acc)
     return acc
 
 
