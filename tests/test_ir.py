@@ -518,3 +518,15 @@ def test_docs_op_table_matches_the_registry():
     assert not missing, ("docs/ir.md lacks a row for: " + ", ".join(missing) + "; add "
                          "rows `| `op` | fusion class | arity | has vjp | semantics |`")
     assert documented == registry
+
+
+def test_dtype_flags_are_torchs():
+    """torch.dtype's flags under torch's names: code that branches on
+    `x.dtype.is_floating_point` runs unchanged."""
+    torch = pytest.importorskip("torch")
+    import graphc as gc
+    for name in ("float32", "float64", "float16", "bfloat16", "int32", "int64", "uint8",
+                 "bool"):
+        ours, theirs = getattr(gc, name), getattr(torch, name)
+        for flag in ("is_floating_point", "is_signed", "itemsize", "is_complex"):
+            assert getattr(ours, flag) == getattr(theirs, flag), (name, flag)

@@ -28,6 +28,15 @@ class DType:
         return self.short == "b8"
 
     @property
+    def is_floating_point(self):
+        """torch.dtype's name for is_floating."""
+        return self.is_floating
+
+    @property
+    def is_complex(self):
+        return False   # graphc has no complex dtypes
+
+    @property
     def category(self):
         """0 bool, 1 integer, 2 floating: PyTorch promotes to the highest category."""
         return 2 if self.is_floating else (0 if self.is_bool else 1)
