@@ -30,6 +30,7 @@ from graphc.ir import dtypes as dt
 from graphc.ir.graph import Graph, TensorType
 from graphc.ir.registry import all_ops, get_op
 from graphc.passes.autodiff import grad_graph
+from graphc.passes.fusion import fuse as fuse_plan
 from graphc.testing import data, graph, inp, op, random_graphs
 
 
@@ -770,3 +771,22 @@ def test_identical_loop_kernels_share_one_body(rng):
     assert text.count("_body\"(") == 7 and "noinline" in text      # 1 definition, 6 calls
     check(g, [data((6, 4, 16), dt.float32, rng), data((4, 16), dt.float32, rng),
               data((16, 16), dt.float32, rng) * 0.3], *tol(dt.float32, transcendental=True))
+
+
+def test_value_kept_for_later_row_stages_is_recomputed_by_an_outer_stage(rng):
+    """The row cache keeps a transcendental one row stage computes (exp(s) here) for the
+    later row stages that compute it again; a stage at the outer level (no row loop)
+    that also computes it must not read the row scratch array (it once emitted a GEP
+    with no index: an AttributeError deep in llvmlite, hit by realizing two Adam steps
+    at once)."""
+    x, s = inp((4, 300), dt.float32, "x"), inp((), dt.float32, "s")
+    e = op("exp", s)
+    xe = op("mul", x, op("expand", op("reshape", e, shape=(1, 1)), shape=(4, 300)))
+    total = op("sum", xe, dims=(1,), keepdim=True)
+    rows = op("div", xe, op("expand", total, shape=(4, 300)))
+    outer = op("mul", op("reshape", total, shape=(4,)),
+               op("expand", op("reshape", e, shape=(1,)), shape=(4,)))
+    g = graph([rows, outer], [x, s])
+    [kernel] = fuse_plan(g).kernels     # one kernel: two row stages and an outer stage
+    assert [bool(st.inner) for st in kernel.stages] == [True, True, False]
+    check(g, [rng.random((4, 300), dtype=np.float32), np.float32(0.3)], rtol=1e-6)

@@ -896,6 +896,8 @@ class _LoopKernel(ValueLowering):
         if v in self.memo:
             return self.memo[v]
         cached = self.row_cache.get(v)
+        if cached is not None and self.k.stages[self.stage_no].inner != self.row_inner:
+            cached = None   # an outer-level stage (no row loop) computes its own value
         if cached is not None and self.stage_no > cached[0]:
             r = self.b.load(self._row_slot(cached[1]), typ=cached[1].allocated_type)
         else:
@@ -912,8 +914,10 @@ class _LoopKernel(ValueLowering):
         exp(x - max) in its sum and in its output): the first stage to compute one
         keeps the row in a stack array (L1-resident), later stages read it back."""
         stages = [st for st in self.k.stages if st.inner]
+        self.row_inner = None
         if len(stages) < 2 or len({tuple(st.inner) for st in stages}) != 1:
             return {}
+        self.row_inner = stages[0].inner
         n = 1
         for v in stages[0].inner:
             n *= v.extent
