@@ -28,6 +28,13 @@ def graph(outputs, inputs) -> Graph:
     return g
 
 
+# (a, b) pairs where PyTorch's fmod-based floor division and remainder differ from
+# floor(a / b): infinite and zero divisors, signed zeros, 1 // 0.1 (which is 9)
+DIVMOD_EDGES = [(1, 0.1), (-5, np.inf), (5, np.inf), (-5, -np.inf), (-5, 3), (0, 0), (3, 0),
+                (-3, 0), (0, 2), (-0.0, 2), (0, -2), (-0.0, -2), (6, 3), (-6, 3), (6, -3),
+                (np.inf, 2), (-np.inf, 2), (np.nan, 1), (1, np.nan), (7.5, -2)]
+
+
 def data(shape, dtype, rng, kind="any") -> np.ndarray:
     """Random values of `dtype` in its storage form. `kind`: 'pos' (> 0.1) or 'gt-1'
     (> -0.9) for ops whose domain needs it."""

@@ -31,7 +31,7 @@ from graphc.ir.graph import Graph, TensorType
 from graphc.ir.registry import all_ops, get_op
 from graphc.passes.autodiff import grad_graph
 from graphc.passes.fusion import fuse as fuse_plan
-from graphc.testing import data, graph, inp, op, random_graphs
+from graphc.testing import DIVMOD_EDGES, data, graph, inp, op, random_graphs
 
 
 # compiled kernels go to a cache directory of this module's own (tests/conftest.py)
@@ -165,11 +165,6 @@ def _bits_equal(a, b):
     return int(np.sum(~same))
 
 
-_DIVMOD_EDGES = [(1, 0.1), (-5, np.inf), (5, np.inf), (-5, -np.inf), (-5, 3), (0, 0), (3, 0),
-                 (-3, 0), (0, 2), (-0.0, 2), (0, -2), (-0.0, -2), (6, 3), (-6, 3), (6, -3),
-                 (np.inf, 2), (-np.inf, 2), (np.nan, 1), (1, np.nan), (7.5, -2)]
-
-
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: d.name)
 def test_float_floordiv_and_mod_take_torchs_values_bit_for_bit(dtype, rng):
     """Floor division and remainder from fmod, as PyTorch computes them: 1 // 0.1 is 9,
@@ -180,7 +175,7 @@ def test_float_floordiv_and_mod_take_torchs_values_bit_for_bit(dtype, rng):
     n = 4000
     av = (rng.standard_normal(n) * rng.choice([0.1, 1, 10, 1000], n))
     bv = (rng.standard_normal(n) * rng.choice([0.1, 1, 10], n))
-    edges = np.array(_DIVMOD_EDGES, np.float64)
+    edges = np.array(DIVMOD_EDGES, np.float64)
     av[:len(edges)], bv[:len(edges)] = edges[:, 0], edges[:, 1]
     a_np, b_np = av.astype(dtype.np), bv.astype(dtype.np)
     if dtype is dt.bfloat16:

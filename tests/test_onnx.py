@@ -20,6 +20,7 @@ ort = pytest.importorskip("onnxruntime")
 import graphc as gc  # noqa: E402
 import graphc.nn as nn  # noqa: E402
 import graphc.nn.functional as F  # noqa: E402
+from graphc.testing import DIVMOD_EDGES  # noqa: E402
 import graphc.onnx  # noqa: E402
 from graphc.ir.registry import all_ops  # noqa: E402
 from graphc.onnx.lowering import LOWERINGS, UNSUPPORTED  # noqa: E402
@@ -246,6 +247,10 @@ def float_arith(x, y):
     return (x // y, x % y, x ** 2, x.abs() ** y, x / y, gc.maximum(x, y), gc.minimum(x, y))
 
 
+def floor_divmod_edges(x, y):
+    return (x // y, x % y)
+
+
 def compare_and_logic(x, y, p, q):
     m = x > y
     return (x == y, x != y, x < y, x <= y, x > y, x >= y, p < q, p >= q, p == q,
@@ -307,6 +312,8 @@ def _op_inputs(rng):
         (special_values, [special]),
         (integer_ops, [a, b, i32, j32]),
         (float_arith, [f(8) * 3, np.abs(f(8)) + 0.5]),
+        # PyTorch's fmod-based // and %: zero and infinite divisors, signed zeros
+        (floor_divmod_edges, [np.array(e, np.float32) for e in zip(*DIVMOD_EDGES)]),
         (compare_and_logic, [x_cmp, y_cmp, p, q]),
         (movement, [f(2, 3, 4), idx, f(3, 5), sidx]),
         (reductions, [f(2, 3, 4), tied]),

@@ -160,11 +160,32 @@ for _graphc, _onnx in {"lt": "Less", "le": "LessOrEqual", "gt": "Greater",
     LOWERINGS[_graphc] = _ordered_compare(_onnx)
 
 
+def _float_floor_divmod(b, node, a, c):
+    """(floor division, remainder) of floats in the steps of ir/ops.py's
+    _float_floor_divmod (PyTorch's): from fmod, which ONNX's float Mod computes."""
+    d = node.type.dtype
+    zero, one = b.scalar(0, d), b.scalar(1, d)
+    mod = b.op("Mod", [a, c], fmod=1)
+    adjust = b.op("And", [b.op("Not", [b.op("Equal", [mod, zero])]),
+                          b.op("Xor", [b.op("Less", [c, zero]), b.op("Less", [mod, zero])])])
+    rem = b.op("Where", [adjust, b.op("Add", [mod, c]), mod])
+    div = b.op("Div", [b.op("Sub", [a, mod]), c])
+    div = b.op("Where", [adjust, b.op("Sub", [div, one]), div])
+    whole = b.op("Floor", [div])
+    above_half = b.op("Greater", [b.op("Sub", [div, whole]), b.scalar(0.5, d)])
+    whole = b.op("Where", [above_half, b.op("Add", [whole, one]), whole])
+    ratio = b.op("Div", [a, c])
+    signed_zero = b.op("Mul", [ratio, zero])   # copysign(0, ratio): finite where used
+    quotient = b.op("Where", [b.op("Equal", [div, zero]), signed_zero, whole])
+    quotient = b.op("Where", [b.op("Equal", [c, zero]), ratio, quotient])
+    return quotient, rem
+
+
 @lowering("floordiv")
 def _floordiv(b, node, args):
     a, c = args
     if node.type.dtype.is_floating:
-        return b.op("Floor", [b.op("Div", [a, c])])
+        return _float_floor_divmod(b, node, a, c)[0]
     # integers: (a - a mod c) / c is exact, and Mod(fmod=0) is Python's (floored) mod
     return b.op("Div", [b.op("Sub", [a, b.op("Mod", [a, c], fmod=0)]), c])
 
@@ -173,18 +194,28 @@ def _floordiv(b, node, args):
 def _mod(b, node, args):
     a, c = args
     if node.type.dtype.is_floating:
-        # a - floor(a / c) * c, as graphc computes it (ONNX float Mod is C's fmod)
-        q = b.op("Floor", [b.op("Div", [a, c])])
-        return b.op("Sub", [a, b.op("Mul", [q, c])])
+        return _float_floor_divmod(b, node, a, c)[1]
     return b.op("Mod", [a, c], fmod=0)
 
 
 @lowering("pow")
 def _pow(b, node, args):
     a, e = args
-    if not node.type.dtype.is_floating:
-        e = b.op("Max", [e, b.scalar(0, node.type.dtype)])
-    return b.op("Pow", [a, e])
+    d = node.type.dtype
+    if d.is_floating:
+        return b.op("Pow", [a, e])
+    zero = b.scalar(0, d)
+    power = b.op("Pow", [a, b.op("Max", [e, zero])])
+    if not d.is_signed:
+        return power
+    # a negative exponent (ops.py's _pow_np, PyTorch): 1 for base 1, +-1 for base -1 by
+    # the exponent's parity, 0 otherwise
+    one, minus1 = b.scalar(1, d), b.scalar(-1, d)
+    odd = b.op("Not", [b.op("Equal", [b.op("Mod", [e, b.scalar(2, d)], fmod=1), zero])])
+    small = b.op("Where", [b.op("Equal", [a, one]), one,
+                           b.op("Where", [b.op("Equal", [a, minus1]),
+                                          b.op("Where", [odd, minus1, one]), zero])])
+    return b.op("Where", [b.op("Less", [e, zero]), small, power])
 
 
 @lowering("cast")

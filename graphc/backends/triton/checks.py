@@ -35,7 +35,7 @@ from ...ir.graph import Graph, TensorType
 from ...ir.registry import get_op
 from .. import interp
 from ..interp import round_to_bfloat16
-from ...testing import data, graph, inp, op  # noqa: F401  (the shared corpus builders)
+from ...testing import DIVMOD_EDGES, data, graph, inp, op  # noqa: F401  (the shared corpus builders)
 
 FLOATS = [dt.float32, dt.float64, dt.float16, dt.bfloat16]
 INTS = [dt.int32, dt.int64, dt.uint8]
@@ -136,11 +136,6 @@ def binary(dtype, rng, shape=(6, 17)):
             outs.append(op(name, a, b))
     rt, at = tol(dtype, transcendental=not exact)
     return Case(f"binary-{dtype.name}", graph(outs, [a, b, pa, pb]), [av, bv, pav, pbv], rt, at)
-
-
-DIVMOD_EDGES = [(1, 0.1), (-5, np.inf), (5, np.inf), (-5, -np.inf), (-5, 3), (0, 0), (3, 0),
-                (-3, 0), (0, 2), (-0.0, 2), (0, -2), (-0.0, -2), (6, 3), (-6, 3), (6, -3),
-                (np.inf, 2), (-np.inf, 2), (np.nan, 1), (1, np.nan), (7.5, -2)]
 
 
 def float_divmod_edges(dtype):
