@@ -18,7 +18,7 @@ import numpy as np
 
 from .ir import dtypes as dt
 from .ir.errors import at_user_line
-from .tensor import Tensor, tensor
+from .tensor import Tensor, _as_view, tensor
 
 
 def _is_index_tensor(k):
@@ -28,6 +28,12 @@ def _is_index_tensor(k):
 def _expand_key(x, key):
     if not isinstance(key, tuple):
         key = (key,)
+    for k in key:
+        if not (k is None or k is Ellipsis or isinstance(k, (slice, Tensor, list, np.ndarray,
+                                                             int, np.integer))):
+            raise at_user_line(IndexError, "only integers, slices (`:`), ellipsis (`...`), None "
+                                           "and long or byte Variables are valid indices (got "
+                                           f"{type(k).__name__})")
     key = tuple(tensor(k) if isinstance(k, (list, np.ndarray)) else k for k in key)
     for k in key:
         if isinstance(k, Tensor) and k.dtype is dt.bool_:
@@ -57,17 +63,22 @@ def getitem(x: Tensor, key):
     items = _expand_key(x, key)
     starts, stops, steps = [], [], []
     out_shape = []          # shape after the basic part, before advanced indexing
+    out_stride = []         # its strides over x's elements (basic indexing is a view)
+    base_stride = x._strides()
     adv = []                # (position in out_shape, index tensor)
     dim = 0
     for k in items:
         if k is None:
             out_shape.append(1)
+            # PyTorch's unsqueeze stride: the next dim's extent, 1 after the last dim
+            out_stride.append(base_stride[dim] * x.shape[dim] if dim < x.ndim else 1)
             continue
         size = x.shape[dim]
         if isinstance(k, Tensor):
             starts.append(0), stops.append(size), steps.append(1)
             adv.append((len(out_shape), k, size))
             out_shape.append(size)
+            out_stride.append(base_stride[dim])
         elif isinstance(k, slice):
             st = 1 if k.step is None else int(k.step)
             if st <= 0:
@@ -76,6 +87,7 @@ def getitem(x: Tensor, key):
             b = max(a, b)
             starts.append(a), stops.append(b), steps.append(st)
             out_shape.append(max(0, (b - a + st - 1) // st))
+            out_stride.append(base_stride[dim] * st)
         else:
             i = int(k)
             if not -size <= i < size:
@@ -84,13 +96,19 @@ def getitem(x: Tensor, key):
             i %= size
             starts.append(i), stops.append(i + 1), steps.append(1)
         dim += 1
-    y = x
-    if (starts != [0] * x.ndim or stops != list(x.shape) or steps != [1] * x.ndim):
-        y = x._slice(starts, stops, steps)
-    if tuple(out_shape) != tuple(y.shape):
-        y = y.reshape(tuple(out_shape))
-    if not adv:
+    sliced = starts != [0] * x.ndim or stops != list(x.shape) or steps != [1] * x.ndim
+    out_shape = tuple(out_shape)
+
+    def basic(b):
+        y = b._slice(starts, stops, steps) if sliced else b
+        if out_shape != tuple(y.shape):
+            y = y._apply("reshape", y, shape=out_shape)
         return y
+
+    y = basic(x)
+    if not adv:
+        # ints, slices, None and ... give a view: writes through it reach x
+        return _as_view(x, y, basic, None, out_stride)
     return _advanced(y, adv)
 
 
@@ -100,12 +118,12 @@ def _advanced(y: Tensor, adv):
     idx_shape = broadcast_shapes(*[tuple(k.shape) for _, k, _ in adv])
     adjacent = positions == list(range(positions[0], positions[0] + len(positions)))
     rest = [d for d in range(y.ndim) if d not in positions]
-    moved = y.permute(positions + rest)
+    moved = _raw_permute(y, positions + rest)
     sizes = [y.shape[p] for p in positions]
     flat_n = 1
     for s in sizes:
         flat_n *= s
-    moved = moved.reshape((flat_n,) + tuple(moved.shape[len(positions):]))
+    moved = _raw_reshape(moved, (flat_n,) + tuple(moved.shape[len(positions):]))
     from .tensor_ops import where
     lin, valid = None, None
     stride = 1
@@ -121,40 +139,51 @@ def _advanced(y: Tensor, adv):
     # the flattened dims: it becomes flat_n, for which the gather raises IndexError
     # when the value is computed (index values are data, unknown while tracing).
     lin = where(valid, lin, flat_n)
-    lin = lin._expand_to(idx_shape).reshape(-1)
+    lin = _raw_reshape(lin._expand_to(idx_shape), (-1,))
     out = moved.index_select(0, lin)
-    out = out.reshape(tuple(idx_shape) + tuple(out.shape[1:]))
+    out = _raw_reshape(out, tuple(idx_shape) + tuple(out.shape[1:]))
     if adjacent and positions[0] > 0:
         nb = len(idx_shape)
         p0 = positions[0]
         order = list(range(nb, nb + p0)) + list(range(nb)) + \
             list(range(nb + p0, out.ndim))
-        out = out.permute(order)
+        out = _raw_permute(out, order)
     return out
 
 
 def setitem(x: Tensor, key, value):
-    from .tensor_ops import where, zeros
     if isinstance(key, (list, np.ndarray)) and np.asarray(key).dtype == np.bool_:
         key = tensor(key)
     if isinstance(key, Tensor) and key.dtype is dt.bool_:
         return _setitem_mask(x, key, value)
-    n = x.numel()
-    positions = Tensor._apply("iota", shape=(n,), dim=0, dtype=dt.int64).reshape(x.shape)
+    positions = Tensor._apply("iota", shape=(x.numel(),), dim=0, dtype=dt.int64)
+    positions = positions._apply("reshape", positions, shape=tuple(x.shape))
     sel = getitem(positions, key)
+    keys = key if isinstance(key, tuple) else (key,)
+    return write_positions(x, sel, value,
+                           unique=not any(_is_index_tensor(k) for k in keys))
+
+
+def write_positions(x: Tensor, sel: Tensor, value, unique):
+    """x with the elements at flat positions `sel` replaced by `value` (broadcast to
+    sel's shape). `unique`: no position repeats (basic indexing, views)."""
+    from .tensor_ops import where, zeros
+    n = x.numel()
     v = value if isinstance(value, Tensor) else tensor(value, dtype=x.dtype)
-    v = v._cast(x.dtype)._expand_to(tuple(sel.shape)).reshape(-1)
-    flat_pos = sel.reshape(-1)
+    v = v._cast(x.dtype)._expand_to(tuple(sel.shape))
+    v = v._apply("reshape", v, shape=(v.numel(),))
+    flat_pos = sel._apply("reshape", sel, shape=(sel.numel(),))
     hit = zeros(n, dtype=dt.int32).scatter_add(0, flat_pos, _ones_int(flat_pos.shape[0]))
     vals = zeros(n, dtype=x.dtype).scatter_add(0, flat_pos, v)
-    keys = key if isinstance(key, tuple) else (key,)
-    if any(_is_index_tensor(k) for k in keys) and not x.dtype.is_bool:
+    if not unique and not x.dtype.is_bool:
         # Index arrays may repeat a position; the scatter summed its values. PyTorch
         # leaves which write wins undefined; dividing by the count makes repeated
         # writes of one value (x[idx] = 3.0) exact, where the sum would double it.
         count = hit.clamp(min=1)._cast(x.dtype)
         vals = vals / count if x.dtype.is_floating else vals // count
-    return where(hit.reshape(x.shape) > 0, vals.reshape(x.shape), x)
+    shape = tuple(x.shape)
+    return where(hit._apply("reshape", hit, shape=shape) > 0,
+                 vals._apply("reshape", vals, shape=shape), x)
 
 
 def _setitem_mask(x: Tensor, mask: Tensor, value):
@@ -178,6 +207,18 @@ def _setitem_mask(x: Tensor, mask: Tensor, value):
     v = v.reshape(v_shape)
     m = mask.reshape(tuple(mask.shape) + (1,) * (x.ndim - mask.ndim))
     return where(m, v._cast(x.dtype), x)
+
+
+def _raw_reshape(x, shape):
+    """A reshape that is a new value, not a view (advanced indexing copies)."""
+    if -1 in shape:
+        shape = tuple(x.numel() // max(1, -np.prod(shape)) if s == -1 else s for s in shape)
+    return x if tuple(shape) == tuple(x.shape) else x._apply("reshape", x, shape=tuple(shape))
+
+
+def _raw_permute(x, dims):
+    dims = tuple(dims)
+    return x if dims == tuple(range(x.ndim)) else x._apply("permute", x, dims=dims)
 
 
 def _ones_int(n):

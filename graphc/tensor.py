@@ -8,6 +8,13 @@ gradient. Nothing is computed until a value is read; see runtime.py.
 In-place ops (`add_`, `+=`, `zero_`, ...) rebind `_node` to a new node: values are
 immutable, so a value saved for backward is never overwritten. A leaf that requires a
 gradient may be updated in place only under `no_grad`; its new node becomes the leaf.
+
+Views alias their base as in PyTorch: a view op (basic indexing, view/reshape,
+permute/transpose, squeeze/unsqueeze, expand, split, detach, ...) records its base, the
+function that computes it from the base, and its strides over the base's elements.
+Writing into a view rebinds the root base to a new value with the view's elements
+replaced (`_write_view`), and rebinding a base recomputes its live views
+(`_refresh_views`), so `b = a[0]; b.add_(1)` changes `a` and `a.add_(1)` changes `b`.
 """
 from __future__ import annotations
 
@@ -74,7 +81,7 @@ def _node_of(x):
 
 class Tensor:
     __slots__ = ("_node", "_grad", "_requires_grad_leaf", "_is_leaf", "__weakref__",
-                 "_retains_grad", "_data_of")
+                 "_retains_grad", "_base", "_view_fn", "_view_wb", "_stride", "_views")
     # Above numpy's arrays and scalars: `np.float64(2) + t` calls Tensor.__radd__ rather
     # than numpy turning `t` into an array.
     __array_priority__ = 1000
@@ -91,7 +98,14 @@ class Tensor:
         t._requires_grad_leaf = False
         t._is_leaf = (not node.requires_grad) if is_leaf is None else is_leaf
         t._retains_grad = False
-        t._data_of = None   # for `x.data`: a weakref to x, which in-place ops write through to
+        # Views (see the module docstring): the base tensor, base -> this tensor, and how
+        # a new value of this tensor becomes the base's (None: through the root's element
+        # positions; _ALIAS: the same value, autograd history cut, as for detach/.data)
+        t._base = None
+        t._view_fn = None
+        t._view_wb = None
+        t._stride = None    # strides over the base's elements; None: contiguous
+        t._views = None     # weakrefs to this tensor's views
         runtime.track(t)
         if runtime.tracer is not None:
             runtime.tracer.on_create(t)
@@ -217,16 +231,24 @@ class Tensor:
 
     @property
     def data(self):
-        d = self.detach()
-        d._data_of = weakref.ref(self)  # x.data.mul_(2) changes x, as in PyTorch
-        return d
+        return self.detach()  # an alias: x.data.mul_(2) changes x, as in PyTorch
 
     @data.setter
     def data(self, value):
+        # PyTorch swaps the storage: the tensor stops being a view of its old base and
+        # its old views keep the old values
+        self._base = self._view_fn = self._view_wb = self._stride = None
+        self._views = None
+        self._set_data(value)
+
+    def _set_data(self, value):
+        """Take `value`'s values without its autograd history, keeping this tensor's
+        leaf status and requires_grad (the `.data =` rule)."""
         keep = self.requires_grad
-        self._node = value._node if value._node.data is not None else value.detach()._node
+        self._node = value._node if value._node.data is not None else _detached_node(value)
         if self._is_leaf:
             self._become_leaf(keep)
+        runtime.track(self)
 
     # ----------------------------------------------------------------- reading values
     def numpy(self) -> np.ndarray:
@@ -257,14 +279,50 @@ class Tensor:
 
     def __bool__(self):
         if self.numel() != 1:
-            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous")
+            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
         return bool(self._value().reshape(()))
 
     def __float__(self):
-        return float(self.item())
+        return float(self._scalar_value())
 
     def __int__(self):
-        return int(self.item())
+        return int(self._scalar_value())
+
+    def _scalar_value(self):
+        if self.numel() != 1:  # float(t) / int(t): PyTorch raises ValueError, not item()'s
+            raise ValueError("only one element tensors can be converted to Python scalars")
+        return self.item()
+
+    def __contains__(self, element):
+        # PyTorch: `x in t` is (t == x).any()
+        if not isinstance(element, (Tensor, numbers.Number)):
+            raise RuntimeError(f"Tensor.__contains__ only supports Tensor or scalar, but you "
+                               f"passed in a {type(element)}.")
+        return bool((self == element).any())
+
+    def element_size(self):
+        return self.dtype.itemsize
+
+    def nelement(self):
+        return self.numel()
+
+    def ndimension(self):
+        return self.ndim
+
+    def new_tensor(self, data, dtype=None, requires_grad=False, device=None):
+        return tensor(data, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, *, dtype=None, requires_grad=False, device=None):
+        return full(size, fill_value, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_zeros(self, *size, dtype=None, requires_grad=False, device=None):
+        return zeros(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, requires_grad=False, device=None):
+        return ones(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_empty(self, *size, dtype=None, requires_grad=False, device=None):
+        return zeros(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
 
     def __index__(self):
         if self.dtype.is_floating or self.numel() != 1:
@@ -274,15 +332,29 @@ class Tensor:
 
     def __repr__(self):
         v = self._value()
-        body = np.array2string(v, separator=", ", precision=4, threshold=1000,
-                               prefix="tensor(")
-        extra = ""
+        suffixes = []
+        if v.size == 0:
+            body = "[]"
+            if v.ndim != 1:
+                suffixes.append(f"size={tuple(v.shape)}")
+        else:
+            body = _format_values(v, self.dtype)
         if self.dtype not in (dt.float32, dt.int64, dt.bool_):
-            extra += f", dtype={self.dtype!r}"
+            suffixes.append(f"dtype={self.dtype!r}")
         if self.requires_grad:
-            extra += ", grad_fn=<" + self._node.op + ">" if not self._is_leaf \
-                else ", requires_grad=True"
-        return f"tensor({body}{extra})"
+            suffixes.append("grad_fn=<" + self._node.op + ">" if not self._is_leaf
+                            else "requires_grad=True")
+        # PyTorch's _add_suffixes: a suffix that would pass 80 columns starts a new line
+        out = "tensor(" + body
+        last = len(out) - out.rfind("\n") + 1
+        for suffix in suffixes:
+            if last + len(suffix) + 2 > 80:
+                out += ",\n" + " " * 7 + suffix
+                last = 7 + len(suffix)
+            else:
+                out += ", " + suffix
+                last += len(suffix) + 2
+        return out + ")"
 
     def __format__(self, spec):
         if self.ndim == 0:  # f"{loss:.4f}" formats the value, as PyTorch does
@@ -299,20 +371,101 @@ class Tensor:
 
     # ----------------------------------------------------------------- autograd
     def detach(self):
-        n = self._node
-        if n.data is not None:
-            c = Node("input", (), {"name": "data"}, n.type, n.loc)
-            c.data = n.data
-            if runtime.tracer is not None:
-                runtime.tracer.on_read(self, c)
-        else:
-            c = Node("reshape", (n,), {"shape": n.type.shape}, n.type, n.loc)
-        return Tensor._wrap(c, is_leaf=True)
+        # shares the values: an in-place op on either side shows in the other (PyTorch)
+        return _as_view(self, self._detach_raw(), Tensor._detach_raw, _ALIAS,
+                        self._strides())
+
+    def _detach_raw(self):
+        return Tensor._wrap(_detached_node(self), is_leaf=True)
 
     def detach_(self):
-        self._node = self.detach()._node
+        self._node = _detached_node(self)
         self._is_leaf = True
         return self
+
+    # ----------------------------------------------------------------- views
+    def _strides(self):
+        return self._stride if self._stride is not None else _contiguous_strides(self.shape)
+
+    def stride(self, dim=None):
+        st = self._strides()
+        return st if dim is None else st[_norm_dim(dim, self.ndim)]
+
+    def is_contiguous(self, memory_format=None):
+        if self._stride is None:
+            return True
+        expected = 1
+        for size, st in reversed(list(zip(self.shape, self._stride))):
+            if size == 0:
+                return True
+            if size != 1:
+                if st != expected:
+                    return False
+                expected *= size
+        return True
+
+    def _is_view(self):
+        return self._base is not None
+
+    def _view_chain(self):
+        """The root base (not a view) and the views from self up to it."""
+        links, t = [], self
+        while t._base is not None:
+            links.append(t)
+            t = t._base
+        return t, links
+
+    def _refresh_views(self):
+        """Recompute the live views of this tensor (and theirs) from its new value."""
+        refs = self._views
+        if not refs:
+            return
+        alive = []
+        for r in refs:
+            v = r()
+            if v is None or v._base is not self:
+                continue
+            alive.append(r)
+            keep_leaf = v._is_leaf and v.requires_grad
+            if v.requires_grad:  # a view that had a gradient path keeps one (no_grad or not)
+                with autograd.enable_grad():
+                    v._node = v._view_fn(self)._node
+            else:
+                v._node = v._view_fn(self)._node
+            if keep_leaf:
+                v._become_leaf(True)
+            else:
+                v._is_leaf = not v._node.requires_grad
+            runtime.track(v)
+            if runtime.tracer is not None:
+                runtime.tracer.on_assign(v)
+            v._refresh_views()
+        self._views = alive
+
+    def _write_view(self, new):
+        """This view's elements take the values of `new`: rebind the root base to a value
+        with them replaced, then recompute the root's views (this one among them)."""
+        root, links = self._view_chain()
+        alias = builtins_any(link._view_wb is _ALIAS for link in links)
+        if all(link._view_wb is not None for link in links):
+            # every link is a bijection (reshape, permute, detach, ...): invert them
+            for link in links:
+                if link._view_wb is not _ALIAS:
+                    new = link._view_wb(link._base, new)
+        else:
+            from .indexing import write_positions
+            pos = Tensor._apply("iota", shape=(root.numel(),), dim=0, dtype=dt.int64)
+            pos = pos._apply("reshape", pos, shape=tuple(root.shape))
+            for link in reversed(links):
+                pos = link._view_fn(pos)
+            new = write_positions(root, pos, new, unique=True)
+        if runtime.tracer is not None:
+            runtime.tracer.on_assign(root)
+        if alias:
+            root._set_data(new)
+        else:
+            root._set_node(new)
+        root._refresh_views()
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         from .passes.autodiff import backward_nodes
@@ -401,8 +554,10 @@ class Tensor:
     def clone(self):
         return self._apply("reshape", self, shape=self._node.type.shape)
 
-    def contiguous(self):
-        return self
+    def contiguous(self, memory_format=None):
+        # a copy when the elements are not in row-major order, as in PyTorch (an
+        # in-place op on it must not reach the base)
+        return self if self.is_contiguous() else self.clone()
 
     def _cast(self, dtype):
         if dtype is self.dtype:
@@ -449,28 +604,52 @@ class Tensor:
     # ----------------------------------------------------------------- in place
     def _assign(self, result: "Tensor"):
         """Rebind this tensor to `result`'s value: the core of every in-place op."""
-        if self._is_leaf and self.requires_grad and autograd.is_grad_enabled():
+        grad_mode = autograd.is_grad_enabled()
+        if self._is_leaf and self.requires_grad and grad_mode:
             raise at_user_line(RuntimeError, "a leaf Variable that requires grad is being used "
                                              "in an in-place operation.")
         if tuple(result.shape) != tuple(self.shape):
             raise at_user_line(ShapeError, f"output with shape {list(self.shape)} doesn't match "
                                            f"the broadcast shape {list(result.shape)}")
+        if self._base is not None:
+            root, links = self._view_chain()
+            if grad_mode and self.requires_grad and root._is_leaf and root.requires_grad \
+                    and not builtins_any(link._view_wb is _ALIAS for link in links):
+                raise at_user_line(RuntimeError, "a view of a leaf Variable that requires grad "
+                                                 "is being used in an in-place operation.")
+            if builtins_any(st == 0 and n > 1 for st, n in zip(self._strides(), self.shape)):
+                raise at_user_line(RuntimeError, "unsupported operation: more than one element "
+                                                 "of the written-to tensor refers to a single "
+                                                 "memory location. Please clone() the tensor "
+                                                 "before performing the operation.")
         result = result._cast(self.dtype)
+        if grad_mode and self.requires_grad and not result.requires_grad \
+                and not self._is_leaf:
+            # PyTorch: the result of an in-place op on a tensor that requires grad still
+            # requires it (y.zero_() gives y a zero gradient path, not no path at all).
+            # where(True, result, self) has result's values and a zero gradient for self.
+            with autograd.literal_scalars():
+                keep = full(self.shape, True, dtype=dt.bool_)
+            result = Tensor._apply("where", keep, result, self)
+        if self._base is not None:
+            self._write_view(result)
+            return self
         if runtime.tracer is not None:
             runtime.tracer.on_assign(self)
+        self._set_node(result)
+        self._refresh_views()
+        return self
+
+    def _set_node(self, result):
         was_leaf_rg = self._is_leaf and self.requires_grad
+        if was_leaf_rg and result.requires_grad:
+            result = result._detach_raw()  # a leaf updated in place keeps no history
         self._node = result._node
         if was_leaf_rg:
             self._become_leaf(True)
         else:
             self._is_leaf = self._is_leaf and not self._node.requires_grad
         runtime.track(self)
-        owner = self._data_of() if self._data_of is not None else None
-        if owner is not None:
-            if runtime.tracer is not None:
-                runtime.tracer.on_assign(owner)
-            owner.data = self
-        return self
 
     def zero_(self):
         with autograd.literal_scalars():
@@ -492,6 +671,133 @@ class Tensor:
         return getitem(self, key)
 
 
+_ALIAS = "alias"   # a view link that shares values but not autograd history (detach)
+builtins_any = any
+
+
+def _contiguous_strides(shape):
+    out, acc = [], 1
+    for size in reversed(tuple(shape)):
+        out.append(acc)
+        acc *= builtins_max(size, 1)
+    return tuple(reversed(out))
+
+
+builtins_max = max
+
+
+def _detached_node(t):
+    n = t._node
+    if n.data is not None:
+        c = Node("input", (), {"name": "data"}, n.type, n.loc)
+        c.data = n.data
+        if runtime.tracer is not None:
+            runtime.tracer.on_read(t, c)
+        return c
+    return Node("reshape", (n,), {"shape": n.type.shape}, n.type, n.loc)
+
+
+def _as_view(base, out, fwd, wb, stride):
+    """Record `out` (= fwd(base)) as a view of `base`; `wb(base, new_out)` gives the
+    base's new value when `out` is written (None: by element positions; _ALIAS: the
+    same value); `stride` is out's strides over the base's elements."""
+    if out is base:
+        return out
+    out._base, out._view_fn, out._view_wb, out._stride = base, fwd, wb, tuple(stride)
+    refs = base._views
+    if refs is None:
+        base._views = refs = []
+    elif len(refs) >= 8 and not len(refs) & (len(refs) - 1):
+        refs[:] = [r for r in refs if r() is not None]  # amortized: at powers of two
+    refs.append(weakref.ref(out))
+    return out
+
+
+# ---------------------------------------------------------------------------- printing
+# PyTorch's tensor printing (torch/_tensor_str.py with the default print options:
+# precision 4, threshold 1000, edgeitems 3, linewidth 80), so printed values read as
+# PyTorch prints them.
+
+def _summarized(v, edge=3):
+    if v.ndim == 0:
+        return v
+    if v.shape[0] > 2 * edge:
+        v = np.concatenate([v[:edge], v[-edge:]])
+    return np.stack([_summarized(x, edge) for x in v]) if v.ndim > 1 else v
+
+
+class _Formatter:
+    def __init__(self, values, floating):
+        self.floating = floating
+        self.int_mode, self.sci_mode, self.width = True, False, 1
+        flat = values.reshape(-1)
+        if not floating:
+            for x in flat.tolist():
+                self.width = max(self.width, len(str(x)))
+            return
+        flat = flat.astype(np.float64)
+        nz = flat[np.isfinite(flat) & (flat != 0)]
+        if nz.size == 0:
+            return
+        a = np.abs(nz)
+        lo, hi = float(a.min()), float(a.max())
+        self.int_mode = bool(np.all(nz == np.ceil(nz)))
+        if self.int_mode:
+            if hi / lo > 1000.0 or hi > 1e8:
+                self.sci_mode = True
+                self.width = max(len(f"{x:.4e}") for x in nz.tolist())
+            else:
+                self.width = max(len(f"{x:.0f}") + 1 for x in nz.tolist())
+        elif hi / lo > 1000.0 or hi > 1e8 or lo < 1e-4:
+            self.sci_mode = True
+            self.width = max(len(f"{x:.4e}") for x in nz.tolist())
+        else:
+            self.width = max(len(f"{x:.4f}") for x in nz.tolist())
+
+    def format(self, x):
+        if self.floating:
+            if self.sci_mode:
+                r = f"{x:{self.width}.4e}"
+            elif self.int_mode:
+                r = f"{x:.0f}"
+                if not (math.isinf(x) or math.isnan(x)):
+                    r += "."
+            else:
+                r = f"{x:.4f}"
+        else:
+            r = str(x)
+        return " " * (self.width - len(r)) + r
+
+
+def _format_values(v, dtype, indent=7):
+    summarize = v.size > 1000
+    if dtype.is_floating:
+        v = v.astype(np.float64)
+    fmt = _Formatter(_summarized(v) if summarize else v, dtype.is_floating)
+    return _format_rec(v, indent, summarize, fmt)
+
+
+def _format_rec(v, indent, summarize, fmt, edge=3):
+    if v.ndim == 0:
+        return fmt.format(v.item())
+    n = v.shape[0]
+    if v.ndim == 1:
+        per_line = max(1, (80 - indent) // (fmt.width + 2))
+        if summarize and n > 2 * edge:
+            data = [fmt.format(x) for x in v[:edge].tolist()] + [" ..."] + \
+                [fmt.format(x) for x in v[-edge:].tolist()]
+        else:
+            data = [fmt.format(x) for x in v.tolist()]
+        lines = [", ".join(data[i:i + per_line]) for i in range(0, len(data), per_line)]
+        return "[" + (",\n" + " " * (indent + 1)).join(lines) + "]"
+    if summarize and n > 2 * edge:
+        rows = [_format_rec(v[i], indent + 1, summarize, fmt) for i in range(edge)] + ["..."] + \
+            [_format_rec(v[i], indent + 1, summarize, fmt) for i in range(n - edge, n)]
+    else:
+        rows = [_format_rec(v[i], indent + 1, summarize, fmt) for i in range(n)]
+    return "[" + ("," + "\n" * (v.ndim - 1) + " " * (indent + 1)).join(rows) + "]"
+
+
 # Non-leaf tensors that called retain_grad(), keyed by id (a WeakSet would compare
 # tensors with ==, which builds an op).
 _retaining: "weakref.WeakValueDictionary[int, Tensor]" = weakref.WeakValueDictionary()
@@ -503,18 +809,44 @@ def ones_like_node(t):
 
 # ============================================================================ creation
 
+def _has_numpy_values(data):
+    """numpy arrays and numpy scalars (also inside lists) keep their dtype in
+    torch.tensor: tensor(np.float64(1.5)) is float64, tensor(1.5) is float32."""
+    if isinstance(data, (np.ndarray, np.generic)):
+        return True
+    if isinstance(data, (list, tuple)):
+        return builtins_any(_has_numpy_values(x) for x in data)
+    return False
+
+
 def _infer_data_dtype(data):
-    arr = np.asarray(data)
+    try:
+        arr = np.asarray(data)
+    except ValueError as e:  # ragged nested lists
+        raise at_user_line(ValueError, f"expected a sequence of equal-length sequences "
+                                       f"({e})") from None
     if arr.dtype == np.bool_:
         return dt.bool_
+    keep = _has_numpy_values(data)
     if arr.dtype.kind in "iu":
-        # numpy arrays keep their integer dtype where graphc has it (as torch.tensor does)
-        return dt.from_numpy(arr.dtype) if isinstance(data, np.ndarray) else dt.int64
+        # numpy values keep their integer dtype where graphc has it (as torch.tensor does)
+        return dt.from_numpy(arr.dtype) if keep else dt.int64
     if arr.dtype.kind == "f":
-        if isinstance(data, np.ndarray):
-            return dt.from_numpy(arr.dtype)
-        return dt.DEFAULT_FLOAT
+        return dt.from_numpy(arr.dtype) if keep else dt.DEFAULT_FLOAT
+    if arr.dtype == object:
+        bad = _first_bad_item(data)
+        raise at_user_line(RuntimeError, f"Could not infer dtype of {type(bad).__name__}")
     raise TypeError(f"cannot make a tensor from data of type {type(data).__name__}")
+
+
+def _first_bad_item(data):
+    if isinstance(data, (list, tuple)):
+        for x in data:
+            b = _first_bad_item(x)
+            if b is not None:
+                return b
+        return None
+    return None if isinstance(data, (numbers.Number, np.generic, np.ndarray)) else data
 
 
 def _to_array(data):
@@ -554,6 +886,10 @@ def _shape_arg(size):
         size = tuple(size[0])
     out = []
     for s in size:
+        if not isinstance(s, (numbers.Integral, np.integer)) and not (
+                isinstance(s, Tensor) and not s.dtype.is_floating and s.numel() == 1):
+            raise at_user_line(TypeError, f"size must be tuple of ints, but found element of "
+                                          f"type {type(s).__name__} in {list(size)}")
         s = int(s)
         if s < 0:
             raise at_user_line(RuntimeError, f"negative dimension {s} in size {list(size)}")
@@ -644,8 +980,12 @@ def arange(start, end=None, step=1, *, dtype=None, requires_grad=False, device=N
     if end is None:
         start, end = 0, start
     vals = [v.item() if isinstance(v, Tensor) else v for v in (start, end, step)]
-    if step == 0:
+    if vals[2] == 0:
         raise at_user_line(RuntimeError, "arange: step must be nonzero")
+    if (vals[1] - vals[0]) * vals[2] < 0:
+        raise at_user_line(RuntimeError, f"upper bound and lower bound inconsistent with step "
+                                         f"sign (start={vals[0]}, end={vals[1]}, "
+                                         f"step={vals[2]})")
     if dtype is None:
         dtype = dt.DEFAULT_FLOAT if any(isinstance(v, float) for v in vals) else dt.int64
     dtype = dt.to_dtype(dtype)
@@ -657,6 +997,9 @@ def arange(start, end=None, step=1, *, dtype=None, requires_grad=False, device=N
 
 def linspace(start, end, steps, *, dtype=None, requires_grad=False, device=None):
     dtype = dt.to_dtype(dtype) if dtype is not None else dt.DEFAULT_FLOAT
+    if steps < 0:
+        raise at_user_line(RuntimeError, f"linspace: number of steps must be non-negative "
+                                         f"(got {steps})")
     # PyTorch's formula: the first half counts up from start, the second down from end.
     npd = dtype.np if dtype.is_floating else np.float64
     i = np.arange(steps, dtype=npd)
@@ -674,6 +1017,9 @@ def linspace(start, end, steps, *, dtype=None, requires_grad=False, device=None)
 
 def eye(n, m=None, *, dtype=None, requires_grad=False, device=None):
     m = n if m is None else m
+    for name, v in (("n", n), ("m", m)):
+        if v < 0:
+            raise at_user_line(RuntimeError, f"{name} must be greater or equal to 0, got {v}")
     return tensor(np.eye(n, m), dtype=dtype or dt.DEFAULT_FLOAT, requires_grad=requires_grad,
                   device=device)
 
@@ -768,6 +1114,9 @@ def randint(low, high=None, size=None, *, dtype=None, generator=None, device=Non
         raise TypeError("randint() missing required argument 'size'")
     if high is None:
         low, high = 0, low
+    if low >= high:
+        raise at_user_line(RuntimeError, f"random_ expects 'from' to be less than 'to', but got "
+                                         f"from={low} >= to={high}")
     u = _random(tuple(size), False, dt.float64, generator, False, device)
     r = (u * float(high - low)).floor() + float(low)
     return r.to(dt.to_dtype(dtype) if dtype is not None else dt.int64)

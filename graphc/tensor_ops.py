@@ -15,6 +15,7 @@ import builtins
 import collections
 import math
 import numbers
+import warnings
 
 from . import autograd
 # Load the einsum submodule now: importing it for the first time later (inside `einsum`)
@@ -22,8 +23,8 @@ from . import autograd
 from .einsum import einsum as _einsum
 from .ir import dtypes as dt
 from .ir.errors import DTypeError, ShapeError, at_user_line
-from .tensor import (Size, Tensor, _norm_dim, _norm_dims, _scalar_node, broadcast_shapes,
-                     full, tensor, zeros)
+from .tensor import (Size, Tensor, _as_view, _contiguous_strides, _norm_dim, _norm_dims,
+                     _scalar_node, broadcast_shapes, full, tensor, zeros)
 
 _apply = Tensor._apply
 
@@ -134,10 +135,13 @@ def pow(input, exponent):
         if isinstance(exponent, int) and exponent < 0 and not input.dtype.is_floating:
             raise at_user_line(RuntimeError, "Integers to negative integer powers are not "
                                              "allowed.")
-        if exponent == 2 and isinstance(exponent, int):
-            return mul(input, input)
+        # the shortcuts compute in the promoted dtype (bool ** 2 is int64, as in PyTorch)
+        d = result_type(input, exponent)
+        if exponent == 2 and isinstance(exponent, int) and not d.is_bool:
+            x = input._cast(d)
+            return mul(x, x)
         if exponent == 1 and isinstance(exponent, int):
-            return input.clone()
+            return input._cast(d).clone()
         if exponent == 0.5:
             d = _float_compute(input)
             return _apply("sqrt", input._cast(d))
@@ -367,7 +371,35 @@ def lerp(input, end, weight):
 
 # ---------------------------------------------------------------------------- reductions
 
+def _check_dims(dim, ndim):
+    """PyTorch refuses a dim named twice in a reduction's dim tuple."""
+    if isinstance(dim, (tuple, list)):
+        seen = set()
+        for d in dim:
+            k = _norm_dim(int(d), ndim)
+            if k in seen:
+                raise at_user_line(RuntimeError, f"dim {k} appears multiple times in the "
+                                                 f"list of dims")
+            seen.add(k)
+
+
+def _check_nonempty(name, input, dim):
+    """max/min/amax/argmax over a zero-size dim have no identity: PyTorch's errors."""
+    if input.numel():
+        return
+    if dim is None:
+        raise at_user_line(RuntimeError if name in ("max", "min") else IndexError,
+                           f"{name}(): Expected reduction dim to be specified for "
+                           f"input.numel() == 0. Specify the reduction dim with the 'dim' "
+                           f"argument.")
+    for d in _norm_dims(dim, input.ndim):
+        if input.ndim and input.shape[d] == 0:
+            raise at_user_line(IndexError, f"{name}(): Expected reduction dim {d} to have "
+                                           f"non-zero size.")
+
+
 def _reduce(op, input, dim, keepdim):
+    _check_dims(dim, input.ndim)
     dims = _norm_dims(dim, input.ndim)
     if input.ndim == 0:
         return input.clone()
@@ -397,6 +429,9 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
 
 def _count(input, dim):
     n = 1
+    if input.ndim == 0:
+        _norm_dims(dim, 0)  # a 0-d tensor takes dim 0 or -1 and has one element
+        return 1
     for d in _norm_dims(_all_dims_if_empty(dim), input.ndim):
         n *= input.shape[d]
     return n
@@ -415,10 +450,12 @@ def mean(input, dim=None, keepdim=False, *, dtype=None):
 
 
 def amax(input, dim=(), keepdim=False):
+    _check_nonempty("amax", input, None if dim == () else dim)
     return _reduce("max", input, None if dim == () else dim, keepdim)
 
 
 def amin(input, dim=(), keepdim=False):
+    _check_nonempty("amin", input, None if dim == () else dim)
     return _reduce("min", input, None if dim == () else dim, keepdim)
 
 
@@ -428,6 +465,7 @@ _MinMax = collections.namedtuple("_MinMax", ["values", "indices"])
 def _minmax(kind, input, dim=None, keepdim=False):
     if isinstance(dim, Tensor):  # torch.max(a, b)
         return (maximum if kind == "max" else minimum)(input, dim)
+    _check_nonempty(kind, input, dim)
     if dim is None:
         return _reduce(kind, input, None, False)
     d = _norm_dim(dim, input.ndim)
@@ -447,6 +485,7 @@ def min(input, dim=None, keepdim=False):
 
 
 def _argminmax(op, input, dim, keepdim):
+    _check_nonempty(op, input, dim)
     if dim is None:
         flat = input.reshape(-1)
         r = _apply(op, flat, dim=0, keepdim=False)
@@ -491,6 +530,10 @@ def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
 
 
 def logsumexp(input, dim, keepdim=False):
+    _check_dims(dim, input.ndim)
+    if input.numel() == 0:  # log of an empty sum: -inf, as PyTorch gives
+        with autograd.literal_scalars():
+            return full(_reduced_shape(input, dim, keepdim), -math.inf, dtype=input.dtype)
     with autograd.literal_scalars():
         m = amax(input, dim, keepdim=True).detach()
         m = where(isfinite(m), m, zeros((), dtype=m.dtype))
@@ -586,8 +629,8 @@ def _shape_from_args(args):
     return tuple(int(a) for a in args)
 
 
-def reshape(input, *shape):
-    shape = list(_shape_from_args(shape))
+def _infer_shape(input, shape):
+    shape = list(shape)
     n = input.numel()
     if shape.count(-1) > 1:
         raise at_user_line(RuntimeError, "only one dimension can be inferred")
@@ -601,22 +644,92 @@ def reshape(input, *shape):
             raise at_user_line(ShapeError, f"shape '{list(shape)}' is invalid for input of size {n}")
         shape[k] = n // known
     shape = tuple(shape)
-    if shape == tuple(input.shape):
-        return input
     p = 1
     for s in shape:
+        if s < 0:
+            raise at_user_line(RuntimeError, f"invalid shape dimension {s}")
         p *= s
     if p != n:
         raise at_user_line(ShapeError, f"shape '{list(shape)}' is invalid for input of size {n} "
                                        f"(input shape {list(input.shape)})")
-    return _apply("reshape", input, shape=shape)
+    return shape
 
 
-view = reshape
+def _view_strides(oldshape, oldstride, newshape):
+    """Strides that lay `newshape` over the elements of a tensor of `oldshape` and
+    `oldstride`, or None when there are none (then `view` refuses and `reshape` copies).
+
+    The old dims fall into blocks, each one linear run of memory: going outwards from
+    the innermost dim, a dim joins the block when its stride is the block's element
+    count times the block's innermost stride (a size-1 dim always joins). A view may
+    split and merge dims only within a block: the new dims must cover the blocks one
+    after another with equal products, and inside a block they take row-major strides
+    from its innermost stride. A new size-1 dim takes the stride a dim at its place
+    would have (the value PyTorch's `stride()` shows)."""
+    if not oldshape:
+        return (1,) * len(newshape)
+    numel = 1
+    for s in oldshape:
+        numel *= s
+    if numel == 0:
+        if tuple(oldshape) == tuple(newshape):
+            return tuple(oldstride)
+        return _contiguous_strides(newshape)
+    blocks = []   # [elements, innermost stride], innermost block first
+    for size, st in zip(reversed(oldshape), reversed(oldstride)):
+        if blocks and (size == 1 or st == blocks[-1][0] * blocks[-1][1]):
+            blocks[-1][0] *= size
+        else:
+            blocks.append([size, st])
+    out = [0] * len(newshape)
+    d = len(newshape) - 1
+    for elements, stride in blocks:
+        covered = 1
+        while d >= 0 and (covered < elements or newshape[d] == 1):
+            out[d] = covered * stride
+            covered *= newshape[d]
+            d -= 1
+        if covered != elements:
+            return None
+    return tuple(out) if d < 0 else None
+
+
+def _reshape_back(base, new):
+    return new._apply("reshape", new, shape=tuple(base.shape))
+
+
+def _reshape(input, shape, is_view):
+    shape = _infer_shape(input, _shape_from_args(shape))
+    if shape == tuple(input.shape):
+        return input
+    strides = _view_strides(tuple(input.shape), input._strides(), shape)
+    if strides is None:
+        if is_view:
+            raise at_user_line(RuntimeError, f"view size is not compatible with input tensor's "
+                                             f"size and stride (at least one dimension spans "
+                                             f"across two contiguous subspaces): input shape "
+                                             f"{list(input.shape)}, strides "
+                                             f"{list(input._strides())}, view shape "
+                                             f"{list(shape)}. Use .reshape(...) instead.")
+        return _apply("reshape", input, shape=shape)  # a copy, as PyTorch's reshape makes
+    out = _apply("reshape", input, shape=shape)
+    return _as_view(input, out, lambda b: b._apply("reshape", b, shape=shape), _reshape_back,
+                    strides)
+
+
+def reshape(input, *shape):
+    return _reshape(input, shape, is_view=False)
+
+
+def view(input, *shape):
+    if len(shape) == 1 and isinstance(shape[0], dt.DType):
+        raise at_user_line(RuntimeError, "view(dtype) (reinterpreting the bits) is not "
+                                         "supported by graphc; use .to(dtype) to convert")
+    return _reshape(input, shape, is_view=True)
 
 
 def view_as(input, other):
-    return reshape(input, other.shape)
+    return view(input, other.shape)
 
 
 def reshape_as(input, other):
@@ -646,8 +759,15 @@ def unflatten(input, dim, sizes):
         for v in sizes:
             if v != -1:
                 known *= v
-        sizes[sizes.index(-1)] = shape[d] // known
-    return reshape(input, shape[:d] + tuple(sizes) + shape[d + 1:])
+        sizes[sizes.index(-1)] = shape[d] // known if known else 0
+    p = 1
+    for v in sizes:
+        p *= v
+    if p != shape[d]:
+        raise at_user_line(RuntimeError, f"unflatten: Provided sizes {list(sizes)} don't "
+                                         f"multiply up to the size of dim {d} "
+                                         f"({shape[d]}) in the input tensor")
+    return view(input, shape[:d] + tuple(sizes) + shape[d + 1:])
 
 
 def squeeze(input, dim=None):
@@ -673,9 +793,17 @@ def permute(input, *dims):
                                        f"ordering of dimensions i.e. input.dim() = {input.ndim} "
                                        f"is not equal to len(dims) = {len(dims)}")
     dims = tuple(_norm_dim(d, input.ndim) for d in dims)
+    if len(set(dims)) != len(dims):
+        raise at_user_line(RuntimeError, f"permute(): duplicate dims are not allowed "
+                                         f"(got {list(dims)})")
     if dims == tuple(range(input.ndim)):
         return input
-    return _apply("permute", input, dims=dims)
+    inverse = tuple(sorted(range(len(dims)), key=dims.__getitem__))
+    st = input._strides()
+    return _as_view(input, _apply("permute", input, dims=dims),
+                    lambda b: b._apply("permute", b, dims=dims),
+                    lambda b, new: new._apply("permute", new, dims=inverse),
+                    [st[d] for d in dims])
 
 
 def transpose(input, dim0, dim1):
@@ -717,7 +845,11 @@ def expand(input, *sizes):
                                            f"non-singleton dimension {k}.  Target sizes: "
                                            f"{list(sizes)}.  Tensor sizes: {list(shape)}")
         out.append(s)
-    return input._expand_to(tuple(out))
+    out = tuple(out)
+    # a view whose expanded dims have stride 0: writing into it is an error (PyTorch)
+    st = (0,) * lead + tuple(0 if n == 1 and s != 1 else d
+                             for n, s, d in zip(shape, out[lead:], input._strides()))
+    return _as_view(input, input._expand_to(out), lambda b: b._expand_to(out), None, st)
 
 
 def expand_as(input, other):
@@ -749,14 +881,21 @@ def repeat(input, *sizes):
 def cat(tensors, dim=0):
     tensors = [x for x in tensors]
     if not tensors:
-        raise at_user_line(RuntimeError, "cat(): expected a non-empty list of Tensors")
+        raise at_user_line(ValueError, "cat(): expected a non-empty list of Tensors")
+    for k, x in enumerate(tensors):
+        if x.ndim == 0:
+            raise at_user_line(RuntimeError, f"zero-dimensional tensor (at position {k}) "
+                                             f"cannot be concatenated")
     # PyTorch skips 1-D empty tensors in cat (legacy behaviour).
     nonempty = [x for x in tensors if not (x.ndim == 1 and x.shape[0] == 0)] or tensors[:1]
     d = result_type(*[x for x in nonempty if x.ndim] or nonempty)
     ref = nonempty[0]
     dim = _norm_dim(dim, ref.ndim)
     for x in nonempty:
-        if x.ndim != ref.ndim or builtins.any(a != b for k, (a, b) in
+        if x.ndim != ref.ndim:
+            raise at_user_line(RuntimeError, f"Tensors must have same number of dimensions: "
+                                             f"got {ref.ndim} and {x.ndim}")
+        if builtins.any(a != b for k, (a, b) in
                                               enumerate(zip(x.shape, ref.shape)) if k != dim):
             raise at_user_line(ShapeError, f"Sizes of tensors must match except in dimension "
                                            f"{dim}. Got shapes {list(ref.shape)} and "
@@ -796,20 +935,64 @@ def split(input, split_size_or_sections, dim=0):
                                              f"exactly to {n} (input tensor's size at dimension "
                                              f"{d}), but got split_sizes={sizes}")
     out, start = [], 0
+    steps = [1] * input.ndim
     for s in sizes:
         starts = [0] * input.ndim
         stops = list(input.shape)
         starts[d], stops[d] = start, start + s
-        out.append(input._slice(starts, stops, [1] * input.ndim))
+        piece = input._slice(starts, stops, steps)
+        # each piece is a view of the input, as in PyTorch
+        out.append(_as_view(input, piece, lambda b, a=starts, z=stops: b._slice(a, z, steps),
+                            None, input._strides()))
         start += s
     return tuple(out)
 
 
 def chunk(input, chunks, dim=0):
+    if chunks <= 0:
+        raise at_user_line(RuntimeError, f"chunk expects `chunks` to be greater than 0, got: "
+                                         f"{chunks}")
     d = _norm_dim(dim, input.ndim)
     n = input.shape[d]
-    size = -(-n // chunks) if n else 1
-    return split(input, builtins.max(size, 1), d)
+    if n == 0:  # PyTorch gives `chunks` empty pieces
+        return split(input, [0] * chunks, d)
+    return split(input, -(-n // chunks), d)
+
+
+def narrow(input, dim, start, length):
+    """A view of `length` elements of `dim` from `start` (negative start counts from
+    the end), as torch.narrow."""
+    d = _norm_dim(dim, input.ndim)
+    size = input.shape[d]
+    start = int(start)
+    if not -size <= start <= size:
+        raise at_user_line(IndexError, f"start out of range (expected to be in range of "
+                                       f"[{-size}, {size}], but got {start})")
+    start %= size if size else 1
+    if length < 0 or start + length > size:
+        raise at_user_line(RuntimeError, f"start ({start}) + length ({length}) exceeds "
+                                         f"dimension size ({size}).")
+    key = (slice(None),) * d + (slice(start, start + length),)
+    return input[key]
+
+
+def movedim(input, source, destination):
+    src = [source] if isinstance(source, int) else list(source)
+    dst = [destination] if isinstance(destination, int) else list(destination)
+    if len(src) != len(dst):
+        raise at_user_line(RuntimeError, f"movedim: Invalid source or destination dims: "
+                                         f"source ({src} dims) should contain the same "
+                                         f"number of dims as destination ({dst} dims)")
+    src = [_norm_dim(d, input.ndim) for d in src]
+    dst = [_norm_dim(d, input.ndim) for d in dst]
+    order = [None] * input.ndim
+    for s_, d_ in zip(src, dst):
+        order[d_] = s_
+    rest = iter(k for k in range(input.ndim) if k not in src)
+    return permute(input, [o if o is not None else next(rest) for o in order])
+
+
+moveaxis = movedim
 
 
 def unbind(input, dim=0):
@@ -819,17 +1002,31 @@ def unbind(input, dim=0):
 
 # ---------------------------------------------------------------------------- indexing ops
 
+def _check_index(name, index, expected="int64"):
+    if not isinstance(index, Tensor) or index.dtype.is_floating or index.dtype.is_bool:
+        got = index.dtype.name if isinstance(index, Tensor) else type(index).__name__
+        raise at_user_line(RuntimeError, f"{name}(): Expected dtype {expected} for index "
+                                         f"(got {got})")
+
+
 def gather(input, dim, index):
+    _check_index("gather", index)
     d = _norm_dim(dim, input.ndim)
     return _apply("gather", input, index._cast(dt.int64), dim=d)
 
 
 def scatter_add(input, dim, index, src):
+    _check_index("scatter_add", index)
+    if isinstance(src, Tensor) and src.dtype is not input.dtype:
+        raise at_user_line(RuntimeError, f"scatter(): Expected self.dtype to be equal to "
+                                         f"src.dtype (got {input.dtype.name} and "
+                                         f"{src.dtype.name})")
     d = _norm_dim(dim, input.ndim)
     return _apply("scatter_add", input, index._cast(dt.int64), src._cast(input.dtype), dim=d)
 
 
 def index_select(input, dim, index):
+    _check_index("index_select", index, "int32 or int64")
     d = _norm_dim(dim, input.ndim)
     if index.ndim > 1:
         raise at_user_line(IndexError, "index_select(): Index is supposed to be a vector")
@@ -843,6 +1040,14 @@ def index_select(input, dim, index):
 
 
 def masked_fill(input, mask, value):
+    if not isinstance(mask, Tensor) or mask.dtype is not dt.bool_:
+        got = mask.dtype.name if isinstance(mask, Tensor) else type(mask).__name__
+        raise at_user_line(RuntimeError, f"masked_fill_ only supports boolean masks, but got "
+                                         f"mask with dtype {got}")
+    if isinstance(value, Tensor) and value.ndim:
+        raise at_user_line(RuntimeError, f"masked_fill_ only supports a 0-dimensional value "
+                                         f"tensor, but got tensor with {value.ndim} "
+                                         f"dimension(s).")
     if isinstance(value, Tensor):
         value = value._cast(input.dtype)
     return where(mask, value if isinstance(value, Tensor) else
@@ -948,7 +1153,7 @@ _METHODS = dict(
     view_as=view_as, reshape_as=reshape_as, flatten=flatten, unflatten=unflatten,
     squeeze=squeeze, unsqueeze=unsqueeze, permute=permute, transpose=transpose, t=t,
     expand=expand, expand_as=expand_as, repeat=repeat, split=split, chunk=chunk,
-    unbind=unbind, gather=gather, scatter_add=scatter_add, index_select=index_select,
+    unbind=unbind, narrow=narrow, movedim=movedim, moveaxis=movedim, gather=gather, scatter_add=scatter_add, index_select=index_select,
     masked_fill=masked_fill, matmul=matmul, mm=mm, bmm=bmm, dot=dot, where=lambda self, c, o:
     where(c, self, o), cumsum=cumsum, lerp=lerp, equal=equal, allclose=allclose,
     isclose=isclose, swapaxes=transpose, multiply=mul, subtract=sub, divide=div,
@@ -974,7 +1179,15 @@ Tensor.__rsub__ = _rev(sub)
 Tensor.__mul__ = mul
 Tensor.__rmul__ = _rev(mul)
 Tensor.__truediv__ = div
-Tensor.__rtruediv__ = _rev(div)
+def _rtruediv(self, other):
+    # PyTorch's Tensor.__rtruediv__ is `self.reciprocal() * other`, which rounds
+    # differently from a true division (7.3 / t differs in the last bit): match it
+    if _is_scalar(other):
+        return mul(reciprocal(self), other)
+    return div(other, self)
+
+
+Tensor.__rtruediv__ = _rtruediv
 Tensor.__floordiv__ = floor_divide
 Tensor.__rfloordiv__ = _rev(floor_divide)
 Tensor.__mod__ = remainder
@@ -1010,8 +1223,25 @@ Tensor.__iand__ = _inplace(bitwise_and)
 Tensor.__ior__ = _inplace(bitwise_or)
 Tensor.__ixor__ = _inplace(bitwise_xor)
 Tensor.__hash__ = lambda self: id(self)
-Tensor.T = property(lambda self: permute(self, tuple(reversed(range(self.ndim)))))
-Tensor.mT = property(lambda self: transpose(self, -2, -1))
+def _T(self):
+    if self.ndim not in (0, 2):
+        warnings.warn("The use of `x.T` on tensors of dimension other than 2 to reverse their "
+                      "shape is deprecated and it will throw an error in a future release. "
+                      "Consider `x.mT` to transpose batches of matrices or "
+                      "`x.permute(*torch.arange(x.ndim - 1, -1, -1))` to reverse the "
+                      "dimensions of a tensor", UserWarning, stacklevel=2)
+    return permute(self, tuple(reversed(range(self.ndim))))
+
+
+def _mT(self):
+    if self.ndim < 2:
+        raise at_user_line(RuntimeError, f"tensor.mT is only supported on matrices or batches "
+                                         f"of matrices. Got {self.ndim}-D tensor.")
+    return transpose(self, -2, -1)
+
+
+Tensor.T = property(_T)
+Tensor.mT = property(_mT)
 Tensor.H = Tensor.T
 
 __all__ = [n for n in list(globals()) if not n.startswith("_") and callable(globals()[n])]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import graphc as gc
-from conftest import assert_close, to_torch
+from conftest import assert_close, run_both, to_torch
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph")
 
@@ -349,3 +349,138 @@ def test_to_torch_roundtrip_of_gradients():
     x = _leaf(gc)
     (x * 2).sum().backward()
     assert torch.equal(to_torch(x.grad), torch.full((2, 3), 2.0))
+
+
+# ---------------------------------------------------------------------------- views
+# Writes through a view reach its base and writes into a base show in its views, as in
+# PyTorch; each case returns tensors compared with torch's.
+
+def _v_select_add(m):
+    a = m.tensor([[1., 2.], [3., 4.]])
+    b = a[0]
+    b.add_(1)
+    return a, b
+
+
+def _v_chained_setitem(m):
+    a = m.zeros(2, 3)
+    a[0][1] = 5
+    a[1, :] += 1
+    return a
+
+
+def _v_view_then_setitem(m):
+    a = m.arange(12.).reshape(3, 4)
+    b = a.view(4, 3)
+    b[0, 0] = 100
+    return a, b
+
+
+def _v_transpose_mul(m):
+    a = m.arange(12.).reshape(3, 4)
+    a.t().mul_(2)
+    a.T[0, 1] = -1
+    return a
+
+
+def _v_base_change_seen_by_view(m):
+    a = m.arange(12.).reshape(3, 4)
+    b = a[:, 1:3]
+    c = b[1]
+    a.add_(1)
+    return b, c
+
+
+def _v_split_unsqueeze_flatten(m):
+    a = m.zeros(2, 3)
+    a.split(1)[1].fill_(1)
+    a.unsqueeze(0)[0, 0, 2] = 3
+    a.view(-1)[1] = 7
+    a.flatten()[3] = 9
+    return a
+
+
+def _v_detach_and_data_share_values(m):
+    x = m.arange(4.)
+    x.detach().zero_()
+    y = m.ones(3, requires_grad=True)
+    y.data[1] = 5
+    d = y.detach()
+    with m.no_grad():
+        y.mul_(2)
+    return x, y.detach(), d
+
+
+def _v_narrow_strided_expand_slice(m):
+    a = m.zeros(3, 5)
+    a.narrow(1, 1, 2).fill_(1)
+    a[::2, ::2] = 2
+    e = m.zeros(4)
+    e.expand(3, 4)[1].fill_(6)  # one row of an expand is the base's row
+    return a, e
+
+
+def _v_clone_and_contiguous_copy(m):
+    a = m.arange(6.).reshape(2, 3)
+    a.clone().zero_()
+    a.t().contiguous().zero_()
+    a.reshape(3, 2).contiguous()[0, 0] = 9   # already contiguous: a view
+    return a
+
+
+def _v_gradient_through_written_view(m):
+    x = m.tensor([1., 2., 3.], requires_grad=True)
+    y = x * 1
+    y[1:].mul_(3)
+    y.sum().backward()
+    return x.grad, y
+
+
+def _v_gradient_zero_after_zero_(m):
+    x = m.tensor([1., 2., 3.], requires_grad=True)
+    y = x * 2
+    y.zero_()
+    y[0] = x[0] * x[0]
+    y.sum().backward()
+    return x.grad, y.requires_grad
+
+
+def _v_parameter_row_under_no_grad(m):
+    w = m.ones(2, 3, requires_grad=True)
+    with m.no_grad():
+        w[0].zero_()
+        w[:, 2] = 4
+    (w * w).sum().backward()
+    return w.detach(), w.grad, w.is_leaf, w.requires_grad
+
+
+VIEW_CASES = [_v_select_add, _v_chained_setitem, _v_view_then_setitem, _v_transpose_mul,
+              _v_base_change_seen_by_view, _v_split_unsqueeze_flatten,
+              _v_detach_and_data_share_values, _v_narrow_strided_expand_slice,
+              _v_clone_and_contiguous_copy, _v_gradient_through_written_view,
+              _v_gradient_zero_after_zero_, _v_parameter_row_under_no_grad]
+
+
+@pytest.mark.parametrize("fn", VIEW_CASES, ids=[f.__name__[3:] for f in VIEW_CASES])
+def test_views_alias_their_base_like_torch(fn):
+    run_both(fn)
+
+
+@pytest.mark.parametrize("op", [
+    lambda m, x: x[0].add_(1),
+    lambda m, x: x.view(3, 1).zero_(),
+    lambda m, x: x.unsqueeze(0).__setitem__((0, 1), 2.0),
+], ids=["select", "view", "unsqueeze_setitem"])
+def test_inplace_on_view_of_leaf_requiring_grad_raises_like_torch(op):
+    for m in (torch, gc):
+        x = m.tensor([1., 2., 3.], requires_grad=True)
+        with pytest.raises(RuntimeError, match="view of a leaf Variable"):
+            op(m, x)
+        with m.no_grad():
+            op(m, x)   # allowed without grad mode
+
+
+def test_inplace_on_expanded_view_raises_like_torch():
+    for m in (torch, gc):
+        with pytest.raises(RuntimeError, match="more than one element"):
+            m.zeros(3).expand(2, 3).add_(1)

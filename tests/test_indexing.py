@@ -190,3 +190,37 @@ def test_setitem_with_value_of_wrong_shape_raises():
     x = gc.zeros(3, 4)
     with pytest.raises(RuntimeError, match=r"\[5\]"):
         x[0] = gc.ones(5)
+
+
+@pytest.mark.parametrize("key", [1.5, (0, 2.0)], ids=["float", "float_in_tuple"])
+def test_non_index_key_raises_index_error_like_torch(key):
+    import torch
+    for m in (torch, gc):
+        with pytest.raises(IndexError):
+            m.zeros(3, 4)[key]
+
+
+@pytest.mark.parametrize("key", [
+    pytest.param((0,), id="int"),
+    pytest.param((slice(None), 1), id="col"),
+    pytest.param((None, slice(1, 3)), id="none_slice"),
+    pytest.param((Ellipsis, slice(None, None, 2)), id="ellipsis_step"),
+    pytest.param((-1, None, slice(None, None, 3)), id="neg_none_step"),
+])
+def test_basic_index_is_a_view_written_through(key):
+    def fn(m):
+        a = m.tensor(X.copy())
+        v = a[key]
+        v.mul_(-2)        # reaches a
+        a.add_(1)         # and a's change shows in v
+        return a, v, v.stride()
+    run_both(fn)
+
+
+def test_advanced_index_is_a_copy():
+    def fn(m):
+        a = m.tensor(X.copy())
+        c = a[[0, 2]]
+        c.zero_()
+        return a, c
+    run_both(fn)

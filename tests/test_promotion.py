@@ -160,3 +160,18 @@ VALUE_CASES = [
                                        for p in VALUE_CASES])
 def test_promotion_values(fn, inputs):
     run_both(fn, *inputs)
+
+
+@pytest.mark.parametrize("fn", [
+    pytest.param(lambda m: m.tensor([True, False]) ** 2, id="bool_pow_int"),
+    pytest.param(lambda m: m.tensor([1, 2], dtype=m.int32) ** 1, id="int32_pow_1"),
+    pytest.param(lambda m: m.tensor([1, 2], dtype=m.int32) ** 2, id="int32_pow_2"),
+    pytest.param(lambda m: m.tensor([1, 2], dtype=m.int32) ** 2.0, id="int32_pow_float"),
+    pytest.param(lambda m: 3 / m.tensor([1, 2], dtype=m.int32), id="int_rdiv_int32"),
+    pytest.param(lambda m: True / m.tensor([1., 2.], dtype=m.float16), id="bool_rdiv_half"),
+    pytest.param(lambda m: m.tensor(np.float64(1.0)), id="tensor_np_float64"),
+    pytest.param(lambda m: m.tensor([np.int32(1), np.int32(2)]), id="tensor_list_np_int32"),
+    pytest.param(lambda m: m.tensor(np.array(2.0, dtype=np.float16)), id="tensor_np_0d_half"),
+])
+def test_shortcut_and_creation_dtypes_like_torch(fn):
+    run_both(fn)

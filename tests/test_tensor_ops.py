@@ -754,3 +754,117 @@ def test_error_raised_at_the_op_not_at_read():
     with pytest.raises(RuntimeError, match=r"\[2, 3\] and \[4\]"):
         c + b
     assert c.sum().item() == 0.0
+
+
+# ---------------------------------------------------------------------------- torch parity
+# One line per case: fn(module) on both frameworks, values and dtypes compared.
+
+def _same(fn):
+    run_both(lambda m: fn(m))
+
+
+PARITY = [
+    pytest.param(lambda m: m.tensor([True, False]) ** 2, id="bool_pow_2_is_int64"),
+    pytest.param(lambda m: m.tensor([1, 2], dtype=m.int32) ** 1, id="int_pow_1_keeps_dtype"),
+    pytest.param(lambda m: 7.3 / (m.arange(1., 2000.) / 7), id="scalar_div_tensor_bits"),
+    pytest.param(lambda m: 2.5 / m.tensor([1., 3., 7.], dtype=m.bfloat16), id="scalar_div_bf16"),
+    pytest.param(lambda m: 2 / m.tensor([3, 4], dtype=m.int32), id="int_scalar_div_int"),
+    pytest.param(lambda m: m.tensor(3.).mean(-1), id="mean_0d_dim"),
+    pytest.param(lambda m: m.zeros(2, 0).logsumexp(1), id="logsumexp_empty_dim"),
+    pytest.param(lambda m: m.arange(0).chunk(2), id="chunk_empty"),
+    pytest.param(lambda m: m.arange(6.).reshape(2, 3).narrow(1, -2, 2), id="narrow"),
+    pytest.param(lambda m: m.zeros(2, 3, 4).movedim(0, -1).shape, id="movedim"),
+    pytest.param(lambda m: m.zeros(2, 3, 4).movedim((0, 1), (2, 0)).shape, id="movedim_tuple"),
+    pytest.param(lambda m: m.zeros(2, 3, 4).transpose(0, 2).stride(), id="stride_transpose"),
+    pytest.param(lambda m: m.zeros(2, 3, 4)[None, :, ::2].stride(), id="stride_index_none"),
+    pytest.param(lambda m: m.zeros(2, 3, 4).expand(5, 2, 3, 4).stride(), id="stride_expand"),
+    pytest.param(lambda m: [m.zeros(2, 3, 4)[:, 1:2].is_contiguous(),
+                            m.zeros(2, 3, 4)[:, :, 1:].is_contiguous(),
+                            m.zeros(2, 3).t().is_contiguous()], id="is_contiguous"),
+    pytest.param(lambda m: m.arange(24.).reshape(2, 3, 4).transpose(0, 2).reshape(-1),
+                 id="reshape_non_contiguous_copies"),
+    pytest.param(lambda m: m.arange(24.).reshape(2, 3, 4).permute(1, 0, 2).view(3, 2, 2, 2),
+                 id="view_splits_a_dim_of_a_permuted"),
+    pytest.param(lambda m: m.tensor(np.float64(2.5)), id="tensor_numpy_float64_scalar"),
+    pytest.param(lambda m: m.tensor([np.float64(1.5), 2.0]), id="tensor_list_numpy_scalars"),
+    pytest.param(lambda m: m.tensor(np.int32(3)), id="tensor_numpy_int32_scalar"),
+    pytest.param(lambda m: 2. in m.tensor([1., 2.]), id="contains"),
+    pytest.param(lambda m: [m.zeros(2, dtype=m.float16).element_size(), m.zeros(2, 3).nelement(),
+                            m.zeros(2, 3).ndimension()], id="size_methods"),
+    pytest.param(lambda m: [m.zeros(2, dtype=m.int32).new_full((2,), 3),
+                            m.zeros(1).new_zeros(2, 3), m.zeros(1, dtype=m.float64).new_ones((2,)),
+                            m.zeros(1).new_tensor([1, 2])], id="new_factories"),
+]
+
+
+@pytest.mark.parametrize("fn", PARITY)
+def test_parity_with_torch(fn):
+    _same(fn)
+
+
+ERRORS = [
+    pytest.param(lambda m: m.zeros(3).sum((0, -1)), RuntimeError, id="sum_repeated_dim"),
+    pytest.param(lambda m: m.zeros(0).max(), RuntimeError, id="max_empty"),
+    pytest.param(lambda m: m.zeros(2, 0).max(1), IndexError, id="max_dim_empty"),
+    pytest.param(lambda m: m.zeros(0, 3).amax(0), IndexError, id="amax_empty"),
+    pytest.param(lambda m: m.zeros(0).argmax(), IndexError, id="argmax_empty"),
+    pytest.param(lambda m: m.arange(0, -1, 0.1), RuntimeError, id="arange_wrong_sign"),
+    pytest.param(lambda m: m.arange(0, 5, -1), RuntimeError, id="arange_wrong_sign_int"),
+    pytest.param(lambda m: m.linspace(0, 1, -1), RuntimeError, id="linspace_negative_steps"),
+    pytest.param(lambda m: m.eye(-1), RuntimeError, id="eye_negative"),
+    pytest.param(lambda m: m.randint(5, 3, (10,)), RuntimeError, id="randint_low_ge_high"),
+    pytest.param(lambda m: m.zeros(2.5), TypeError, id="zeros_float_size"),
+    pytest.param(lambda m: m.tensor([1, None]), RuntimeError, id="tensor_of_none"),
+    pytest.param(lambda m: m.zeros(3, 4).index_select(0, m.tensor([0.])), RuntimeError,
+                 id="index_select_float_index"),
+    pytest.param(lambda m: m.zeros(3).scatter_add(0, m.tensor([0]), m.ones(1, dtype=m.float64)),
+                 RuntimeError, id="scatter_add_dtype_mismatch"),
+    pytest.param(lambda m: m.zeros(3).masked_fill(m.tensor([1, 0, 1]), 1.), RuntimeError,
+                 id="masked_fill_int_mask"),
+    pytest.param(lambda m: m.zeros(3).masked_fill(m.ones(3) > 0, m.ones(2)), RuntimeError,
+                 id="masked_fill_1d_value"),
+    pytest.param(lambda m: m.arange(3).mT, RuntimeError, id="mT_1d"),
+    pytest.param(lambda m: m.zeros(2, 3).t().view(-1), RuntimeError, id="view_non_contiguous"),
+    pytest.param(lambda m: m.zeros(2, 4)[:, :2].view(4), RuntimeError, id="view_sliced"),
+    pytest.param(lambda m: m.zeros(2, 3, 4).unflatten(2, (3, 2)), RuntimeError,
+                 id="unflatten_bad_sizes"),
+    pytest.param(lambda m: m.cat([m.zeros(2, 3), m.zeros(3)]), RuntimeError, id="cat_ndim"),
+    pytest.param(lambda m: m.cat([m.tensor(1.), m.tensor(2.)]), RuntimeError, id="cat_0d"),
+    pytest.param(lambda m: m.cat([]), ValueError, id="cat_empty_list"),
+    pytest.param(lambda m: m.zeros(2, 3).permute(0, 0), RuntimeError, id="permute_repeated"),
+    pytest.param(lambda m: float(m.zeros(2)), ValueError, id="float_of_two_elements"),
+    pytest.param(lambda m: int(m.zeros(2)), ValueError, id="int_of_two_elements"),
+]
+
+
+@pytest.mark.parametrize("fn,exc", ERRORS)
+def test_errors_like_torch(fn, exc):
+    for m in (torch, gc):
+        with pytest.raises(exc):
+            fn(m)
+
+
+def test_T_on_3d_warns_like_torch():
+    for m in (torch, gc):
+        with pytest.warns(UserWarning, match="deprecated"):
+            m.zeros(2, 3, 4).T
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param(np.array([1.5, 2.25], np.float32), id="fixed_4_decimals"),
+    pytest.param(np.array([True, False]), id="bool_padded"),
+    pytest.param(np.array([1e-5, 1.], np.float32), id="sci_small"),
+    pytest.param(np.array([1e10, 1.], np.float32), id="sci_large_int"),
+    pytest.param(np.array([float("nan"), 1., float("inf")], np.float32), id="nan_inf"),
+    pytest.param(np.arange(2000, dtype=np.float32), id="summarized"),
+    pytest.param(np.arange(30, dtype=np.int64) * 1000, id="int_wrapped_lines"),
+    pytest.param(np.linspace(-3, 3, 24, dtype=np.float32).reshape(2, 3, 4), id="3d"),
+    pytest.param(np.linspace(-3, 3, 3000, dtype=np.float32).reshape(3, 1000), id="2d_summarized"),
+    pytest.param(np.zeros((2, 0), np.float32), id="empty_2d_size"),
+    pytest.param(np.zeros(0, np.int32), id="empty_int32"),
+    pytest.param(np.array([1., 2.], np.float16), id="half_dtype_suffix"),
+    pytest.param(np.array(2.5, np.float64), id="scalar_double"),
+])
+def test_repr_prints_like_torch(data):
+    want = repr(torch.from_numpy(data.copy())).replace("torch.", "graphc.")
+    assert repr(gc.tensor(data.copy())) == want
