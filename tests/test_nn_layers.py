@@ -582,3 +582,75 @@ def test_non_overlapping_pooling_windows_are_one_view():
     a = F.avg_pool2d(gc.tensor(x), (3, 2))
     np.testing.assert_allclose(a.numpy(), torch.nn.functional.avg_pool2d(
         torch.tensor(x), (3, 2)).numpy(), rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- errors like torch
+
+@pytest.mark.parametrize("lib_dtype", ["float64", "int64"])
+def test_linear_refuses_an_input_dtype_other_than_the_weights(rng, lib_dtype):
+    """float64 data (numpy's default) or integer tokens into a float32 Linear: PyTorch
+    raises; graphc's matmul would silently promote."""
+    x = randn(rng, 4, 3).astype(lib_dtype)
+    with pytest.raises(RuntimeError, match="same dtype"):
+        torch.nn.Linear(3, 2)(torch.tensor(x))
+    with pytest.raises(RuntimeError, match="mat1 and mat2 must have the same dtype"):
+        nn.Linear(3, 2)(gc.tensor(x))
+    with pytest.raises(RuntimeError, match="same dtype"):   # through the layers built on it
+        nn.MultiheadAttention(4, 2)(*(gc.tensor(randn(rng, 2, 1, 4).astype(lib_dtype)),) * 3)
+    compare_module(*both("Linear", 3, 2), x.astype(np.float32))   # float32 still fine
+
+
+def test_batchnorm_feature_count_error_like_torch(rng):
+    for train in (True, False):
+        for cls, shape in (("BatchNorm1d", (4, 5)), ("BatchNorm2d", (4, 5, 2, 2))):
+            g, t = both(cls, 3)
+            g.train(train)
+            t.train(train)
+            with pytest.raises(RuntimeError, match="running_mean should contain 5 elements "
+                                                   "not 3"):
+                t(torch.zeros(shape))
+            with pytest.raises(RuntimeError, match="running_mean should contain 5 elements "
+                                                   "not 3"):
+                g(gc.zeros(shape))
+    with pytest.raises(RuntimeError, match="weight should contain 3 elements not 4"):
+        nn.functional.batch_norm(gc.zeros(4, 3), None, None, gc.ones(4), training=True)
+
+
+@pytest.mark.parametrize("k,p,d", [(3, 2, 2), (5, 3, 2), (2, 1, 3), (4, 2, 2), (3, 1, 2)])
+def test_maxpool_padding_limit_is_half_the_kernel_like_torch(rng, k, p, d):
+    """PyTorch allows pad <= kernel_size // 2 whatever the dilation (its second check,
+    on the undilated kernel, is the stricter one)."""
+    x = randn(rng, 1, 2, 12, 11)
+    try:
+        torch.nn.functional.max_pool2d(torch.tensor(x), k, 1, p, d)
+    except RuntimeError as e:
+        with pytest.raises(RuntimeError, match="half of kernel size"):
+            nn.MaxPool2d(k, 1, p, d)(gc.tensor(x))
+        assert "half of kernel size" in str(e)
+        return
+    compare_module(*both("MaxPool2d", k, 1, p, d), x)
+
+
+def test_embedding_from_pretrained_needs_a_matrix():
+    with pytest.raises(AssertionError, match="2-dimensional"):
+        torch.nn.Embedding.from_pretrained(torch.zeros(3))
+    with pytest.raises(AssertionError, match="2-dimensional"):
+        nn.Embedding.from_pretrained(gc.zeros(3))
+
+
+@pytest.mark.parametrize("hq,hk", [(6, 2), (4, 4), (3, 1)])
+def test_scaled_dot_product_attention_grouped_query_heads(rng, hq, hk):
+    """enable_gqa: each key/value head serves hq // hk consecutive query heads."""
+    q, k, v = randn(rng, 2, hq, 3, 4), randn(rng, 2, hk, 5, 4), randn(rng, 2, hk, 5, 4)
+    tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
+    gq, gk, gv = (gc.tensor(a, requires_grad=True) for a in (q, k, v))
+    want = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, is_causal=True,
+                                                            enable_gqa=True)
+    got = nn.functional.scaled_dot_product_attention(gq, gk, gv, is_causal=True,
+                                                     enable_gqa=True)
+    np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-5,
+                               atol=1e-6)
+    (want ** 2).sum().backward()
+    (got ** 2).sum().backward()
+    for g, t in ((gq, tq), (gk, tk), (gv, tv)):
+        np.testing.assert_allclose(g.grad.numpy(), t.grad.numpy(), rtol=1e-4, atol=1e-5)

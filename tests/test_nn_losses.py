@@ -163,6 +163,56 @@ def test_bce_clamps_log_at_minus_100():
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_bce_saturated_probabilities_like_torch(reduction, weighted):
+    """Probabilities of exactly 0 or 1 (a float32 sigmoid saturates from |x| ~ 17) and
+    ones within 1e-12 of them: PyTorch's gradient w (x - y) / max(x (1 - x), 1e-12) is
+    finite there (the logs' own derivative is +-inf, then NaN through the clamp), and its
+    forward uses log1p(-x), exact for the small x of a confident negative."""
+    p = np.array([0.0, 1.0, 0.0, 1.0, 1e-13, 1 - 6e-8, 1e-5, 2e-6, 0.3, 0.999], np.float32)
+    y = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.5, 1.0], np.float32)
+    kw = dict(reduction=reduction)
+    if weighted:
+        kw["weight"] = np.linspace(0.5, 2.0, 10).astype(np.float32)
+    tp, gp = torch.tensor(p, requires_grad=True), gc.tensor(p, requires_grad=True)
+    tk = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+    gk = {k: gc.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+    want = torch.nn.BCELoss(**tk)(tp, torch.tensor(y))
+    got = nn.BCELoss(**gk)(gp, gc.tensor(y))
+    np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-6)
+    r = np.linspace(-1, 1, want.numel()).astype(np.float32).reshape(want.shape)
+    (want * torch.tensor(r)).sum().backward()
+    (got * gc.tensor(r)).sum().backward()
+    assert np.all(np.isfinite(gp.grad.numpy()))
+    np.testing.assert_allclose(gp.grad.numpy(), tp.grad.numpy(), rtol=1e-5)
+
+
+def test_bce_after_saturated_sigmoid_trains_like_torch():
+    """sigmoid + BCELoss with logits large enough to saturate: one SGD step in a
+    compiled training step gives PyTorch's weights (no NaN)."""
+    w0 = np.array([[30.0, -25.0, 0.5]], np.float32)
+    x = np.array([[1.0, 0.0, 1.0], [-1.0, 7.0, 0.0]], np.float32)   # logits 30.5, -205
+    y = np.array([[1.0], [0.0]], np.float32)
+    tw = torch.tensor(w0, requires_grad=True)
+    torch.nn.BCELoss()(torch.sigmoid(torch.tensor(x) @ tw.T), torch.tensor(y)).backward()
+    with torch.no_grad():
+        tw -= 0.1 * tw.grad
+    gw = nn.Parameter(gc.tensor(w0))
+    opt = gc.optim.SGD([gw], lr=0.1)
+
+    @gc.compile
+    def step(xb, yb):
+        opt.zero_grad()
+        loss = nn.BCELoss()(gc.sigmoid(xb @ gw.T), yb)
+        loss.backward()
+        opt.step()
+        return loss
+
+    step(gc.tensor(x), gc.tensor(y))
+    np.testing.assert_allclose(gw.detach().numpy(), tw.detach().numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("kw", [dict(), dict(pos_weight=True), dict(weight=True),
                                 dict(pos_weight=True, weight=True)])
 def test_bce_with_logits(rng, reduction, kw):

@@ -242,6 +242,44 @@ def test_containers():
     assert md.pop("x") is a and list(md) == ["y"]
 
 
+
+def test_sequential_pop_add_and_module_list_pop_like_torch():
+    def run(lib):
+        s = lib.Sequential(lib.ReLU(), lib.Tanh(), lib.Sigmoid())
+        popped = s.pop(1)
+        joined = s + lib.Sequential(lib.Identity())
+        s += lib.Sequential(lib.ReLU())
+        ml = lib.ModuleList([lib.ReLU(), lib.Tanh(), lib.Sigmoid()])
+        ml_popped = ml.pop(0)
+        with pytest.raises(ValueError, match="only objects of Sequential class"):
+            s + lib.ModuleList([lib.ReLU()])
+        return [type(popped).__name__, list(s._modules), [type(m).__name__ for m in s],
+                type(joined).__name__, list(joined._modules),
+                [type(m).__name__ for m in joined], type(ml_popped).__name__,
+                list(ml._modules), [type(m).__name__ for m in ml]]
+    assert run(nn) == run(torch.nn)
+
+
+def test_batchnorm_state_without_num_batches_tracked_loads_like_torch():
+    """A plain dict carries no version, so PyTorch treats it as a pre-version-2
+    BatchNorm state and keeps the module's own counter when the key is missing (a
+    converted checkpoint); a state_dict() that says version 2 must have it."""
+    g = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    t = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3))
+    t(torch.randn(4, 2))
+    plain = {k: v.numpy() for k, v in t.state_dict().items() if "num_batches" not in k}
+    assert repr(g.load_state_dict(plain)) == "<All keys matched successfully>"
+    for k, v in plain.items():
+        np.testing.assert_array_equal(g.state_dict()[k].numpy(), v)
+    assert int(g[1].num_batches_tracked.item()) == 0
+    t_sd, g_sd = t.state_dict(), g.state_dict()
+    assert dict(g_sd._metadata) == dict(t_sd._metadata)    # {"": 1, "0": 1, "1": 2}
+    del t_sd["1.num_batches_tracked"], g_sd["1.num_batches_tracked"]
+    with pytest.raises(RuntimeError, match='Missing key.*"1.num_batches_tracked"'):
+        t.load_state_dict(t_sd)
+    with pytest.raises(RuntimeError, match='Missing key.*"1.num_batches_tracked"'):
+        g.load_state_dict(g_sd)
+
 def test_shared_modules_and_parameters_are_listed_once():
     lin = nn.Linear(2, 2)
     s = nn.Sequential(lin, lin)

@@ -117,6 +117,31 @@ def test_errors(rng):
         nn.RNN(3, 4, nonlinearity="gelu")
 
 
+
+@pytest.mark.parametrize("cls", ["LSTM", "GRU", "RNN"])
+def test_input_dtype_must_match_the_weights_like_torch(rng, cls):
+    """float64 data into a float32 RNN: PyTorch raises ValueError (graphc's matmuls would
+    promote and run the recurrence in float64); a float64 model takes it."""
+    x = randn(rng, 5, 2, 3).astype(np.float64)
+    with pytest.raises(ValueError, match="RNN input dtype"):
+        getattr(torch.nn, cls)(3, 4)(torch.tensor(x))
+    with pytest.raises(ValueError, match=r"RNN input dtype \(graphc.float64\) does not match "
+                                         r"weight dtype \(graphc.float32\)"):
+        getattr(nn, cls)(3, 4)(gc.tensor(x))
+    g, t = pair(cls, 3, 4)
+    compare_module(g.double(), t.double(), x, rtol=1e-6)
+    with pytest.raises(RuntimeError, match="hidden state of dtype float32"):
+        h0 = gc.zeros(1, 2, 4, dtype=gc.float64)
+        getattr(nn, cls)(3, 4)(gc.tensor(x.astype(np.float32)),
+                                (h0, gc.zeros(1, 2, 4)) if cls == "LSTM" else h0)
+
+
+def test_dropout_with_one_layer_warns_like_torch():
+    for lib in (torch.nn, nn):
+        with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater "
+                                             "than 1, but got dropout=0.5 and num_layers=1"):
+            lib.GRU(3, 4, dropout=0.5)
+
 def _train_step_graph(seq_len, hidden=8):
     """Nodes of one LSTM training step (forward + backward) and the interpreter's time
     to compile and run it."""

@@ -82,6 +82,28 @@ class Sequential(Module):
         _renumber(self, items)
         return self
 
+    def pop(self, key):
+        v = self[key]
+        del self[key]
+        return v
+
+    def __add__(self, other):
+        if not isinstance(other, Sequential):
+            raise ValueError(f"add operator supports only objects of Sequential class, but "
+                             f"{type(other)} is given.")
+        ret = Sequential()
+        for layer in list(self) + list(other):
+            ret.append(layer)
+        return ret
+
+    def __iadd__(self, other):
+        if not isinstance(other, Sequential):
+            raise ValueError(f"add operator supports only objects of Sequential class, but "
+                             f"{type(other)} is given.")
+        for layer in list(other):
+            self.append(layer)
+        return self
+
 
 class ModuleList(Module):
     def __init__(self, modules=None):
@@ -126,6 +148,11 @@ class ModuleList(Module):
         items = list(self._modules.values())
         items.insert(index, module)
         _renumber(self, items)
+
+    def pop(self, key):
+        v = self[key]
+        del self[key]
+        return v
 
 
 class ModuleDict(Module):

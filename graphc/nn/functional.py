@@ -114,7 +114,25 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
 
 # ============================================================================ linear, dropout
 
+_TORCH_DTYPE_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half",
+                      "bfloat16": "BFloat16", "int64": "Long", "int32": "Int", "bool": "Bool"}
+
+
+def _check_same_dtype(input, weight, bias):
+    """PyTorch's linear refuses operands of different dtypes (float64 data into a
+    float32 model, integer tokens into a Linear); graphc's matmul would promote them
+    and silently compute in another precision."""
+    for other, what in ((weight, "mat2"), (bias, "bias")):
+        if other is not None and other.dtype != input.dtype:
+            names = [_TORCH_DTYPE_NAMES.get(d.name, d.name) for d in (input.dtype, other.dtype)]
+            raise at_user_line(RuntimeError, f"linear: mat1 and {what} must have the same "
+                                             f"dtype, but got {names[0]} and {names[1]} "
+                                             f"(input {list(input.shape)}, {what} "
+                                             f"{list(other.shape)})")
+
+
 def linear(input, weight, bias=None):
+    _check_same_dtype(input, weight, bias)
     if input.ndim > 2:
         # one 2-d matmul: the weight is not broadcast over the batch dims
         lead = tuple(input.shape[:-1])
@@ -370,10 +388,17 @@ def _pool_args(input, kernel_size, stride, padding, dilation, name):
     s = k if stride is None or (not isinstance(stride, int) and len(stride) == 0) \
         else _pair(stride, "stride")
     p, d = _pair(padding, "padding"), _pair(dilation, "dilation")
+    # PyTorch checks the padding against the effective (dilated) kernel, then against
+    # the kernel itself: with dilation the second, stricter check is the one that bites
     for kk, pp, dd in zip(k, p, d):
         if pp > ((kk - 1) * dd + 1) // 2:
-            raise ValueError(f"pad should be at most half of effective kernel size, but got "
-                             f"pad={pp}, kernel_size={kk} and dilation={dd}")
+            raise at_user_line(RuntimeError, f"pad should be at most half of effective kernel "
+                                             f"size, but got pad={pp}, kernel_size={kk} and "
+                                             f"dilation={dd}")
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise at_user_line(RuntimeError, f"pad should be smaller than or equal to half of kernel "
+                                         f"size, but got padW = {p[1]}, padH = {p[0]}, "
+                                         f"kW = {k[1]}, kH = {k[0]}")
     return x, unbatched, k, s, p, d
 
 
@@ -552,6 +577,14 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         raise at_user_line(ShapeError, f"batch_norm: expected at least 2-d input, got "
                                        f"{list(input.shape)}")
     C = input.shape[1]
+    # PyTorch's check and message; without it a mismatch surfaces as a broadcast error
+    # deep inside the normalisation
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if t is not None and t.numel() != C:
+            raise at_user_line(ShapeError, f"{name} should contain {C} elements not "
+                                           f"{t.numel()} (input of size "
+                                           f"{list(input.shape)}: dim 1 holds the features)")
     dims = (0,) + tuple(range(2, input.ndim))
     shape = (1, C) + (1,) * (input.ndim - 2)
     if training:
@@ -616,9 +649,27 @@ def normalize(input, p=2.0, dim=1, eps=1e-12):
 
 # ============================================================================ attention
 
+def _repeat_heads(t, n):
+    """repeat_interleave(n, dim=-3) as a view: [..., H, S, D] -> [..., H*n, S, D]."""
+    if n == 1:
+        return t
+    shape = tuple(t.shape)
+    big = shape[:-3] + (shape[-3], n) + shape[-2:]
+    return t.unsqueeze(-3).expand(big).reshape(shape[:-3] + (shape[-3] * n,) + shape[-2:])
+
+
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
                                  is_causal=False, scale=None, enable_gqa=False):
     L, S = query.shape[-2], key.shape[-2]
+    if enable_gqa and query.ndim >= 3 and key.shape[-3] != query.shape[-3]:
+        # grouped-query attention: each key/value head serves query.size(-3) //
+        # key.size(-3) consecutive query heads (PyTorch's repeat_interleave on dim -3)
+        hq, hk = query.shape[-3], key.shape[-3]
+        if hq % hk or hq % value.shape[-3]:
+            raise at_user_line(RuntimeError, f"scaled_dot_product_attention: the number of "
+                                             f"query heads ({hq}) must be a multiple of the "
+                                             f"key/value heads ({hk}, {value.shape[-3]})")
+        key, value = (_repeat_heads(t, hq // t.shape[-3]) for t in (key, value))
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = T.matmul(query, key.transpose(-2, -1)) * scale
     if is_causal:
@@ -799,10 +850,22 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
                          f"input size ({input.shape}) is deprecated. Please ensure they have "
                          f"the same size.")
     with literal_scalars():
-        # PyTorch clamps each log at -100 so that 0 * log(0) stays finite
-        log_p = T.clamp_min(T.log(input), -100.0)
-        log_q = T.clamp_min(T.log(1 - input), -100.0)
+        # Forward: PyTorch's kernel, each log clamped at -100 so that 0 * log(0) stays
+        # finite, and log1p(-x) for log(1 - x) (exact for the small x of a confident
+        # negative). Backward: PyTorch's w (x - y) / max(x (1 - x), 1e-12), which is the
+        # derivative of the logs wherever x (1 - x) >= 1e-12 and finite elsewhere; the
+        # logs' own derivative there is +-inf or NaN (x of exactly 0 or 1, as a
+        # saturated float32 sigmoid gives). So the logs read x without gradient where
+        # x (1 - x) < 1e-12, and a zero-valued term (x - x) * g carries PyTorch's g.
+        x_val = input.detach()
+        steep = x_val * (1 - x_val) < 1e-12
+        x = T.where(steep, x_val, input)
+        log_p = T.clamp_min(T.log(x), -100.0)
+        log_q = T.clamp_min(T.log1p(-x), -100.0)
         loss = -(target * log_p + (1 - target) * log_q)
+        if input.requires_grad:
+            g = T.where(steep, (x_val - target.detach()) / 1e-12, zeros_like(x_val))
+            loss = loss + (input - x_val) * g
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction)

@@ -210,6 +210,13 @@ class Module:
                                 f"(graphc.Tensor or None expected)")
             buffers[name] = value
             return
+        if name != "training" and params is not None:
+            # A plain attribute (Dropout.p, BatchNorm.momentum, LayerNorm.eps) is a
+            # Python constant that a graphc.compile'd step bakes into its program: the
+            # count tells the step's guard to trace again after a change (train/eval
+            # has a guard of its own).
+            object.__setattr__(self, "_config_version", d.get("_config_version", 0) + 1)
+            object.__setattr__(self, "_config_changed", name)
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name):
@@ -406,6 +413,12 @@ class Module:
             keep_vars = args[2] if len(args) > 2 else keep_vars
         if destination is None:
             destination = OrderedDict()
+            destination._metadata = OrderedDict()
+        # PyTorch's per-module versions: load_state_dict reads them to upgrade old
+        # checkpoints (a BatchNorm state without num_batches_tracked)
+        metadata = getattr(destination, "_metadata", None)
+        if metadata is not None:
+            metadata[prefix[:-1]] = {"version": self._version}
         for name, p in self._parameters.items():
             if p is not None:
                 destination[prefix + name] = p if keep_vars else p.detach()
@@ -419,7 +432,10 @@ class Module:
         return destination
 
     def _load_from_state_dict(self, state_dict, prefix, missing_keys, unexpected_keys,
-                              error_msgs, assign):
+                              error_msgs, assign, local_metadata=None):
+        """Load this module's own entries of `state_dict` (keys under `prefix`).
+        `local_metadata` is this module's entry of the state dict's `_metadata` (PyTorch's
+        {"version": ...}), {} when the dict carries none (a plain dict)."""
         persistent = {k: v for k, v in self._buffers.items()
                       if k not in self._non_persistent_buffers_set}
         local_state = {k: v for k, v in itertools.chain(self._parameters.items(),
@@ -465,9 +481,12 @@ class Module:
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
         missing_keys, unexpected_keys, error_msgs = [], [], []
 
+        metadata = getattr(state_dict, "_metadata", None)
+
         def load(module, local_state, prefix=""):
+            local_metadata = {} if metadata is None else metadata.get(prefix[:-1], {})
             module._load_from_state_dict(local_state, prefix, missing_keys, unexpected_keys,
-                                         error_msgs, assign)
+                                         error_msgs, assign, local_metadata=local_metadata)
             for name, child in module._modules.items():
                 if child is not None:
                     child_prefix = prefix + name + "."

@@ -20,6 +20,7 @@ from .parameter import Parameter
 
 class _BatchNorm(Module):
     _accepted_dims = (2, 3)
+    _version = 2   # PyTorch's: version 2 added num_batches_tracked
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True, device=None, dtype=None, *, bias=True):
@@ -61,6 +62,20 @@ class _BatchNorm(Module):
             init.ones_(self.weight)
             if self.bias is not None:
                 init.zeros_(self.bias)
+
+    def _load_from_state_dict(self, state_dict, prefix, missing_keys, unexpected_keys,
+                              error_msgs, assign, local_metadata=None):
+        # PyTorch's upgrade of pre-version-2 states (num_batches_tracked did not exist):
+        # a state dict without a version (any plain dict: a converted checkpoint, one
+        # rebuilt from numpy arrays) may omit the counter; the current one is kept
+        version = (local_metadata or {}).get("version")
+        key = prefix + "num_batches_tracked"
+        if (version is None or version < 2) and self.track_running_stats and \
+                key not in state_dict:
+            state_dict[key] = self.num_batches_tracked if self.num_batches_tracked is not None \
+                else tensor(0, dtype=dt.int64)
+        super()._load_from_state_dict(state_dict, prefix, missing_keys, unexpected_keys,
+                                      error_msgs, assign, local_metadata)
 
     def _check_input_dim(self, input):
         if input.dim() not in self._accepted_dims:

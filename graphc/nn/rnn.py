@@ -10,6 +10,7 @@ cell), so graph size and compile time grow linearly with the sequence length.
 from __future__ import annotations
 
 import math
+import warnings
 
 from .. import tensor_ops as T
 from ..tensor import empty, zeros
@@ -29,6 +30,10 @@ class RNNBase(Module):
         if not 0 <= dropout <= 1 or isinstance(dropout, bool):
             raise ValueError("dropout should be a number in range [0, 1] representing the "
                              "probability of an element being zeroed")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(f"dropout option adds dropout after all but last recurrent layer, so "
+                          f"non-zero dropout expects num_layers greater than 1, but got "
+                          f"dropout={dropout} and num_layers={num_layers}", stacklevel=3)
         if not isinstance(hidden_size, int) or hidden_size <= 0:
             raise ValueError("hidden_size must be a positive integer")
         if num_layers <= 0:
@@ -88,9 +93,12 @@ class RNNBase(Module):
         return (get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"),
                 get("weight_hr"))
 
-    def _check_hidden(self, h, expected, what="hidden"):
+    def _check_hidden(self, h, expected, what="hidden", dtype=None):
         if tuple(h.shape) != expected:
             raise RuntimeError(f"Expected {what} size {expected}, got {list(h.shape)}")
+        if dtype is not None and h.dtype != dtype:
+            raise RuntimeError(f"Expected {what} state of dtype {dtype.name} (the input's), "
+                               f"got {h.dtype.name}")
 
     def forward(self, input, hx=None):
         lstm = self.mode == "LSTM"
@@ -104,6 +112,14 @@ class RNNBase(Module):
             if hx is not None:
                 hx = tuple(h.unsqueeze(1) for h in hx) if lstm else hx.unsqueeze(1)
         x = input.transpose(0, 1) if self.batch_first else input       # [L, N, I]
+        # PyTorch refuses a dtype other than the weights' (graphc's matmul would promote
+        # and run the whole recurrence in another precision)
+        w_dtype = getattr(self, self._flat_weights_names[0]).dtype
+        if x.dtype != w_dtype:
+            raise ValueError(f"RNN input dtype (graphc.{x.dtype.name}) does not match weight "
+                             f"dtype (graphc.{w_dtype.name}). Convert input: "
+                             f"input.to(graphc.{w_dtype.name}), or convert model: "
+                             f"model.to(graphc.{x.dtype.name})")
         if x.shape[-1] != self.input_size:
             raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected "
                                f"{self.input_size}, got {x.shape[-1]}")
@@ -117,11 +133,11 @@ class RNNBase(Module):
             c0 = zeros(c_shape, dtype=x.dtype) if lstm else None
         elif lstm:
             h0, c0 = hx
-            self._check_hidden(h0, h_shape)
-            self._check_hidden(c0, c_shape, "cell")
+            self._check_hidden(h0, h_shape, dtype=x.dtype)
+            self._check_hidden(c0, c_shape, "cell", dtype=x.dtype)
         else:
             h0, c0 = hx, None
-            self._check_hidden(h0, h_shape)
+            self._check_hidden(h0, h_shape, dtype=x.dtype)
         h_n, c_n = [], []
         layer_input = x
         for layer in range(self.num_layers):
