@@ -25,10 +25,17 @@ The graph of all those outputs is compiled once (through the runtime's cache) an
 later call with the same signature replays it: bind inputs, run native code, write back.
 
 Guards: the input signature (shapes, dtypes, non-tensor arguments, grad mode, and the
-train/eval mode of a compiled module) selects the program; at replay each recorded state
-tensor must still exist with the same shape and dtype, and each tensor whose `.grad` the
-step assigns must have had a gradient (or not) as at trace time. A failed guard retraces
-and, with GRAPHC_LOG=recompiles, logs why.
+train/eval mode of a compiled module) selects the program, and so does the train/eval
+mode of every module the step calls (one program per mode, see `_ModuleModes`, which
+also replays `train()`/`eval()` calls made inside the step); at replay each recorded
+state tensor must still exist with the same shape and dtype, and each tensor whose
+`.grad` the step assigns must have had a gradient (or not) as at trace time, each tensor
+it reads must keep its requires_grad, each optimizer it steps its param groups
+(`Optimizer._structure`), and each module it calls its plain attributes (Dropout.p,
+BatchNorm.momentum: constants of the program; `Module._config_version` counts their
+assignments). A failed guard runs the step eagerly once (state it creates
+lazily must exist before a capture), traces again at the next call and, with
+GRAPHC_LOG=recompiles, logs why.
 
 Limits (stated, not hidden): reading a value inside the step (`.item()`, `print`) cannot
 be replayed and raises; return the tensor instead. Python floats created inside the step
@@ -37,7 +44,11 @@ autograd history.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import weakref
+
+import numpy as np
 
 from . import autograd, runtime
 from .ir.errors import GraphcError
@@ -58,6 +69,7 @@ class Tracer:
         self.mutated: dict[int, Tensor] = {}             # id(tensor) -> tensor
         self.grad_set: dict[int, tuple[Tensor, bool]] = {}  # id -> (tensor, had grad before)
         self.old_grads: dict[int, Tensor] = {}  # id(node of a previous .grad) -> its owner
+        self.optimizers: dict[int, tuple] = {}  # id -> (weakref optimizer, its _structure())
 
     # hooks -------------------------------------------------------------------------
     def on_create(self, t: Tensor):
@@ -80,6 +92,13 @@ class Tracer:
                 # read whatever `t.grad` is then, not this object.
                 self.old_grads[id(t._grad._node)] = t
 
+    def on_optimizer_step(self, optimizer):
+        """`optimizer.step()` recorded an update: the program is valid while the
+        optimizer's structure (its parameters and the options that shape the update)
+        stays as it is now; add_param_group or amsgrad=True must retrace."""
+        self.optimizers.setdefault(id(optimizer),
+                                   (weakref.ref(optimizer), optimizer._structure()))
+
     def on_realize(self):
         raise CompileError("graphc.compile: the compiled function reads a tensor's value "
                            "(item(), numpy(), print, bool()) while it is traced; a replayed "
@@ -91,11 +110,37 @@ def _flatten(obj, out):
     if isinstance(obj, Tensor):
         out.append(obj)
         return ("t",)
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        # a namedtuple's constructor takes its fields as separate arguments
+        return ("namedtuple", type(obj), [_flatten(x, out) for x in obj])
     if isinstance(obj, (list, tuple)):
         return (type(obj), [_flatten(x, out) for x in obj])
     if isinstance(obj, dict):
         return (dict, [(k, _flatten(v, out)) for k, v in obj.items()])
     return ("c", obj)
+
+
+def _key_of(spec):
+    """The signature key of a flattened structure. Constants are keyed by repr(), except
+    numpy arrays: their repr elides the middle of large arrays, so two different arrays
+    could share a key and the second would replay a program that baked in the first's
+    values. They are keyed by shape, dtype and a digest of their bytes."""
+    if spec[0] == "c":
+        v = spec[1]
+        if isinstance(v, np.ndarray):
+            data = np.ascontiguousarray(v).reshape(-1)
+            payload = repr(data.tolist()).encode() if data.dtype.hasobject else \
+                data.view(np.uint8)
+            digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
+            return ("ndarray", v.shape, v.dtype.str, digest)
+        return repr(v)
+    if spec[0] == "t":
+        return "t"
+    if spec[0] == "namedtuple":
+        return ("namedtuple", repr(spec[1]), tuple(_key_of(x) for x in spec[2]))
+    if spec[0] is dict:
+        return ("dict", tuple((repr(k), _key_of(v)) for k, v in spec[1]))
+    return (repr(spec[0]), tuple(_key_of(x) for x in spec[1]))
 
 
 def _rebuild(spec, tensors):
@@ -106,6 +151,8 @@ def _rebuild(spec, tensors):
             return next(it)
         if s[0] == "c":
             return s[1]
+        if s[0] == "namedtuple":
+            return s[1](*[go(x) for x in s[2]])
         if s[0] is dict:
             return {k: go(v) for k, v in s[1]}
         return s[0](go(x) for x in s[1])
@@ -113,7 +160,7 @@ def _rebuild(spec, tensors):
 
 
 def _signature_of(tensors, spec, extra):
-    return (tuple((tuple(t.shape), t.dtype.short) for t in tensors), repr(spec),
+    return (tuple((tuple(t.shape), t.dtype.short) for t in tensors), _key_of(spec),
             autograd.is_grad_enabled(), extra)
 
 
@@ -123,10 +170,91 @@ def _data_node(value, like: Node) -> Node:
     return n
 
 
+class _ModuleModes:
+    """The train/eval modes a traced step depends on, recorded while it is traced.
+
+    A module's `training` flag picks the program's structure (dropout, batch-norm
+    statistics) but is a Python attribute, invisible to the graph. Every module called
+    during the trace before the step itself switched it (`train()`/`eval()` inside the
+    step) is recorded with the flag it had; at a later call those flags must be the
+    same for the program to be valid (`mismatch`). A module the step switches before
+    calling it has its mode fixed by the step. Switches made inside the step are Python
+    side effects a replay would lose, so their final flags are re-applied after each
+    replay (`replay_switches`)."""
+
+    def __init__(self):
+        self.called: dict[int, tuple] = {}    # id -> (weakref module, flag when called)
+        self.switched: dict[int, tuple] = {}  # id -> (weakref module, final flag)
+        self.configs: dict[int, int] = {}     # id -> _config_version after the trace
+
+    @contextlib.contextmanager
+    def recording(self):
+        """Record module calls and mode switches inside the block. graphc.nn has no
+        global module hook, so Module.__call__ and Module.train are wrapped at class
+        level for the duration of the trace (the trace runs in the calling thread)."""
+        try:
+            from .nn.module import Module
+        except ImportError:   # graphc.nn unavailable: no modules to track
+            yield
+            return
+        original_call, original_train = Module.__call__, Module.train
+        called, switched = self.called, self.switched
+
+        def call(module, *args, **kwargs):
+            if id(module) not in switched:
+                called.setdefault(id(module), (weakref.ref(module), module.training))
+            return original_call(module, *args, **kwargs)
+
+        def train(module, mode=True):
+            out = original_train(module, mode)
+            for m in module.modules():
+                switched[id(m)] = (weakref.ref(m), None)
+            return out
+
+        Module.__call__, Module.train = call, train
+        try:
+            yield
+        finally:
+            Module.__call__, Module.train = original_call, original_train
+            for k, (ref, _) in list(switched.items()):
+                m = ref()
+                if m is None:
+                    del switched[k]
+                else:
+                    switched[k] = (ref, m.training)
+            # the plain attributes of every module called, as the trace leaves them
+            self.configs = {k: getattr(ref(), "_config_version", 0)
+                            for k, (ref, _) in called.items() if ref() is not None}
+
+    def mismatch(self):
+        """Why the program does not fit the current modes, or None."""
+        # `called` holds only modules called before the step switched them (if it did)
+        for k, (ref, flag) in self.called.items():
+            m = ref()
+            if m is None:
+                continue
+            if m.training != flag:
+                return (f"{type(m).__name__} is in {'training' if m.training else 'eval'} "
+                        f"mode, the step was traced in {'training' if flag else 'eval'} "
+                        "mode")
+            if getattr(m, "_config_version", 0) != self.configs.get(k, 0):
+                return (f"{type(m).__name__}.{getattr(m, '_config_changed', '?')} (a "
+                        "plain attribute the step read as a constant) was assigned")
+        return None
+
+    def replay_switches(self):
+        for ref, flag in self.switched.values():
+            m = ref()
+            if m is not None:
+                object.__setattr__(m, "training", flag)
+
+
 class _Program:
     """One traced step: how to bind its inputs and where its outputs go."""
 
-    def __init__(self, exe, bindings, writes, grad_writes, result_spec, result_types, guards):
+    def __init__(self, exe, bindings, writes, grad_writes, result_spec, result_types, guards,
+                 modes=None):
+        self.modes = modes if modes is not None else _ModuleModes()
         self.exe = exe
         self.bindings = bindings          # callables returning each input array
         self.writes = writes              # (weakref tensor, output index)
@@ -149,6 +277,7 @@ class _Program:
         return self._finish(self.exe(inputs))
 
     def _finish(self, outs):
+        self.modes.replay_switches()
         for ref, k in self.writes:
             t = ref()
             if t is None:
@@ -181,6 +310,7 @@ class CompiledFunction:
         self.backend = backend
         self._programs: dict = {}
         self._seen: set = set()
+        self._retrace: set = set()   # keys whose guard failed and that ran eagerly since
         self.__wrapped__ = fn
         self.stats = {"traces": 0, "replays": 0, "eager_calls": 0}
 
@@ -194,24 +324,38 @@ class CompiledFunction:
         arg_tensors: list[Tensor] = []
         spec = _flatten((args, kwargs), arg_tensors)
         key = _signature_of(arg_tensors, spec, self._mode_key())
-        prog = self._programs.get(key)
-        if prog is not None:
-            reason = prog.check()
-            if reason is None:
-                runtime.realize(*arg_tensors)
-                self.stats["replays"] += 1
-                return prog.run([t._node.data for t in arg_tensors])
-            runtime.log_recompile(f"graphc.compile: retracing {self._name()}: {reason}")
-            del self._programs[key]
-        elif key not in self._seen:
-            # First call for this signature: run eagerly so lazily created state
-            # (optimizer moments, step counters) exists before the step is captured.
+        # One program per combination of module modes seen for this signature, so a
+        # model switched between train() and eval() traces each mode once.
+        progs = self._programs.get(key)
+        reason = None
+        if progs:
+            for prog in progs:
+                reason = prog.modes.mismatch()
+                if reason is not None:
+                    continue
+                reason = prog.check()
+                if reason is None:
+                    runtime.realize(*arg_tensors)
+                    self.stats["replays"] += 1
+                    return prog.run([t._node.data for t in arg_tensors])
+                progs.remove(prog)   # state it reads is gone or changed: trace again
+                break
+            if key not in self._retrace:   # logged once: the eager call, then the trace
+                runtime.log_recompile(f"graphc.compile: retracing {self._name()}: {reason}")
+        # The first call for a signature, and the first call after a failed guard, run
+        # eagerly so that state the step creates lazily (optimizer moments and step
+        # counters, e.g. of a param group just added) exists before the step is
+        # captured: state created during a trace would be frozen at its initial value.
+        if key not in self._seen or (reason is not None and key not in self._retrace):
             self._seen.add(key)
+            if reason is not None:
+                self._retrace.add(key)   # the next call that fits no program traces
             self.stats["eager_calls"] += 1
             with runtime.realizing_on(self._warmup_backend()):
                 out = self.fn(*args, **kwargs)
                 runtime.realize_all()
             return out
+        self._retrace.discard(key)
         return self._trace(key, args, kwargs, arg_tensors, spec)
 
     def _warmup_backend(self):
@@ -231,9 +375,11 @@ class CompiledFunction:
         runtime.realize_all()
         arg_nodes = {id(t._node): k for k, t in enumerate(arg_tensors)}
         tracer = Tracer()
+        modes = _ModuleModes()
         runtime.tracer = tracer
         try:
-            result = self.fn(*args, **kwargs)
+            with modes.recording():
+                result = self.fn(*args, **kwargs)
         finally:
             runtime.tracer = None
         self.stats["traces"] += 1
@@ -256,6 +402,11 @@ class CompiledFunction:
         bindings, guards = [], []
         for n in boundary:
             bindings.append(self._binding_for(n, arg_nodes, tracer, guards))
+        for ref, structure in tracer.optimizers.values():
+            guards.append(lambda ref=ref, structure=structure: None if ref() is None or
+                          ref()._structure() == structure else
+                          f"{type(ref()).__name__}: its param groups changed (parameters, or "
+                          "an option that changes the update's structure)")
         for t, had in tracer.grad_set.values():
             ref = weakref.ref(t)
             guards.append(lambda ref=ref, had=had: None if ref() is not None and
@@ -263,8 +414,8 @@ class CompiledFunction:
                           "a parameter's .grad changed between None and a tensor")
         exe = runtime.compiled_for(graph, self.backend)
         prog = _Program(exe, bindings, writes, grad_writes, result_spec,
-                        [t._node.type for t in res_tensors], guards)
-        self._programs[key] = prog
+                        [t._node.type for t in res_tensors], guards, modes)
+        self._programs.setdefault(key, []).append(prog)
         return prog._finish(exe([n.data for n in boundary]))
 
     @staticmethod
@@ -274,14 +425,13 @@ class CompiledFunction:
             return lambda args, k=k: args[k]
         if n.source is not None:
             src, npd = n.source, n.type.dtype.np
-            import numpy as np
             return lambda args, src=src, npd=npd: np.asarray(src(), dtype=npd)
         if id(n) in tracer.old_grads:
             owner = weakref.ref(tracer.old_grads[id(n)])
             return lambda args, owner=owner: _grad_value(owner())
         ref = tracer.readers.get(id(n))
         if ref is not None and ref() is not None:
-            ty = n.type
+            ty, rg = n.type, n.requires_grad
 
             def state(args, ref=ref):
                 t = ref()
@@ -292,6 +442,11 @@ class CompiledFunction:
             guards.append(lambda ref=ref, ty=ty: None if ref() is not None and
                           ref()._node.type == ty else
                           "a tensor the step reads was freed or changed shape/dtype")
+            # requires_grad decides which gradients backward() computes (unfreezing a
+            # layer must not replay the program that kept it frozen)
+            guards.append(lambda ref=ref, rg=rg: None if ref() is None or
+                          ref().requires_grad == rg else
+                          "a tensor the step reads changed requires_grad")
             return state
         value = n.data   # a value made outside any live tensor: fixed in the program
         return lambda args, value=value: value

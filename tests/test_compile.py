@@ -158,3 +158,181 @@ def test_warmup_call_is_interpreted_and_only_the_step_is_compiled(monkeypatch):
     used.clear()
     step(xt, yt).item()                  # a replay: nothing compiled or realized lazily
     assert used == []
+
+
+# ----------------------------------------------------------------- modes, results, args
+torch = pytest.importorskip("torch")
+
+
+def _bn_models(seed=0):
+    """A torch and a graphc Linear -> BatchNorm1d with the same weights: batch norm gives
+    different numbers in train and eval mode, deterministically."""
+    torch.manual_seed(seed)
+    t = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.BatchNorm1d(4))
+    g = gc.nn.Sequential(gc.nn.Linear(5, 4), gc.nn.BatchNorm1d(4))
+    g.load_state_dict({k: gc.tensor(v.detach().numpy()) for k, v in t.state_dict().items()})
+    x = np.random.default_rng(seed).standard_normal((6, 5)).astype(np.float32)
+    return t, g, x
+
+
+def test_a_compiled_function_follows_train_eval_switches_of_the_modules_it_calls(
+        capfd, monkeypatch):
+    """The step is a function (not the module): model.train()/eval() outside it must
+    still pick the right program, as the eager model would."""
+    monkeypatch.setenv("GRAPHC_LOG", "recompiles")
+    t, g, x = _bn_models()
+    fn = gc.compile(lambda x: g(x))
+    for mode in ["eval"] * 3 + ["train"] * 3 + ["eval"] * 2 + ["train"] * 2:
+        getattr(t, mode)()
+        getattr(g, mode)()
+        want = t(torch.tensor(x)).detach().numpy()
+        np.testing.assert_allclose(fn(gc.tensor(x)).detach().numpy(), want,
+                                   rtol=1e-5, atol=1e-5)
+    # running statistics were updated by the train-mode calls, as in torch
+    np.testing.assert_allclose(g[1].running_mean.numpy(), t[1].running_mean.numpy(),
+                               rtol=1e-5, atol=1e-6)
+    assert fn.stats["traces"] == 2          # one program per mode, each traced once
+    assert "is in training mode, the step was traced in eval mode" in capfd.readouterr().err
+
+
+def test_changing_a_layer_setting_retraces_and_matches_torch(capfd, monkeypatch):
+    """BatchNorm's momentum and Dropout's p are Python numbers the trace bakes in:
+    assigning one must retrace (and say why), not replay the old constant."""
+    monkeypatch.setenv("GRAPHC_LOG", "recompiles")
+    t, g, x = _bn_models()
+    fn = gc.compile(lambda x: g(x))
+    for step in range(6):
+        if step == 3:
+            t[1].momentum = g[1].momentum = 0.7
+        t(torch.tensor(x))
+        fn(gc.tensor(x))
+    np.testing.assert_allclose(g[1].running_mean.numpy(), t[1].running_mean.detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+    assert "BatchNorm1d.momentum (a plain attribute the step read as a constant) was " \
+           "assigned" in capfd.readouterr().err
+
+    drop = gc.nn.Dropout(0.5)
+    fd = gc.compile(lambda x: drop(x))
+    ones = gc.ones(20000)
+    for _ in range(3):
+        fd(ones)
+    drop.p = 0.1
+    out = [fd(ones).numpy() for _ in range(3)][-1]
+    assert abs((out == 0).mean() - 0.1) < 0.02
+    np.testing.assert_allclose(out.max(), 1 / 0.9, rtol=1e-6)
+    traces = fd.stats["traces"]
+    fd(ones)                                # nothing changed since: a replay
+    assert fd.stats["traces"] == traces
+
+
+def test_train_and_eval_calls_inside_compiled_steps_match_torch():
+    """train_step calls model.train() and eval_step model.eval(): a replay does not run
+    Python, yet the mode each step leaves behind must be PyTorch's."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 6)
+    results = {}
+    for lib in (torch, gc):
+        t, g, x = _bn_models(1)
+        model = t if lib is torch else g
+        opt = lib.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        xt, yt = lib.tensor(x), lib.tensor(y)
+
+        def train_step(x, y):
+            model.train()
+            opt.zero_grad()
+            loss = lib.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        def eval_step(x):
+            model.eval()
+            return model(x)
+
+        if lib is gc:
+            train_step, eval_step = gc.compile(train_step), gc.compile(eval_step)
+        log = []
+        for _ in range(4):
+            train_step(xt, yt)
+            train_step(xt, yt)
+            log.append(model.training)
+            log.append(eval_step(xt).detach().numpy().copy())
+            log.append(model.training)
+        log += [v.detach().numpy() for v in model.state_dict().values()]
+        results[lib] = log
+        if lib is gc:
+            assert train_step.stats["replays"] >= 6 and eval_step.stats["replays"] >= 2
+    for a, b in zip(results[gc], results[torch]):
+        if isinstance(b, bool):
+            assert a is b
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_namedtuple_and_nested_results_keep_their_types():
+    import collections
+    Out = collections.namedtuple("Out", "double total")
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    fn = gc.compile(lambda x: {"o": Out(x * 2, [x.sum(), (x.max(), 3)])})
+    for _ in range(3):
+        got = fn(gc.tensor(x))
+    want = (lambda x: {"o": Out(x * 2, [x.sum(), (x.max(), 3)])})(torch.tensor(x))
+    assert fn.stats["replays"] == 1
+    assert type(got["o"]) is Out
+    np.testing.assert_array_equal(got["o"].double.numpy(), want["o"].double.numpy())
+    assert got["o"].total[0].item() == want["o"].total[0].item()
+    assert got["o"].total[1][0].item() == want["o"].total[1][0].item()
+    assert got["o"].total[1][1] == 3
+
+
+def test_numpy_array_arguments_select_programs_by_value_not_by_repr():
+    """repr() elides the middle of a large array: two arrays that differ only there must
+    not share a program that baked in the first one's values."""
+    fn = gc.compile(lambda a: gc.tensor(a).sum())
+    arrays = [np.zeros(5000, np.float32) for _ in range(3)]
+    arrays[2][2500] = 5.0
+    assert repr(arrays[1]) == repr(arrays[2])
+    for a in arrays:
+        assert fn(a).item() == torch.tensor(a).sum().item()
+
+
+@pytest.mark.parametrize("change", ["unfreeze", "add_param_group"])
+def test_unfreezing_a_layer_or_adding_a_param_group_mid_training_matches_torch(change):
+    """Fine-tuning: after 3 steps the first layer is unfrozen (requires_grad_ and
+    add_param_group) or, already computing gradients, added to the optimizer. The
+    compiled step must retrace (and create the new Adam state eagerly), not replay the
+    program that left the layer alone."""
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((8, 4)).astype(np.float32), rng.standard_normal((8, 2))
+    torch.manual_seed(4)
+    ref = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2))
+    init = {k: v.detach().numpy().copy() for k, v in ref.state_dict().items()}
+    results = {}
+    for lib in (torch, gc):
+        m = lib.nn.Sequential(lib.nn.Linear(4, 6), lib.nn.Tanh(), lib.nn.Linear(6, 2))
+        m.load_state_dict({k: lib.tensor(v) for k, v in init.items()})
+        if change == "unfreeze":
+            for p in m[0].parameters():
+                p.requires_grad_(False)
+        opt = lib.optim.Adam(m[2].parameters(), lr=0.01)
+        xt, yt = lib.tensor(x), lib.tensor(y.astype(np.float32))
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = ((m(x) - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+
+        fn = gc.compile(step) if lib is gc else step
+        for i in range(9):
+            fn(xt, yt)
+            if i == 3:
+                for p in m[0].parameters():
+                    p.requires_grad_(True)
+                opt.add_param_group({"params": list(m[0].parameters()), "lr": 0.05})
+        results[lib] = [p.detach().numpy() for p in m.parameters()]
+        if lib is gc:
+            assert fn.stats["replays"] >= 4
+    for a, b in zip(results[gc], results[torch]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

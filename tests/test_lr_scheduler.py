@@ -303,3 +303,38 @@ def test_compiled_step_sees_scheduled_values(opt_name):
     compiled_losses, compiled_w = run(True)
     np.testing.assert_allclose(compiled_losses, eager_losses, rtol=1e-6)
     np.testing.assert_allclose(compiled_w, eager_w, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("opt_name,kwargs", [("SGD", dict(momentum=0.9)), ("Adam", {}),
+                                             ("AdamW", dict(amsgrad=True))])
+def test_compiled_step_with_a_warmup_from_zero_traces_once_and_matches_torch(opt_name,
+                                                                             kwargs):
+    """LambdaLR warm-up from lr = 0: the lr going from zero to non-zero is a value change
+    (a runtime input), not a change of the update's structure; no retrace."""
+    rng = np.random.default_rng(2)
+    w0, x, y = (rng.standard_normal(s).astype(np.float32) for s in ((4, 3), (8, 4), (8, 3)))
+    results = {}
+    for lib in (torch, gc):
+        w = lib.tensor(w0.copy(), requires_grad=True)
+        opt = getattr(lib.optim, opt_name)([w], lr=0.05, **kwargs)
+        sched = lib.optim.lr_scheduler.LambdaLR(opt, lambda e: min(1.0, e / 4))
+        xt, yt = lib.tensor(x), lib.tensor(y)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = ((x @ w - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+
+        fn = gc.compile(step) if lib is gc else step
+        lrs = []
+        for _ in range(10):
+            fn(xt, yt)
+            sched.step()
+            lrs.append(opt.param_groups[0]["lr"])
+        results[lib] = (w.detach().numpy(), lrs)
+        if lib is gc:
+            assert fn.stats == {"traces": 1, "replays": 8, "eager_calls": 1}
+    assert results[gc][1] == results[torch][1]
+    np.testing.assert_allclose(results[gc][0], results[torch][0], rtol=1e-5, atol=1e-6)

@@ -14,6 +14,7 @@ formats byte by byte) whose root object is a dict:
     "input_spec"    structure of the (args, kwargs) pair; "output_spec" of the result
     "weights"       {name: tensor}
     "weight_kinds"  {name: "parameter" | "buffer" | "constant"}
+    "training"      optional bool: the mode the model was traced in (absent: True)
 
 Loading reads data only: the IR text goes through the IR parser (which evaluates
 nothing) and the verifier, the weights through the checkpoint loader. The model's Python
@@ -53,6 +54,7 @@ def save(m: TracedModule, f) -> None:
         # Parameters keep requires_grad in the file: a loaded module can be fine-tuned.
         "weights": dict(m._weights),
         "weight_kinds": dict(m._weight_kinds),
+        "training": m._traced_training,
     }
     serialization.save(root, f)
 
@@ -136,8 +138,11 @@ def _from_root(root) -> TracedModule:
         sources.append((kind, key))
     if arg_seen != set(range(len(arg_names))):
         raise ValueError("some tensor arguments are not inputs of the graph")
+    training = root.get("training", True)
+    if not isinstance(training, bool):
+        raise ValueError(f"the entry 'training' is {training!r}, not a bool")
     module = TracedModule(graph, sources, weights, kinds, input_spec, root["output_spec"],
-                          arg_names, root["name"])
+                          arg_names, root["name"], training)
     for node, (kind, key) in zip(graph.inputs, sources):
         if kind == "arg" and module._arg_types[key] != node.type:
             raise ValueError(f"argument {arg_names[key]!r} feeds graph inputs of "

@@ -154,8 +154,12 @@ class TracedModule:
     """A model's forward pass as a fixed graph. Call it like the model."""
 
     def __init__(self, graph: Graph, sources, weights, weight_kinds, input_spec,
-                 output_spec, arg_names, name="TracedModule"):
+                 output_spec, arg_names, name="TracedModule", training=True):
         self.graph = graph
+        # The mode the model was traced in (a function counts as training, as an
+        # nn.Module starts). `training` is the flag train()/eval() set.
+        self._traced_training = bool(training)
+        self.training = bool(training)
         self._sources = list(sources)           # per graph input: ("arg", k) | ("weight", name)
         self._weights = dict(weights)           # name -> Tensor
         self._weight_kinds = dict(weight_kinds)  # name -> "parameter" | "buffer" | "constant"
@@ -258,6 +262,53 @@ class TracedModule:
                                 f"{keys}")
             for key, s in zip(spec["keys"], spec["items"]):
                 self._match(s, value[key], f"{path}[{key!r}]", leaves)
+
+    # ------------------------------------------------------------------ mode, device
+    def train(self, mode: bool = True):
+        """Set the `training` flag, as nn.Module.train does, and return self. The graph
+        stays the one traced (as PyTorch's traced modules keep theirs): dropout and
+        batch norm keep the mode the model had when traced, so asking for the other
+        mode warns."""
+        if not isinstance(mode, bool):
+            raise ValueError("training mode is expected to be boolean")
+        if mode != self._traced_training:
+            was = "training" if self._traced_training else "eval"
+            _warn(f"traced module: {'train()' if mode else 'eval()'} does not change the "
+                  f"traced graph, which keeps the {was} mode the model was traced in "
+                  f"(dropout, batch norm); trace the model again after "
+                  f"model.{'train()' if mode else 'eval()'} for that mode")
+        self.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def to(self, *args, **kwargs):
+        """Move the weights to a device (nn.Module.to's signature). The traced graph
+        fixes every dtype, so a dtype conversion is refused."""
+        from ..device import device as _device, place
+        from ..ir import dtypes as dt
+        dtype, dev = kwargs.pop("dtype", None), kwargs.pop("device", None)
+        kwargs.pop("non_blocking", None)
+        if kwargs:
+            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+        for a in args:
+            if isinstance(a, (dt.DType, Tensor)):
+                dtype = a.dtype if isinstance(a, Tensor) else a
+            elif a is not None:
+                dev = a
+        if dtype is not None:
+            raise TypeError("traced module: to(dtype) is not supported: the trace fixed the "
+                            "dtype of every value; convert the model, then trace it again")
+        if dev is not None:
+            place(list(self._weights.values()), _device(dev)._check_usable())
+        return self
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, device=None):
+        return self.to("cuda" if device is None else device)
 
     # ------------------------------------------------------------------ inspection
     @property
@@ -571,7 +622,7 @@ def _build(func, fresh, params, buffers, outputs, input_spec, output_spec, arg_n
     name = type(func).__name__ if hasattr(func, "forward") else getattr(
         func, "__name__", type(func).__name__)
     return TracedModule(graph, sources, weights, weight_kinds, input_spec, output_spec,
-                        arg_names, name)
+                        arg_names, name, training=getattr(func, "training", True))
 
 
 def _warn_captured(node, fixed_floats):
@@ -592,9 +643,18 @@ def _check(func, traced, check_inputs, args, kwargs, tolerance):
     sets = [(args, kwargs)] if check_inputs is None else [
         ((), dict(c)) if kwargs and isinstance(c, dict) else (_as_args(c), {})
         for c in check_inputs]
+    random = bool(traced._rand_nodes)
+    if random:
+        _warn("the trace has random ops (" + ", ".join(sorted({
+              n.loc or "rand" for n in traced._rand_nodes})) + "): it draws new numbers on "
+              "every call. Did you forget to call .eval() on the model (dropout)?")
     for n_set, (a, kw) in enumerate(sets):
         expected = []
+        state = default_generator.get_state()
         flatten(func(*a, **kw), "output", expected, [], allow_values=False)
+        # The trace draws from the same stream as the model: start it where the model's
+        # call started, so the two are compared on the same random numbers.
+        default_generator.set_state(state)
         got = []
         flatten(traced(*a, **kw), "output", got, [], allow_values=False)
         if len(got) != len(expected):
@@ -610,6 +670,13 @@ def _check(func, traced, check_inputs, args, kwargs, tolerance):
             if not np.allclose(gv.astype(np.float64), ev.astype(np.float64),
                                rtol=tolerance, atol=tolerance, equal_nan=True):
                 diff = np.max(np.abs(gv.astype(np.float64) - ev.astype(np.float64)))
+                if random:
+                    # PyTorch warns (does not raise) when a trace with nondeterministic
+                    # ops disagrees with the model: random numbers may be the cause.
+                    _warn(f"check input set {n_set}: output {k} of the trace differs from "
+                          f"the model's (max abs difference {diff:.3g}); the trace has "
+                          "random ops, which may explain it")
+                    continue
                 raise TracingCheckError(
                     f"check input set {n_set}: output {k} of the trace differs from the "
                     f"model's (max abs difference {diff:.3g}): the model's Python control "

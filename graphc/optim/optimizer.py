@@ -19,8 +19,9 @@ Invariants:
     float32).
   * Only Python booleans and the zero-ness of options (`momentum != 0`, ...) pick the
     structure of the update, exactly where PyTorch branches on them.
-  * `state_dict()` returns snapshots (values are immutable, so a snapshot is free);
-    `load_state_dict` copies, so two optimizers never share a state tensor.
+  * `state_dict()` returns the state tensors detached (no copy: like PyTorch's, they
+    may follow later in-place updates); `load_state_dict` clones them, so two
+    optimizers never share a state tensor.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .. import autograd
+from .. import autograd, runtime
 from ..ir import dtypes as dt
 from ..tensor import Tensor, scalar_input, tensor
 
@@ -132,6 +133,8 @@ class Optimizer:
         if closure is not None:
             with autograd.enable_grad():
                 loss = closure()
+        if runtime.tracer is not None:   # graphc.compile is capturing this step
+            runtime.tracer.on_optimizer_step(self)
         with autograd.no_grad():
             for index, group in enumerate(self.param_groups):
                 self._check_group_values(group)
@@ -139,6 +142,27 @@ class Optimizer:
                 if params:
                     self._update_group(index, group, params)
         return loss
+
+    # Numeric options whose zero-ness picks the structure of the update (see the
+    # subclasses' `_update_group`); every other number is only a runtime input.
+    _ZERO_PICKS_STRUCTURE = ("momentum", "weight_decay")
+
+    def _structure(self):
+        """What the recorded update's structure depends on, for graphc.compile's guards:
+        the parameters of each group, its non-numeric options (amsgrad, nesterov, ...),
+        and whether momentum / weight_decay are zero. Other numbers (lr, betas, eps, ...)
+        are runtime inputs, so a scheduler changing them, even from 0, never retraces."""
+        def shape(key, v):
+            if _is_number(v):
+                return v == 0 if key in self._ZERO_PICKS_STRUCTURE else "number"
+            if isinstance(v, (list, tuple)):
+                return tuple(shape(key, x) for x in v)
+            if v is None or isinstance(v, (bool, str)):
+                return v
+            return type(v).__name__
+        return tuple((tuple(id(p) for p in g["params"]),
+                      tuple(sorted((k, shape(k, v)) for k, v in g.items() if k != "params")))
+                     for g in self.param_groups)
 
     def _update_group(self, index, group, params):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -269,13 +293,16 @@ def _snapshot(value):
 
 def _cast_state_value(param: Tensor, key, value):
     """PyTorch's load policy: `step` becomes a 0-d float32 tensor (graphc always keeps the
-    step count as a tensor); other floating tensors take the parameter's dtype."""
+    step count as a tensor); other floating tensors take the parameter's dtype. Tensors
+    are cloned: detach() and a same-dtype to() may return views, and the optimizer
+    updates its state in place, so without a copy it would also move the state of the
+    optimizer the state dict came from."""
     if key == "step":
         if isinstance(value, Tensor):
-            return value.detach().to(dt.float32)
+            return value.detach().to(dt.float32).clone()
         return tensor(np.array(float(value), dtype=np.float32), dtype=dt.float32)
     if isinstance(value, Tensor):
-        v = value.detach()
+        v = value.detach().clone()
         if param.dtype.is_floating and v.dtype.is_floating:
             v = v.to(param.dtype)
         if tuple(v.shape) != tuple(param.shape) and v.ndim != 0:
