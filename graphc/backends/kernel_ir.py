@@ -33,6 +33,7 @@ Buffers are contiguous row-major arrays in the storage dtype of graphc/ir/dtypes
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 
 from ..ir import dtypes as dt
@@ -365,6 +366,17 @@ def delinearize(flat: Lin, shape) -> tuple:
 
 
 def linearize(index, shape) -> Lin:
+    """The row-major flat position of `index` within `shape`.
+
+    Memoized: code generation asks for the flat index of every load and store several
+    times (buffer bases, the body's structural key, the address itself), and each
+    answer is a chain of simplifying additions; the expressions are immutable and
+    hash in O(1) (see `_expr`), so a lookup costs far less than a rebuild."""
+    return _linearize(tuple(index), tuple(shape))
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _linearize(index: tuple, shape: tuple) -> Lin:
     flat, stride = ZERO, 1
     for i, n in zip(reversed(index), reversed(shape)):
         flat = flat + lin(i) * stride
