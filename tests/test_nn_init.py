@@ -146,3 +146,68 @@ def test_default_layer_init_follows_torch_schemes():
     np.testing.assert_array_equal(values(mha.out_proj.bias), np.zeros(64))
     rnn = nn.GRU(10, 100)
     _bound_and_std(values(rnn.weight_hh_l0), 1 / math.sqrt(100))
+
+
+@pytest.mark.parametrize("mean,std,a,b", [(0.0, 1.0, -2.0, 2.0), (0.5, 2.0, -1.0, 3.0),
+                                          (0.0, 0.02, -0.04, 0.04), (1.0, 1.0, 2.0, 4.0)])
+def test_trunc_normal_follows_torchs_distribution(mean, std, a, b):
+    """Inside [a, b], with torch's quantiles (both draw from their own generators, so the
+    samples differ but their distributions may not)."""
+    w = gc.empty(300, 200)
+    gc.manual_seed(0)
+    init.trunc_normal_(w, mean, std, a, b)
+    tw = torch.empty(300, 200)
+    torch.manual_seed(0)
+    torch.nn.init.trunc_normal_(tw, mean, std, a, b)
+    ours, theirs = w.detach().numpy().ravel(), tw.numpy().ravel()
+    assert a <= ours.min() and ours.max() <= b
+    qs = np.linspace(0.05, 0.95, 19)
+    np.testing.assert_allclose(np.quantile(ours, qs), np.quantile(theirs, qs),
+                               atol=0.02 * (b - a))
+
+
+def test_erfinv_from_erf_is_accurate():
+    from graphc.nn.init import _erfinv
+    y = np.linspace(-0.9999, 0.9999, 4001).astype(np.float32)
+    np.testing.assert_allclose(_erfinv(gc.tensor(y)).numpy(),
+                               torch.erfinv(torch.tensor(y)).numpy(), rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape,gain", [((6, 10), 1.0), ((10, 6), 2.0), ((8, 3, 3, 3), 0.5)])
+def test_orthogonal_rows_or_columns_are_orthonormal_times_gain(shape, gain):
+    w = gc.empty(*shape)
+    gc.manual_seed(1)
+    init.orthogonal_(w, gain)
+    m = w.detach().numpy().reshape(shape[0], -1).astype(np.float64)
+    small = m @ m.T if m.shape[0] <= m.shape[1] else m.T @ m
+    np.testing.assert_allclose(small, gain ** 2 * np.eye(len(small)), atol=1e-5)
+    gc.manual_seed(1)
+    again = init.orthogonal_(gc.empty(*shape), gain).detach().numpy()
+    np.testing.assert_array_equal(again, w.detach().numpy())    # reproducible
+
+
+@pytest.mark.parametrize("shape,groups", [((6, 3, 3, 3), 1), ((8, 2, 3), 2), ((4, 4, 3, 3, 3), 1),
+                                          ((3, 5, 2, 2), 1)])
+def test_dirac_matches_torch(shape, groups):
+    w, tw = gc.empty(*shape), torch.empty(*shape)
+    init.dirac_(w, groups)
+    torch.nn.init.dirac_(tw, groups)
+    np.testing.assert_array_equal(w.detach().numpy(), tw.numpy())
+
+
+def test_parameters_to_vector_and_back_match_torch():
+    torch.manual_seed(0)
+    tm = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    gm = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    gm.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
+    tv = torch.nn.utils.parameters_to_vector(tm.parameters())
+    gv = nn.utils.parameters_to_vector(gm.parameters())
+    np.testing.assert_array_equal(gv.detach().numpy(), tv.detach().numpy())
+    new = np.arange(tv.numel(), dtype=np.float32)
+    torch.nn.utils.vector_to_parameters(torch.tensor(new), tm.parameters())
+    nn.utils.vector_to_parameters(gc.tensor(new), gm.parameters())
+    for (name, g), (_, t) in zip(gm.named_parameters(), tm.named_parameters()):
+        np.testing.assert_array_equal(g.detach().numpy(), t.detach().numpy(), err_msg=name)
+        assert g.is_leaf and g.requires_grad
+    with pytest.raises(RuntimeError, match="expected a 1-D vector of 26"):
+        nn.utils.vector_to_parameters(gc.zeros(5), gm.parameters())

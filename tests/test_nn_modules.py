@@ -362,3 +362,17 @@ def test_clip_grad_value_and_nonfinite_error():
     (p * gc.tensor([float("inf"), 0.0, 0.0])).sum().backward()
     with pytest.raises(RuntimeError, match="non-finite"):
         nn.utils.clip_grad_norm_(p, 1.0, error_if_nonfinite=True)
+
+
+def test_get_parameter_and_get_buffer_by_dotted_name_like_torch():
+    tm = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3))
+    gm = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    for target in ("0.weight", "1.bias"):
+        assert tuple(gm.get_parameter(target).shape) == tuple(tm.get_parameter(target).shape)
+    for target in ("1.running_mean", "1.num_batches_tracked"):
+        assert tuple(gm.get_buffer(target).shape) == tuple(tm.get_buffer(target).shape)
+    for fn in ("get_buffer", "get_parameter"):
+        with pytest.raises(AttributeError):
+            getattr(tm, fn)("1.nothing")
+        with pytest.raises(AttributeError):
+            getattr(gm, fn)("1.nothing")

@@ -175,3 +175,54 @@ def test_unrolled_cost_is_linear_in_sequence_length(monkeypatch):
     assert t100 < 10.0, f"seq 100 LSTM step took {t100:.2f}s in the interpreter"
     print(f"LSTM(4, 8) train step: {n100} nodes for seq 100, {per_step:.1f} per step, "
           f"interpreter {t100:.3f}s")
+
+
+@pytest.mark.parametrize("cls,kw", [("RNNCell", {}), ("RNNCell", dict(nonlinearity="relu")),
+                                    ("GRUCell", {}), ("GRUCell", dict(bias=False)),
+                                    ("LSTMCell", {}), ("LSTMCell", dict(bias=False))])
+def test_cells_match_torch(rng, cls, kw):
+    """One step at a time, the caller's loop: outputs, input and state gradients and
+    parameter gradients as torch's, batched with and without a state, and unbatched."""
+    g, t = pair(cls, 3, 5, **kw)
+    assert [n for n, _ in g.named_parameters()] == [n for n, _ in t.named_parameters()]
+    assert repr(g) == repr(t)
+    lstm = cls == "LSTMCell"
+    x = randn(rng, 4, 3)
+    if lstm:
+        copy_state(g, t)
+        h0, c0 = randn(rng, 4, 5), randn(rng, 4, 5)
+        tx, th, tc = (torch.tensor(a, requires_grad=True) for a in (x, h0, c0))
+        gx, gh, gcell = (gc.tensor(a, requires_grad=True) for a in (x, h0, c0))
+        (th1, tc1), (gh1, gc1) = t(tx, (th, tc)), g(gx, (gh, gcell))
+        (th2, tc2), (gh2, gc2) = t(tx, (th1, tc1)), g(gx, (gh1, gc1))   # a second step
+        for a, b in [(gh2, th2), (gc2, tc2)]:
+            np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=RTOL,
+                                       atol=1e-5)
+        (th2.sum() + 2 * tc2.sum()).backward()
+        (gh2.sum() + 2 * gc2.sum()).backward()
+        for a, b in [(gx, tx), (gh, th), (gcell, tc)]:
+            np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=RTOL, atol=1e-5)
+        for (name, gp), (_, tp) in zip(g.named_parameters(), t.named_parameters()):
+            np.testing.assert_allclose(gp.grad.numpy(), tp.grad.numpy(), rtol=RTOL,
+                                       atol=1e-5, err_msg=name)
+        ug, ut = g(gc.tensor(x[0])), t(torch.tensor(x[0]))        # unbatched, no state
+        for a, b in zip(ug, ut):
+            assert tuple(a.shape) == tuple(b.shape) == (5,)
+            np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=RTOL,
+                                       atol=1e-5)
+    else:
+        compare_module(g, t, x, randn(rng, 4, 5), rtol=RTOL, atol=1e-5)
+        compare_module(g, t, x, rtol=RTOL, atol=1e-5, copy=False)
+        compare_module(g, t, x[0], randn(rng, 5), rtol=RTOL, atol=1e-5, copy=False)
+
+
+def test_cell_errors_like_torch(rng):
+    cell = nn.GRUCell(3, 5)
+    for bad_x, bad_h, match in [(randn(rng, 2, 2, 3), None, "Expected input to be 1D or 2D"),
+                                (randn(rng, 2, 4), None, "inconsistent input_size: got 4"),
+                                (randn(rng, 2, 3), randn(rng, 3, 5), "batch size 2 doesn't "
+                                                                     "match hidden0 batch size 3"),
+                                (randn(rng, 2, 3), randn(rng, 2, 6), "inconsistent "
+                                                                     "hidden_size: got 6")]:
+        with pytest.raises((ValueError, RuntimeError), match=match):
+            cell(gc.tensor(bad_x), None if bad_h is None else gc.tensor(bad_h))

@@ -10,8 +10,11 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
+
 from .. import autograd
-from ..tensor import Tensor, eye, full, rand, randn
+from .. import tensor_ops as T
+from ..tensor import Tensor, eye, full, rand, randn, tensor
 
 
 def calculate_gain(nonlinearity, param=None):
@@ -118,3 +121,80 @@ def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", gener
     fan = _calculate_correct_fan(tensor, mode)
     std = calculate_gain(nonlinearity, a) / math.sqrt(fan)
     return normal_(tensor, 0.0, std, generator)
+
+
+def _erfinv(y):
+    """erf^-1 on (-1, 1) from graphc ops: Winitzki's closed-form approximation (relative
+    error ~2e-3) refined by two Newton steps on erf, which converge quadratically from
+    there to float32 precision."""
+    a = 0.147
+    ln = T.log1p(-y * y)
+    t = 2.0 / (math.pi * a) + ln * 0.5
+    x = T.sign(y) * T.sqrt(T.sqrt(t * t - ln * (1.0 / a)) - t)
+    for _ in range(2):
+        x = x - (T.erf(x) - y) * (math.sqrt(math.pi) / 2.0) * T.exp(x * x)
+    return x
+
+
+def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
+    """Normal(mean, std) values conditioned on [a, b], by PyTorch's method: uniform
+    draws between the normal CDF's values at the bounds, mapped back through the
+    inverse CDF, then clamped to [a, b] (rounding at the very edges)."""
+    def cdf(x):
+        return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
+
+    lo, hi = cdf((a - mean) / std), cdf((b - mean) / std)
+    with autograd.no_grad():
+        u = rand(tensor.shape, dtype=tensor.dtype, generator=generator)
+        y = u * float(2 * hi - 2 * lo) + float(2 * lo - 1)
+        # keep the inverse CDF's argument inside the open interval (-1, 1)
+        edge = 1.0 - float(np.finfo(tensor.dtype.np).eps)
+        y = T.clamp(y, -edge, edge)
+        z = _erfinv(y) * float(std * math.sqrt(2.0)) + float(mean)
+        return _fill(tensor, T.clamp(z, float(a), float(b)))
+
+
+def orthogonal_(tensor, gain=1, generator=None):
+    """A (semi-)orthogonal matrix from the QR factorization of normal draws, signs fixed
+    so the factorization is unique (PyTorch's method). The draws come from graphc's
+    generator (reproducible under graphc.manual_seed); the QR factorization runs in numpy
+    on them, once, at initialisation: graphc's IR has no linear-algebra decompositions."""
+    if tensor.ndim < 2:
+        raise ValueError("Only tensors with 2 or more dimensions are supported")
+    if tensor.numel() == 0:
+        return tensor
+    rows = tensor.shape[0]
+    cols = tensor.numel() // rows
+    with autograd.no_grad():
+        flat = randn((rows, cols), dtype=tensor.dtype, generator=generator).numpy()
+    flat = flat.astype(np.float64)
+    if rows < cols:
+        flat = flat.T
+    q, r = np.linalg.qr(flat)
+    q *= np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    value = tensor_from(q.reshape(tuple(tensor.shape)) * gain, tensor)
+    return _fill(tensor, value)
+
+
+def dirac_(tensor, groups=1):
+    """The identity of a convolution: each output channel of each group passes its input
+    channel through the kernel's centre."""
+    if tensor.ndim not in (3, 4, 5):
+        raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
+    sizes = tuple(tensor.shape)
+    if sizes[0] % groups != 0:
+        raise ValueError("dim 0 must be divisible by groups")
+    out_per_group = sizes[0] // groups
+    value = np.zeros(sizes)
+    centre = tuple(s // 2 for s in sizes[2:])
+    for g in range(groups):
+        for d in range(min(out_per_group, sizes[1])):
+            value[(g * out_per_group + d, d) + centre] = 1
+    return _fill(tensor, tensor_from(value, tensor))
+
+
+def tensor_from(values, like):
+    """`values` (a numpy array) as a tensor of `like`'s dtype."""
+    return tensor(values, dtype=like.dtype)

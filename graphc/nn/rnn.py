@@ -1,4 +1,5 @@
-"""Recurrent layers: `RNN`, `LSTM`, `GRU` with PyTorch's parameter names and layouts,
+"""Recurrent layers: `RNN`, `LSTM`, `GRU` (and the single-step `RNNCell`, `LSTMCell`,
+`GRUCell`) with PyTorch's parameter names and layouts,
 gate order (LSTM i, f, g, o; GRU r, z, n with n = tanh(W_in x + b_in + r * (W_hn h +
 b_hn))), num_layers, bidirectional, batch_first, initial states, inter-layer dropout and
 LSTM projections (proj_size).
@@ -252,3 +253,109 @@ class GRU(RNNBase):
                  dropout=0.0, bidirectional=False, device=None, dtype=None):
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, device=device, dtype=dtype)
+
+
+class RNNCellBase(Module):
+    """One time step, the caller's loop drives the sequence. Parameters `weight_ih`
+    [chunks * hidden, input], `weight_hh` [chunks * hidden, hidden], `bias_ih`,
+    `bias_hh`, initialised as the sequence layers' are; the step's math is theirs."""
+
+    def __init__(self, input_size, hidden_size, bias, num_chunks, device=None, dtype=None):
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.bias = bias
+        self.weight_ih = Parameter(empty((num_chunks * hidden_size, input_size), dtype=dtype))
+        self.weight_hh = Parameter(empty((num_chunks * hidden_size, hidden_size), dtype=dtype))
+        if bias:
+            self.bias_ih = Parameter(empty((num_chunks * hidden_size,), dtype=dtype))
+            self.bias_hh = Parameter(empty((num_chunks * hidden_size,), dtype=dtype))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
+        for w in self.parameters():
+            init.uniform_(w, -stdv, stdv)
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
+        if getattr(self, "nonlinearity", "tanh") != "tanh":
+            s += f", nonlinearity={self.nonlinearity}"
+        return s
+
+    def _batched(self, input, states):
+        """(input [N, I], states [N, H] each, batched?) with PyTorch's checks: a 1-D
+        input is one unbatched sample, missing states start at zero."""
+        name = type(self).__name__
+        if input.dim() not in (1, 2):
+            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D "
+                             f"instead")
+        batched = input.dim() == 2
+        if not batched:
+            input = input.unsqueeze(0)
+        if input.shape[1] != self.input_size:
+            raise RuntimeError(f"input has inconsistent input_size: got {input.shape[1]} "
+                               f"expected {self.input_size}")
+        out = []
+        for k, h in enumerate(states):
+            if h is None:
+                h = zeros((input.shape[0], self.hidden_size), dtype=input.dtype)
+            else:
+                want = 2 if batched else 1
+                if h.dim() != want:
+                    raise RuntimeError(f"{name}: Expected hidden to be {want}D, got "
+                                       f"{h.dim()}D instead")
+                if not batched:
+                    h = h.unsqueeze(0)
+                if h.shape[0] != input.shape[0]:
+                    raise RuntimeError(f"Input batch size {input.shape[0]} doesn't match "
+                                       f"hidden{k} batch size {h.shape[0]}")
+                if h.shape[1] != self.hidden_size:
+                    raise RuntimeError(f"hidden{k} has inconsistent hidden_size: got "
+                                       f"{h.shape[1]}, expected {self.hidden_size}")
+            out.append(h)
+        return input, out, batched
+
+
+class RNNCell(RNNCellBase):
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", device=None,
+                 dtype=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"Unknown nonlinearity: {nonlinearity}")
+        super().__init__(input_size, hidden_size, bias, 1, device, dtype)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, input, hx=None):
+        x, (h,), batched = self._batched(input, [hx])
+        pre = F.linear(x, self.weight_ih, self.bias_ih) + \
+            F.linear(h, self.weight_hh, self.bias_hh)
+        h = T.tanh(pre) if self.nonlinearity == "tanh" else T.relu(pre)
+        return h if batched else h.squeeze(0)
+
+
+class LSTMCell(RNNCellBase):
+    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None):
+        super().__init__(input_size, hidden_size, bias, 4, device, dtype)
+
+    def forward(self, input, hx=None):
+        x, (h, c), batched = self._batched(input, list(hx) if hx is not None else [None, None])
+        gates = F.linear(x, self.weight_ih, self.bias_ih) + \
+            F.linear(h, self.weight_hh, self.bias_hh)
+        h, c = _lstm_cell(gates, c, None)
+        return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
+
+
+class GRUCell(RNNCellBase):
+    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None):
+        super().__init__(input_size, hidden_size, bias, 3, device, dtype)
+
+    def forward(self, input, hx=None):
+        x, (h,), batched = self._batched(input, [hx])
+        h = _gru_cell(F.linear(x, self.weight_ih, self.bias_ih),
+                      F.linear(h, self.weight_hh, self.bias_hh), h)
+        return h if batched else h.squeeze(0)
