@@ -600,6 +600,27 @@ def test_linear_refuses_an_input_dtype_other_than_the_weights(rng, lib_dtype):
     compare_module(*both("Linear", 3, 2), x.astype(np.float32))   # float32 still fine
 
 
+@pytest.mark.parametrize("cls,args,shape,match", [
+    ("LayerNorm", (3,), (4, 3), "mixed dtype"), ("BatchNorm1d", (3,), (4, 3), "mixed dtype"),
+    ("BatchNorm2d", (2,), (4, 2, 3, 3), "mixed dtype"),
+    ("Conv2d", (1, 2, 3), (1, 1, 5, 5), r"Input type \(double\) and (weight|bias) type"),
+    ("Conv1d", (1, 2, 3), (1, 1, 5), r"Input type \(double\) and (weight|bias) type"),
+    ("ConvTranspose2d", (1, 2, 3), (1, 1, 5, 5),
+     r"(Input type \(double\) and (weight|bias) type|expected scalar type Double)")])
+def test_norms_and_convs_refuse_a_float64_input_into_a_float32_layer_like_torch(
+        rng, cls, args, shape, match):
+    x = randn(rng, *shape).astype(np.float64)
+    for train in (True, False):
+        g, t = both(cls, *args)
+        g.train(train)
+        t.train(train)
+        with pytest.raises(RuntimeError, match=match):
+            t(torch.tensor(x))
+        with pytest.raises(RuntimeError, match=match):
+            g(gc.tensor(x))
+    compare_module(*both(cls, *args), x.astype(np.float32), rtol=1e-3)   # float32 still fine
+
+
 def test_batchnorm_feature_count_error_like_torch(rng):
     for train in (True, False):
         for cls, shape in (("BatchNorm1d", (4, 5)), ("BatchNorm2d", (4, 5, 2, 2))):

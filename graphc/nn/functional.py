@@ -131,6 +131,28 @@ def _check_same_dtype(input, weight, bias):
                                              f"{list(other.shape)})")
 
 
+def _check_norm_dtypes(name, input, **params):
+    """PyTorch's CPU norms take parameters of the input's dtype (or float32 ones for a
+    float16/bfloat16 input); graphc's elementwise promotion would otherwise run a float64
+    batch through a float32 model in float64 without a word."""
+    half = input.dtype.is_floating and input.dtype.itemsize == 2
+    for what, t in params.items():
+        if t is not None and t.dtype != input.dtype and not (half and t.dtype.name == "float32"):
+            raise at_user_line(RuntimeError, f"mixed dtype (CPU): all inputs must share same "
+                                             f"datatype ({name}: input {input.dtype.name} "
+                                             f"{list(input.shape)}, {what} {t.dtype.name})")
+
+
+def _check_conv_dtypes(input, weight, bias):
+    """PyTorch's convolutions need the weight and bias in the input's dtype."""
+    for what, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.dtype != input.dtype:
+            names = [_TORCH_DTYPE_NAMES.get(d.name, d.name).lower() for d in (input.dtype, t.dtype)]
+            raise at_user_line(RuntimeError, f"Input type ({names[0]}) and {what} type "
+                                             f"({names[1]}) should be the same (input "
+                                             f"{list(input.shape)}, {what} {list(t.shape)})")
+
+
 def linear(input, weight, bias=None):
     _check_same_dtype(input, weight, bias)
     if input.ndim > 2:
@@ -322,6 +344,7 @@ def _bias_nd(y, bias, nd):
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    _check_conv_dtypes(input, weight, bias)
     x, unbatched = _batched(input, 2, "conv2d")
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     x, padding = _conv_padding(x, padding, tuple(weight.shape[2:]), stride, dilation, 2)
@@ -331,6 +354,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """conv2d on a unit height."""
+    _check_conv_dtypes(input, weight, bias)
     x, unbatched = _batched(input, 1, "conv1d")
     (s,), (d,) = _ntuple(stride, 1), _ntuple(dilation, 1)
     x, (p,) = _conv_padding(x, padding, tuple(weight.shape[2:]), (s,), (d,), 1)
@@ -349,6 +373,7 @@ def _check_output_padding(output_padding, stride, dilation):
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
                      groups=1, dilation=1):
+    _check_conv_dtypes(input, weight, bias)
     x, unbatched = _batched(input, 2, "conv_transpose2d")
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
     dilation, output_padding = _pair(dilation, "dilation"), _pair(output_padding)
@@ -360,6 +385,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
                      groups=1, dilation=1):
+    _check_conv_dtypes(input, weight, bias)
     x, unbatched = _batched(input, 1, "conv_transpose1d")
     (s,), (p,), (d,), (op,) = (_ntuple(v, 1) for v in (stride, padding, dilation,
                                                         output_padding))
@@ -577,6 +603,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         raise at_user_line(ShapeError, f"batch_norm: expected at least 2-d input, got "
                                        f"{list(input.shape)}")
     C = input.shape[1]
+    _check_norm_dtypes("batch_norm", input, running_mean=running_mean, running_var=running_var,
+                       weight=weight, bias=bias)
     # PyTorch's check and message; without it a mismatch surfaces as a broadcast error
     # deep inside the normalisation
     for name, t in (("running_mean", running_mean), ("running_var", running_var),
@@ -630,6 +658,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
                                        f"expected input with shape [*, "
                                        f"{', '.join(map(str, normalized_shape))}], but got "
                                        f"input of size{list(input.shape)}")
+    _check_norm_dtypes("layer_norm", input, weight=weight, bias=bias)
     dims = tuple(range(input.ndim - k, input.ndim))
     mean = input.mean(dims, keepdim=True)
     centered = input - mean
