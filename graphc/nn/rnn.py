@@ -76,9 +76,7 @@ class RNNBase(Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
-        for w in self.parameters():
-            init.uniform_(w, -stdv, stdv)
+        _uniform_by_hidden_size(self)
 
     def flatten_parameters(self):
         """PyTorch compacts cuDNN weights here; graphc has nothing to compact."""
@@ -210,6 +208,13 @@ class RNNBase(Module):
         return s
 
 
+def _uniform_by_hidden_size(module):
+    """PyTorch's initialisation of recurrent weights: U(-1/sqrt(hidden), 1/sqrt(hidden))."""
+    stdv = 1.0 / math.sqrt(module.hidden_size) if module.hidden_size > 0 else 0
+    for w in module.parameters():
+        init.uniform_(w, -stdv, stdv)
+
+
 def _lstm_cell(gates, c, w_hr_t):
     i, f, g, o = gates.chunk(4, 1)
     c = T.sigmoid(f) * c + T.sigmoid(i) * T.tanh(g)
@@ -276,9 +281,7 @@ class RNNCellBase(Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
-        for w in self.parameters():
-            init.uniform_(w, -stdv, stdv)
+        _uniform_by_hidden_size(self)
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
