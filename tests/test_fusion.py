@@ -236,6 +236,49 @@ def test_movement_ops_never_copy():
     assert reasons(plan, "permute") == {Reason.VIEW}
 
 
+def test_flip_is_index_arithmetic_not_a_copy():
+    """flip reads its operand at n - 1 - i: fused into the consumer's loop (no temp
+    buffer), also inside chains of other movement ops and under a reduction."""
+    x = inp((4, 6, 5))
+    y = op("exp", op("flip", op("permute", op("flip", x, dims=(0, 2)), dims=(2, 0, 1)),
+                     dims=(1,)))
+    s = op("sum", op("flip", x, dims=(1,)), dims=(1,), keepdim=False)
+    g, _ = Graph.from_outputs([y, s], input_order=[x])
+    plan = fuse(g)
+    assert reasons(plan, "flip") == {Reason.VIEW}
+    assert not any(b.kind == "temp" for k in plan.kernels for b in k.writes())
+    # the load of x walks dim 0 backwards: a negative coefficient, no division
+    (k,) = [k for k in plan.kernels if any(isinstance(st, K.Store) and st.buffer.shape ==
+                                           (5, 4, 6) for st in k.stages)]
+    loads = [v for st in k.stages for v in K.walk_values(st.value) if isinstance(v, K.Load)]
+    flat = K.linearize(loads[0].index, loads[0].buffer.shape)
+    assert any(c < 0 for _, c in flat.terms)
+    assert not any(isinstance(a, (K.FloorDiv, K.Mod)) for a, _ in flat.terms)
+    a = np.random.default_rng(0).standard_normal((4, 6, 5)).astype(np.float32)
+    run_matches_interp(g, [a])
+    got = L.compile(g)([a])
+    np.testing.assert_allclose(got[0], np.exp(np.flip(np.transpose(a[::-1, :, ::-1],
+                                                                   (2, 0, 1)), 1)), rtol=1e-6)
+    np.testing.assert_allclose(got[1], a.sum(1), rtol=1e-6)
+
+
+def test_flipped_matmul_operand_is_stored_once():
+    """BLAS takes no negative strides: a matmul operand read through a flip is stored by
+    an elementwise kernel (OPAQUE_OPERAND) and the GEMM reads that buffer row-major."""
+    a, w = inp((8, 16), "a"), inp((16, 4), "w")
+    y = op("matmul", op("flip", a, dims=(1,)), w)
+    g, _ = Graph.from_outputs([y], input_order=[a, w])
+    plan = fuse(g)
+    assert kinds(plan) == ["loops", "matmul"]
+    assert Reason.OPAQUE_OPERAND in reasons(plan, "flip", "matmul")
+    rng = np.random.default_rng(1)
+    av, wv = rng.standard_normal((8, 16)).astype(np.float32), \
+        rng.standard_normal((16, 4)).astype(np.float32)
+    run_matches_interp(g, [av, wv])
+    np.testing.assert_allclose(L.compile(g)([av, wv])[0], av[:, ::-1] @ wv, rtol=1e-5,
+                               atol=1e-5)
+
+
 def test_explain_lists_every_edge_with_a_reason():
     g, _ = tensor_graph(lambda x: gc.softmax(x, dim=1), (4, 6))
     text = explain(g)

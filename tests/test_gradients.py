@@ -53,6 +53,16 @@ def F(m):
     return torch.nn.functional if m is torch else m
 
 
+def IR(name, **attrs):
+    """torch.<name>, or graphc's IR op of the same name through Tensor._apply (the
+    tensor layer exposes these ops separately); operands of equal shapes."""
+    def fn(m, *xs):
+        if m is torch:
+            return getattr(torch, name)(*xs, **attrs)
+        return gc.Tensor._apply(name, *xs, **attrs)
+    return fn
+
+
 def case(fn, *inputs, id):
     return pytest.param(fn, inputs, id=id)
 
@@ -98,6 +108,26 @@ CASES = [
     case(lambda m, x: m.reciprocal(x), NZ(2, 3), id="reciprocal"),
     case(lambda m, x: m.square(x), R(2, 3), id="square"),
     case(lambda m, x: m.floor(x) + m.ceil(x) + m.round(x) + x, R(5) + 0.25, id="rounding_zero"),
+    case(IR("tan"), R(2, 3, low=-1.2, high=1.2), id="tan"),
+    case(IR("asin"), R(2, 3, low=-0.9, high=0.9), id="asin"),
+    case(IR("acos"), R(2, 3, low=-0.9, high=0.9), id="acos"),
+    case(IR("atan"), R(2, 3, low=-3, high=3), id="atan"),
+    case(IR("sinh"), R(2, 3), id="sinh"),
+    case(IR("cosh"), R(2, 3), id="cosh"),
+    case(IR("asinh"), R(2, 3, low=-3, high=3), id="asinh"),
+    case(IR("acosh"), R(2, 3, low=1.2, high=4), id="acosh"),
+    case(IR("atanh"), R(2, 3, low=-0.9, high=0.9), id="atanh"),
+    case(IR("log2"), P(2, 3), id="log2"),
+    case(IR("log10"), P(2, 3), id="log10"),
+    case(IR("exp2"), R(2, 3), id="exp2"),
+    case(IR("atan2"), NZ(2, 3), NZ(2, 3), id="atan2"),
+    case(IR("hypot"), NZ(2, 3), NZ(2, 3), id="hypot"),
+    # fmod: the divisor's gradient is -trunc(a / b); ratios kept away from integers
+    case(IR("fmod"), np.array([0.5, 1.6, -2.7, -3.4, 4.5, -0.3]),
+         np.array([1.3, -1.4, 1.25, -1.5, 2.0, 0.7]), id="fmod"),
+    case(IR("copysign"), NZ(2, 3), NZ(2, 3), id="copysign"),
+    case(IR("flip", dims=(0, 2)), R(2, 3, 4), id="flip"),
+    case(lambda m, x: IR("flip", dims=(1,))(m, x.exp()) * x, R(3, 4), id="flip_in_chain"),
     case(lambda m, x: m.clamp(x, -0.5, 0.7), NZ(3, 4) * 0.9 + 0.03, id="clamp"),
     case(lambda m, x: m.clamp(x, min=0.1), NZ(3, 4), id="clamp_min"),
     case(lambda m, x, lo, hi: m.clamp(x, lo, hi), DISTINCT(3, 4) * 0.3, R(4, low=-1.3, high=-0.1),
@@ -282,6 +312,20 @@ CONVENTIONS = [
          id="pow_zero_base"),
     case(lambda m, x: m.sqrt(x), np.array([0.0, 4.0]), id="sqrt_at_zero"),
     case(lambda m, x: x.std(), np.ones(3), id="std_constant"),
+    # the new math ops at the edges of their domains: PyTorch's formulas give +-inf
+    case(IR("asin"), np.array([-1.0, 1.0, 0.0]), id="asin_at_pm1"),
+    case(IR("acos"), np.array([-1.0, 1.0, 0.5]), id="acos_at_pm1"),
+    case(IR("acosh"), np.array([1.0, 2.0]), id="acosh_at_1"),
+    case(IR("atanh"), np.array([-1.0, 1.0, 0.0]), id="atanh_at_pm1"),
+    case(IR("log2"), np.array([0.0, 2.0]), id="log2_at_zero"),
+    # atan2: 0, not nan, where a^2 + b^2 underflows or overflows (PyTorch masks the
+    # infinite reciprocal), with the signs of zeros PyTorch gives
+    case(IR("atan2"), np.array([0.0, 1.0, 1e-170, 1e200, 0.0]),
+         np.array([0.0, 0.0, 1e-170, 1e200, -0.0]), id="atan2_at_origin"),
+    case(IR("hypot"), np.array([0.0, 3.0]), np.array([0.0, 4.0]), id="hypot_at_origin"),
+    case(IR("copysign"), np.array([0.0, -0.0, 2.0]), np.array([-1.0, 1.0, -0.0]),
+         id="copysign_at_zero"),
+    case(IR("fmod"), np.array([5.0, -7.0, 1.0]), np.array([0.0, 2.0, 0.1]), id="fmod_by_zero"),
 ]
 
 
@@ -294,6 +338,9 @@ def test_gradient_conventions_match_torch(fn, inputs):
     for g, t in zip(g_in, t_in):
         np.testing.assert_allclose(g.grad.numpy(), t.grad.numpy(), rtol=1e-12, atol=0,
                                    equal_nan=True)
+        zero = t.grad.numpy() == 0   # and zeros of PyTorch's sign
+        np.testing.assert_array_equal(np.signbit(g.grad.numpy()[zero]),
+                                      np.signbit(t.grad.numpy()[zero]))
 
 
 NONFINITE_UPSTREAM = [

@@ -74,8 +74,24 @@ ALL = FLOATS + INTS + [dt.bool_]
 
 UNARY_FLOAT = {"exp": "any", "log": "pos", "log1p": "gt-1", "expm1": "any", "sqrt": "pos",
                "rsqrt": "pos", "sin": "any", "cos": "any", "tanh": "any", "sigmoid": "any",
-               "gelu": "any", "silu": "any", "erf": "any", "reciprocal": "pos"}
+               "gelu": "any", "silu": "any", "erf": "any", "reciprocal": "pos",
+               "tan": "any", "asin": "unit", "acos": "unit", "atan": "any", "sinh": "any",
+               "cosh": "any", "asinh": "any", "acosh": "ge1", "atanh": "unit", "log2": "pos",
+               "log10": "pos", "exp2": "any"}
 UNARY_EXACT = ["neg", "abs", "sign", "relu", "floor", "ceil", "round", "isnan", "isfinite"]
+MATH_UNARY = ["tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh",
+              "log2", "log10", "exp2"]
+
+
+def math_data(shape, dtype, rng, kind="any"):
+    """`data` plus the domains of the inverse functions: 'unit' in (-1, 1) (asin, acos,
+    atanh) and 'ge1' at least 1 (acosh)."""
+    if kind not in ("unit", "ge1"):
+        return data(shape, dtype, rng, kind)
+    x = rng.uniform(-0.99, 0.99, shape) if kind == "unit" else \
+        1 + np.abs(rng.standard_normal(shape)) * 3
+    x = np.asarray(x).astype(dtype.np)
+    return interp.round_to_bfloat16(x) if dtype.short == "bf16" else x
 
 
 # ----------------------------------------------------------------------------- every op
@@ -86,7 +102,7 @@ def test_unary_float_ops(dtype, rng):
     names = sorted(UNARY_FLOAT)
     xs = [inp((7, 33), dtype, n) for n in names]
     outs = [op(n, x) for n, x in zip(names, xs)]
-    check(graph(outs, xs), [data((7, 33), dtype, rng, UNARY_FLOAT[n]) for n in names],
+    check(graph(outs, xs), [math_data((7, 33), dtype, rng, UNARY_FLOAT[n]) for n in names],
           *tol(dtype, transcendental=True), names=names)
 
 
@@ -119,7 +135,9 @@ def test_logical_not(rng):
 
 
 BINARY = ["add", "sub", "mul", "div", "floordiv", "mod", "pow", "maximum", "minimum",
-          "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor"]
+          "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor",
+          "fmod", "atan2", "hypot", "copysign"]
+BINARY_TRANSCENDENTAL = ("pow", "atan2", "hypot")   # libm routines; the others are exact
 
 
 def _binary_ok(name, dtype):
@@ -142,17 +160,17 @@ def test_binary_ops(dtype, rng):
             av = np.abs(av).astype(av.dtype)
         if name == "pow" and not dtype.is_floating:
             bv = (np.abs(bv.astype(np.int64)) % 5).astype(dtype.np)
-        if name in ("floordiv", "mod") and not dtype.is_floating:
+        if name in ("floordiv", "mod", "fmod") and not dtype.is_floating:
             bv[0, :3] = 0   # numpy gives 0 for integer division by zero
-        if name in ("floordiv", "mod", "div") and dtype.is_floating:
+        if name in ("floordiv", "mod", "fmod", "div") and dtype.is_floating:
             bv = np.where(bv == 0, 1, bv).astype(bv.dtype)
         ins += [a, b]
         vals += [av, bv]
         outs.append(op(name, a, b))
-    # pow is the one transcendental here; the others are exact at any tolerance
+    # pow, atan2 and hypot are libm's; the others are exact at any tolerance
     g = graph(outs, ins)
     got = check(g, vals, *tol(dtype, transcendental=True), names=names)
-    exact = [k for k, n in enumerate(names) if n != "pow"]
+    exact = [k for k, n in enumerate(names) if n not in BINARY_TRANSCENDENTAL]
     want = interp.compile(g)(vals)
     for k in exact:
         np.testing.assert_array_equal(got[k], want[k], err_msg=names[k])
@@ -200,6 +218,171 @@ def test_integer_power_with_negative_exponents_takes_torchs_values(dtype):
     got = check(graph([op("pow", a, b)], [a, b]), [base, expo])
     want = (torch.from_numpy(base) ** torch.from_numpy(expo)).numpy()
     np.testing.assert_array_equal(got[0], want)
+
+
+# ----------------------------------------------------------------------------- math vs torch
+
+# Operands where the math ops have special values: signed zeros, infinities, nan, the
+# domain edges (asin/acos/atanh at +-1, acosh at 1, log2/log10 of 0), sinh/cosh near
+# float32's overflow (89: finite, 100: inf), tiny and huge operands of atan2/hypot/fmod.
+MATH_SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 2.0, -2.0,
+                 1e-30, -1e-30, 3.0, -7.5, 88.5, 89.0, -89.0, 100.0, 1e30]
+_TORCH_DTYPES = {"f32": "float32", "f64": "float64", "f16": "float16", "bf16": "bfloat16"}
+
+
+def _stored(values, dtype):
+    with np.errstate(over="ignore"):
+        x = np.asarray(values, np.float64).astype(dtype.np)
+    return interp.round_to_bfloat16(x) if dtype.short == "bf16" else x
+
+
+def _torch_values(name, arrays, dtype, one_by_one=False):
+    """torch.<name> of the arrays in dtype, as float64. `one_by_one`: element by element,
+    which runs torch's scalar loop (libm, as its CUDA kernels). Its vectorised CPU loop
+    overflows early in sinh/cosh (float32 sinh(89) is inf there, 2.2448e38 in libm and
+    in its own scalar loop) and gives nan for float32 fmod of huge ratios (1e30 fmod
+    1e-30); graphc follows libm and C fmod, so the special operands are compared with
+    torch's scalar results."""
+    import torch
+    tdt = getattr(torch, _TORCH_DTYPES[dtype.short])
+    fn = getattr(torch, name)
+    if dtype.short == "bf16":
+        # graphc's bfloat16 values are float32 values with zero low halves: keep their
+        # bits (torch's float32 -> bfloat16 conversion turns nan into a negative nan)
+        ts = [torch.from_numpy((np.ascontiguousarray(a, np.float32).view(np.uint32) >> 16)
+                               .astype(np.uint16).view(np.int16)).view(tdt) for a in arrays]
+    else:
+        ts = [torch.from_numpy(np.ascontiguousarray(a)).to(tdt) for a in arrays]
+    if one_by_one:
+        flat = [t.reshape(-1) for t in ts]
+        out = torch.cat([fn(*[t[i:i + 1] for t in flat]) for i in range(flat[0].numel())])
+        out = out.reshape(ts[0].shape)
+    else:
+        out = fn(*ts)
+    return out.to(torch.float64).numpy()
+
+
+def _assert_like_torch(got, want, rtol, atol, what):
+    """Close to torch's values; nan, +-inf and the sign of zeros exactly where torch has
+    them."""
+    got = np.asarray(got, np.float64)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{what}: nans")
+    inf = np.isinf(want)
+    np.testing.assert_array_equal(got[inf], want[inf], err_msg=f"{what}: infinities")
+    zero = want == 0
+    np.testing.assert_array_equal(np.signbit(got[zero]), np.signbit(want[zero]),
+                                  err_msg=f"{what}: signs of zeros")
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, equal_nan=True, err_msg=what)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: d.name)
+def test_math_unary_ops_take_torchs_values(dtype, rng):
+    """tan, asin, ..., exp2 on random operands of each op's domain and on the special
+    operands, compiled by LLVM and run by the reference interpreter, against torch."""
+    n = 300
+    x = inp((n,), dtype)
+    sx = inp((len(MATH_SPECIALS),), dtype, "s")
+    g = graph([op(name, x) for name in MATH_UNARY] + [op(name, sx) for name in MATH_UNARY],
+              [x, sx])
+    special = _stored(MATH_SPECIALS, dtype)
+    for name in MATH_UNARY:
+        a = math_data((n,), dtype, rng, UNARY_FLOAT[name])
+        (want,) = [_torch_values(name, [a], dtype)]
+        want_sp = _torch_values(name, [special], dtype, one_by_one=True)
+        for backend in (L, interp):
+            got = backend.compile(g)([a, special])
+            k = MATH_UNARY.index(name)
+            what = f"{name} {dtype.name} ({backend.__name__})"
+            _assert_like_torch(got[k], want, *tol(dtype, True), what)
+            _assert_like_torch(got[len(MATH_UNARY) + k], want_sp, *tol(dtype, True),
+                               what + " at special operands")
+
+
+def test_math_unary_domain_edges():
+    """The values the brief of each function fixes, in float32 and float64: exact."""
+    cases = {"asin": [(1, math.pi / 2), (-1, -math.pi / 2), (1.5, math.nan)],
+             "acos": [(1, 0.0), (-1, math.pi), (-1.01, math.nan)],
+             "acosh": [(1, 0.0), (0.5, math.nan), (math.inf, math.inf)],
+             "atanh": [(1, math.inf), (-1, -math.inf), (2, math.nan), (-0.0, -0.0)],
+             "log2": [(0, -math.inf), (-0.0, -math.inf), (-1, math.nan), (8, 3.0)],
+             "log10": [(0, -math.inf), (1000, 3.0), (-2, math.nan)],
+             "exp2": [(-math.inf, 0.0), (math.inf, math.inf), (10, 1024.0), (-1, 0.5)],
+             "tan": [(-0.0, -0.0)], "atan": [(math.inf, math.pi / 2), (-0.0, -0.0)],
+             "sinh": [(-math.inf, -math.inf), (-0.0, -0.0)], "cosh": [(-math.inf, math.inf)],
+             "asinh": [(-math.inf, -math.inf), (-0.0, -0.0)]}
+    for dtype in (dt.float32, dt.float64):
+        for name, pairs in cases.items():
+            xs = np.array([p[0] for p in pairs], dtype.np)
+            want = np.array([p[1] for p in pairs], dtype.np)
+            x = inp(xs.shape, dtype)
+            (got,) = L.compile(graph([op(name, x)], [x]))([xs])
+            assert _bits_equal(got, want) == 0, (name, dtype.name, got, want)
+
+
+def test_math_binary_special_values():
+    """C99's special values, exactly (float32 and float64, LLVM and the interpreter)."""
+    pi, inf, nan = math.pi, math.inf, math.nan
+    cases = {"atan2": [(0.0, 0.0, 0.0), (-0.0, 0.0, -0.0), (0.0, -0.0, pi), (-0.0, -0.0, -pi),
+                       (inf, inf, pi / 4), (-inf, -inf, -3 * pi / 4), (1, -inf, pi),
+                       (-1, inf, -0.0), (inf, 1, pi / 2), (nan, 1, nan)],
+             "hypot": [(inf, nan, inf), (nan, -inf, inf), (nan, 1, nan), (3, 4, 5.0),
+                       (-0.0, 0.0, 0.0), (1e30, 1e30, 1.4142135623730951e30)],
+             "fmod": [(5, 0, nan), (inf, 2, nan), (5, inf, 5.0), (-5, 3, -2.0), (-6, 3, -0.0),
+                      (5.5, -2, 1.5), (-0.0, 2, -0.0), (nan, 1, nan)],
+             "copysign": [(3, -0.0, -3.0), (-3, 0.0, 3.0), (inf, -1, -inf), (0.0, -2, -0.0),
+                          (nan, -1, -nan)]}
+    for dtype in (dt.float32, dt.float64):
+        for name, rows in cases.items():
+            av, bv, want = (np.array(col, dtype.np) for col in zip(*rows))
+            a, b = inp(av.shape, dtype, "a"), inp(bv.shape, dtype, "b")
+            g = graph([op(name, a, b)], [a, b])
+            for backend in (L, interp):
+                (got,) = backend.compile(g)([av, bv])
+                assert _bits_equal(got, want) == 0, (name, dtype.name, got, want)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: d.name)
+def test_math_binary_ops_take_torchs_values(dtype, rng):
+    """atan2, hypot, fmod and copysign on random operands and on every pair of special
+    operands (atan2 of signed zeros and infinities, hypot(inf, nan) = inf, fmod by 0 and
+    by inf, fmod keeping the dividend's sign), LLVM and the interpreter against torch."""
+    n = 300
+    av = data((n,), dtype, rng) * _stored(rng.choice([0.01, 1, 100], n), dtype)
+    bv = data((n,), dtype, rng)
+    av, bv = _stored(av, dtype), _stored(bv, dtype)
+    special = _stored(MATH_SPECIALS, dtype)
+    sa, sb = np.repeat(special, len(special)), np.tile(special, len(special))
+    a, b = inp((n,), dtype, "a"), inp((n,), dtype, "b")
+    ea, eb = inp(sa.shape, dtype, "ea"), inp(sb.shape, dtype, "eb")
+    names = ["atan2", "hypot", "fmod", "copysign"]
+    g = graph([op(name, a, b) for name in names] + [op(name, ea, eb) for name in names],
+              [a, b, ea, eb])
+    for backend in (L, interp):
+        got = backend.compile(g)([av, bv, sa, sb])
+        for k, name in enumerate(names):
+            rtol, atol = tol(dtype, transcendental=name in ("atan2", "hypot"))
+            what = f"{name} {dtype.name} ({backend.__name__})"
+            _assert_like_torch(got[k], _torch_values(name, [av, bv], dtype), rtol, atol, what)
+            _assert_like_torch(got[len(names) + k],
+                               _torch_values(name, [sa, sb], dtype, one_by_one=True),
+                               rtol, atol, what + " at special operands")
+
+
+@pytest.mark.parametrize("dtype", INTS, ids=lambda d: d.name)
+def test_integer_fmod_takes_torchs_values(dtype, rng):
+    """C's truncated remainder (sign of the dividend) as torch.fmod; where torch raises
+    (a zero divisor) graphc gives 0, its integer convention; INT_MIN fmod -1 is 0."""
+    import torch
+    av, bv = data((200,), dtype, rng), data((200,), dtype, rng)
+    if dtype.is_signed:
+        av[:3], bv[:3] = np.iinfo(dtype.np).min, [-1, 3, 7]
+    bv[10:15] = 0
+    a, b = inp((200,), dtype, "a"), inp((200,), dtype, "b")
+    got = check(graph([op("fmod", a, b)], [a, b]), [av, bv])[0]
+    nz = bv != 0
+    want = torch.fmod(torch.from_numpy(av[nz]), torch.from_numpy(bv[nz])).numpy()
+    np.testing.assert_array_equal(got[nz], want)
+    assert np.all(got[~nz] == 0)
 
 
 def test_float_nan_propagation_in_max_min():
@@ -341,6 +524,37 @@ def test_movement_ops_as_index_arithmetic(rng):
     check(graph([r, p, s, e, pd, c, op("exp", chain)], [x]), [a], *tol(dt.float32, True))
 
 
+@pytest.mark.parametrize("dtype", ALL, ids=lambda d: d.name)
+def test_flip_matches_torch(dtype, rng):
+    """flip along any set of dims, alone and inside chains of movement and elementwise
+    ops, exact for every dtype, against torch.flip."""
+    import torch
+    x = inp((4, 6, 5), dtype)
+    a = data((4, 6, 5), dtype, rng)
+    dims_cases = [(0,), (1,), (2,), (0, 2), (0, 1, 2), ()]
+    outs = [op("flip", x, dims=d) for d in dims_cases]
+    outs.append(op("flip", op("permute", op("flip", x, dims=(1,)), dims=(2, 0, 1)),
+                   dims=(0, 2)))
+    outs.append(op("flip", op("slice", x, starts=(1, 0, 0), stops=(4, 6, 5),
+                              steps=(2, 3, 1)), dims=(0, 1)))
+    outs.append(op("reshape", op("flip", x, dims=(2,)), shape=(24, 5)))
+    got = check(graph(outs, [x]), [a])
+    t = torch.from_numpy(a.astype(np.float32) if dtype.short == "bf16" else a)
+    want = [torch.flip(t, d) for d in dims_cases]
+    want.append(torch.flip(torch.flip(t, (1,)).permute(2, 0, 1), (0, 2)))
+    want.append(torch.flip(t[1:4:2, 0:6:3, :], (0, 1)))
+    want.append(torch.flip(t, (2,)).reshape(24, 5))
+    for k, (g_, w) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(g_, w.numpy(), err_msg=f"output {k}")
+
+
+def test_flip_of_zero_dim_and_empty_values():
+    s, e = inp((), dt.float32, "s"), inp((3, 0), dt.float32, "e")
+    got = check(graph([op("flip", s, dims=()), op("flip", e, dims=(0, 1))], [s, e]),
+                [np.float32(2.5), np.zeros((3, 0), np.float32)])
+    assert got[0] == 2.5 and got[1].shape == (3, 0)
+
+
 def test_odd_sizes_and_noncontiguous_views(rng):
     for n in (1, 7, 1023):
         x = inp((n, 3), dt.float32)
@@ -461,7 +675,7 @@ def test_every_registered_op_is_exercised():
     covered = set(UNARY_FLOAT) | set(UNARY_EXACT) | set(BINARY) | {
         "logical_not", "where", "cast", "const", "iota", "rand", "sum", "prod", "max", "min",
         "argmax", "argmin", "reshape", "permute", "expand", "slice", "pad", "concat",
-        "gather", "scatter_add", "matmul", "conv2d", "conv_transpose2d"}
+        "flip", "gather", "scatter_add", "matmul", "conv2d", "conv_transpose2d"}
     missing = set(all_ops()) - covered
     assert not missing, f"ops without an LLVM differential test: {sorted(missing)}"
 

@@ -251,6 +251,21 @@ def floor_divmod_edges(x, y):
     return (x // y, x % y)
 
 
+def math_functions(x, unit, ge1, pos, edge, a, c, i, j):
+    """The trigonometric, hyperbolic and base-2/10 IR ops (through Tensor._apply: the
+    tensor layer names them separately), on random values and on domain edges, and the
+    binary math ops over every pair of special values (signed zeros, infinities, nan)."""
+    ap = Tensor._apply
+    unary = [ap(n, x) for n in ("tan", "atan", "sinh", "cosh", "asinh", "exp2")]
+    unary += [ap(n, unit) for n in ("asin", "acos", "atanh")]
+    unary += [ap("acosh", ge1), ap("log2", pos), ap("log10", pos)]
+    # asin/acos/atanh at +-1 and 0, acosh at 1, log2/log10 of 0 and inf
+    unary += [ap(n, edge) for n in ("asin", "acos", "atanh", "acosh", "log2", "log10")]
+    binary = [ap(n, a, c) for n in ("fmod", "atan2", "hypot", "copysign")]
+    return (*unary, *binary, ap("fmod", i, j), ap("flip", x, dims=(0,)),
+            ap("flip", x, dims=(0, 1)), ap("flip", x, dims=()))
+
+
 def compare_and_logic(x, y, p, q):
     m = x > y
     return (x == y, x != y, x < y, x <= y, x > y, x >= y, p < q, p >= q, p == q,
@@ -307,7 +322,18 @@ def _op_inputs(rng):
     idx = rng.integers(-4, 4, size=(2, 2, 3)).astype(np.int64)
     sidx = np.array([[0, 2, 2], [1, 1, 0]], np.int64)
     tied = np.array([[1, 3, 3, 0], [2, 2, 1, 2]], np.float32)
+    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 2.5, -3.0],
+                        np.float32)
+    edge_a, edge_c = np.repeat(specials, len(specials)), np.tile(specials, len(specials))
+    lo = np.iinfo(np.int64).min
+    fmod_i = np.array([7, -7, 7, -7, 0, 5, lo, lo, 9], np.int64)
+    fmod_j = np.array([2, 2, -2, -2, 3, 0, -1, 3, -4], np.int64)
     return [
+        (math_functions, [f(3, 4), rng.uniform(-0.99, 0.99, (3, 4)).astype(np.float32),
+                          (1 + np.abs(f(3, 4)) * 3).astype(np.float32),
+                          (np.abs(f(3, 4)) + 0.1).astype(np.float32),
+                          np.array([1.0, -1.0, 0.0, -0.0, np.inf], np.float32),
+                          edge_a, edge_c, fmod_i, fmod_j]),
         (unary_float, [np.concatenate([halves, f(8)]).reshape(4, 4)]),
         (special_values, [special]),
         (integer_ops, [a, b, i32, j32]),

@@ -519,7 +519,9 @@ def walk_values(v):
 # Elementwise ops that cost several times a multiply: fusion counts them when deciding
 # whether to recompute a value, code generators when deciding whether to keep one.
 TRANSCENDENTAL = frozenset({"exp", "log", "log1p", "expm1", "sin", "cos", "tanh", "sigmoid",
-                            "gelu", "silu", "erf", "pow", "sqrt", "rsqrt"})
+                            "gelu", "silu", "erf", "pow", "sqrt", "rsqrt", "tan", "asin",
+                            "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh",
+                            "log2", "log10", "exp2", "atan2", "hypot", "fmod"})
 
 
 def substitute(v, table: dict):

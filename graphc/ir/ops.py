@@ -143,6 +143,35 @@ _unary("floor", np.floor, _zeros_like)
 _unary("ceil", np.ceil, _zeros_like)
 _unary("round", np.round, _zeros_like)  # numpy and PyTorch both round half to even
 _unary("reciprocal", lambda x: (1 / x).astype(x.dtype), lambda c, g: (-g * c.out * c.out,))
+
+
+def _ap(name, *xs, **attrs):
+    """IR op `name` on tensors: for VJP rules that need an op the tensor layer may not
+    expose as a method (the gradient of sinh is cosh)."""
+    import importlib
+    return importlib.import_module("graphc.tensor").Tensor._apply(name, *xs, **attrs)
+
+
+# Trigonometric, hyperbolic and base-2/10 functions. The VJP rules are PyTorch's
+# (tools/autograd/derivatives.yaml) term for term, so the edge values agree too:
+# asin/acos at +-1 and acosh at 1 give +-inf (rsqrt(0)), atanh at +-1 gives +-inf.
+_unary("tan", np.tan, lambda c, g: (g * (1 + c.out * c.out),))
+_unary("asin", np.arcsin,
+       lambda c, g: (g * (1 - c.inputs[0] * c.inputs[0]).rsqrt(),))
+_unary("acos", np.arccos,
+       lambda c, g: (g * -((1 - c.inputs[0] * c.inputs[0]).rsqrt()),))
+_unary("atan", np.arctan, lambda c, g: (g / (c.inputs[0] * c.inputs[0] + 1),))
+_unary("sinh", np.sinh, lambda c, g: (g * _ap("cosh", c.inputs[0]),))
+_unary("cosh", np.cosh, lambda c, g: (g * _ap("sinh", c.inputs[0]),))
+_unary("asinh", np.arcsinh,
+       lambda c, g: (g * (c.inputs[0] * c.inputs[0] + 1).rsqrt(),))
+_unary("acosh", np.arccosh,
+       lambda c, g: (g * (c.inputs[0] * c.inputs[0] - 1).rsqrt(),))
+_unary("atanh", np.arctanh, lambda c, g: (g / (1 - c.inputs[0] * c.inputs[0]),))
+# PyTorch's literals: 2.3025850929940456 is not math.log(10) (one ulp apart)
+_unary("log2", np.log2, lambda c, g: (g / (c.inputs[0] * 0.6931471805599453),))
+_unary("log10", np.log10, lambda c, g: (g / (c.inputs[0] * 2.3025850929940456),))
+_unary("exp2", np.exp2, lambda c, g: (g * c.out * 0.6931471805599453,))
 _unary("isnan", np.isnan, None, out_dtype=dt.bool_, float_only=False)
 _unary("isfinite", np.isfinite, None, out_dtype=dt.bool_, float_only=False)
 
@@ -255,6 +284,44 @@ def _mod_vjp(c, g):
     return (g, -g * (a // b))   # PyTorch: -grad * floor_divide(a, b)
 
 
+def _fmod_np(a, b):
+    # C fmod (sign of the dividend, exact); numpy gives 0 for integer division by zero
+    # (graphc's convention) and nan for a float one, as PyTorch
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.fmod(a, b)
+
+
+def _fmod_vjp(c, g):
+    a, b = c.inputs
+    T = _tensor_mod()
+    q = a / b
+    # PyTorch: -grad * a.div(b, rounding_mode="trunc"), i.e. trunc(a / b)
+    return (g, -g * T.where(q < 0, q.ceil(), q.floor()))
+
+
+def _atan2_vjp(c, g):
+    a, b = c.inputs
+    T = _tensor_mod()
+    # PyTorch's atan2_backward: 1 / (a^2 + b^2), with an infinite one (the squares
+    # underflow, (0, 0) included) replaced by 0, so the gradient there is 0, not nan
+    recip = (a * a + b * b).reciprocal()
+    recip = T.where(recip == math.inf, _zeros(g), recip)
+    return (g * b * recip, g * -a * recip)
+
+
+def _hypot_vjp(c, g):
+    a, b = c.inputs
+    return (g * a / c.out, g * b / c.out)
+
+
+def _copysign_vjp(c, g):
+    a = c.inputs[0]
+    T = _tensor_mod()
+    # PyTorch's copysign_tensor_self_backward: result / self, masked to 0 where self == 0
+    ratio = T.where(a == 0, _zeros(g), c.out / a)
+    return (g * ratio, _zeros(g))
+
+
 _binary("add", np.add, lambda c, g: (g, g))
 _binary("sub", np.subtract, lambda c, g: (g, -g), kinds="numeric")
 _binary("mul", np.multiply, lambda c, g: (g * c.inputs[1], g * c.inputs[0]))
@@ -264,6 +331,10 @@ _binary("mod", _mod_np, _mod_vjp, kinds="numeric")
 _binary("pow", _pow_np, _pow_vjp, kinds="numeric")
 _binary("maximum", np.maximum, _minmax_vjp(True))
 _binary("minimum", np.minimum, _minmax_vjp(False))
+_binary("fmod", _fmod_np, _fmod_vjp, kinds="numeric")
+_binary("atan2", np.arctan2, _atan2_vjp, kinds="float")
+_binary("hypot", np.hypot, _hypot_vjp, kinds="float")
+_binary("copysign", np.copysign, _copysign_vjp, kinds="float")
 for _name, _fn in [("eq", np.equal), ("ne", np.not_equal), ("lt", np.less),
                    ("le", np.less_equal), ("gt", np.greater), ("ge", np.greater_equal)]:
     _binary(_name, _fn, None, out_bool=True)
@@ -526,6 +597,20 @@ def _pad_vjp(c, g):
 
 register(OpDef("pad", _pad_infer, _pad_np, _pad_vjp, F.MOVEMENT, 1,
                "zero padding: low/high per dim, `interior` zeros between elements"))
+
+
+def _flip_infer(types, attrs):
+    (t,) = types
+    dims = tuple(attrs["dims"])
+    if any(not 0 <= d < t.ndim for d in dims) or list(dims) != sorted(set(dims)):
+        raise _shape_err(f"flip: dims {list(dims)} invalid for shape {list(t.shape)} "
+                         f"(sorted, distinct, non-negative)")
+    return t
+
+
+register(OpDef("flip", _flip_infer, lambda attrs, x: np.flip(x, tuple(attrs["dims"])),
+               lambda c, g: (_ap("flip", g, dims=tuple(c.attrs["dims"])),), F.MOVEMENT, 1,
+               "reverse the order of elements along `dims`"))
 
 
 def _concat_infer(types, attrs):

@@ -10,7 +10,9 @@ they differ, e.g.:
   * a reduction over no dims is the identity (ONNX would reduce over all dims);
   * gather and scatter_add may take an index smaller than the input in the other
     dims (torch semantics): the input (or src) is sliced to the index first;
-  * pad with interior padding is a reshape, pad and slice (ONNX Pad has no interior).
+  * pad with interior padding is a reshape, pad and slice (ONNX Pad has no interior);
+  * atan2, hypot and copysign have no ONNX op and are composed (copysign reads a nan's
+    sign as positive); flip is a Slice with step -1.
 IR operands already have equal shapes (explicit expand), so no ONNX broadcasting is
 relied on except against 0-d helper constants.
 
@@ -66,8 +68,89 @@ for _graphc, _onnx in {"neg": "Neg", "abs": "Abs", "exp": "Exp", "log": "Log",
                        "logical_not": "Not", "add": "Add", "sub": "Sub", "mul": "Mul",
                        "div": "Div", "maximum": "Max", "minimum": "Min", "eq": "Equal",
                        "logical_and": "And", "logical_or": "Or", "logical_xor": "Xor",
-                       "where": "Where", "matmul": "MatMul"}.items():
+                       "where": "Where", "matmul": "MatMul", "tan": "Tan", "asin": "Asin",
+                       "acos": "Acos", "atan": "Atan", "sinh": "Sinh", "cosh": "Cosh",
+                       "asinh": "Asinh", "acosh": "Acosh", "atanh": "Atanh"}.items():
     LOWERINGS[_graphc] = _simple(_onnx)
+
+
+@lowering("log2", "log10")
+def _log_base(b, node, args):
+    base = 2 if node.op == "log2" else 10
+    return b.op("Mul", [b.op("Log", args), b.scalar(1 / math.log(base), node.type.dtype)])
+
+
+@lowering("exp2")
+def _exp2(b, node, args):
+    return b.op("Pow", [b.scalar(2, node.type.dtype), args[0]])
+
+
+def _sign_bit(b, x, d):
+    """x < 0 or x is -0.0 (1/x is -inf); a nan counts as positive: ONNX cannot read
+    its sign bit."""
+    zero = b.scalar(0, d)
+    neg_zero = b.op("And", [b.op("Equal", [x, zero]),
+                            b.op("Less", [b.op("Reciprocal", [x]), zero])])
+    return b.op("Or", [b.op("Less", [x, zero]), neg_zero])
+
+
+@lowering("fmod")
+def _fmod(b, node, args):
+    a, c = args
+    d = node.type.dtype
+    if d.is_floating:
+        return b.op("Mod", [a, c], fmod=1)   # C fmod
+    # integers: a - trunc(a / c) * c with ONNX's truncating Div, exact at any size (Mod
+    # with fmod=1 may go through double); by zero gives 0 (graphc's convention), and a
+    # divisor of -1 is replaced by 1 (same remainder, 0) so INT_MIN / -1 cannot trap
+    zero, one = b.scalar(0, d), b.scalar(1, d)
+    by_zero = b.op("Equal", [c, zero])
+    unsafe = by_zero if not d.is_signed else \
+        b.op("Or", [by_zero, b.op("Equal", [c, b.scalar(-1, d)])])
+    safe = b.op("Where", [unsafe, one, c])
+    r = b.op("Sub", [a, b.op("Mul", [b.op("Div", [a, safe]), safe])])
+    return b.op("Where", [by_zero, zero, r])
+
+
+@lowering("atan2")
+def _atan2(b, node, args):
+    # ONNX has no Atan2: atan(|y| / |x|) placed in its quadrant by the sign bits, with
+    # C's values for two infinities (pi/4) and two zeros (0)
+    y, x = args
+    d = node.type.dtype
+    ay, ax = b.op("Abs", [y]), b.op("Abs", [x])
+    zero = b.scalar(0, d)
+    t = b.op("Div", [ay, ax])
+    t = b.op("Where", [b.op("And", [b.op("IsInf", [ay]), b.op("IsInf", [ax])]),
+                       b.scalar(1, d), t])
+    t = b.op("Where", [b.op("And", [b.op("Equal", [ay, zero]), b.op("Equal", [ax, zero])]),
+                       zero, t])
+    r = b.op("Atan", [t])
+    r = b.op("Where", [_sign_bit(b, x, d), b.op("Sub", [b.scalar(math.pi, d), r]), r])
+    return b.op("Where", [_sign_bit(b, y, d), b.op("Neg", [r]), r])
+
+
+@lowering("hypot")
+def _hypot(b, node, args):
+    # max * sqrt(1 + (min/max)^2): no overflow of x^2; inf wins over nan, as C hypot
+    x, y = args
+    d = node.type.dtype
+    ax, ay = b.op("Abs", [x]), b.op("Abs", [y])
+    big, small = b.op("Max", [ax, ay]), b.op("Min", [ax, ay])
+    q = b.op("Div", [small, big])
+    r = b.op("Mul", [big, b.op("Sqrt", [b.op("Add", [b.scalar(1, d), b.op("Mul", [q, q])])])])
+    r = b.op("Where", [b.op("Equal", [big, b.scalar(0, d)]), small, r])
+    r = b.op("Where", [b.op("Or", [b.op("IsNaN", [x]), b.op("IsNaN", [y])]),
+                       b.scalar(math.nan, d), r])
+    return b.op("Where", [b.op("Or", [b.op("IsInf", [x]), b.op("IsInf", [y])]),
+                          b.scalar(math.inf, d), r])
+
+
+@lowering("copysign")
+def _copysign(b, node, args):
+    x, y = args
+    ax = b.op("Abs", [x])
+    return b.op("Where", [_sign_bit(b, y, node.type.dtype), b.op("Neg", [ax]), ax])
 
 
 @lowering("log1p")
@@ -324,6 +407,18 @@ def _pad(b, node, args):
         x = _slice(b, x, merged, [0] * len(shape), stops, [1] * len(shape))
         shape[d] = stops[d]
     return _zero_pad(b, x, dtype, low, high)
+
+
+@lowering("flip")
+def _flip(b, node, args):
+    # Slice with step -1 from the last element past the first (INT64_MIN: ONNX clamps
+    # it to "before the beginning" for negative steps)
+    dims = list(node.attrs["dims"])
+    if not dims:
+        return args[0]
+    n = len(dims)
+    return b.op("Slice", [args[0], b.ints([-1] * n), b.ints([np.iinfo(np.int64).min] * n),
+                          b.ints(dims), b.ints([-1] * n)])
 
 
 @lowering("concat")

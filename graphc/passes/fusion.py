@@ -185,6 +185,14 @@ def _movement_index(node: Node, idx: tuple) -> tuple:
     if node.op == "slice":
         return tuple(K.lin(st) + K.lin(i) * sp for i, st, sp in
                      zip(idx, a["starts"], a["steps"]))
+    if node.op == "flip":
+        # element i of a flipped dim of size n is element n - 1 - i: a negative
+        # coefficient, so no copy; the result reads its operand backwards. (flip is
+        # deliberately not in _view_base's chain: BLAS takes no negative strides, so a
+        # matmul operand read through a flip is stored once by an elementwise kernel.)
+        dims = set(a["dims"])
+        return tuple(K.lin(s - 1) - K.lin(i) if d in dims else i
+                     for d, (s, i) in enumerate(zip(src, idx)))
     raise AssertionError(node.op)
 
 
@@ -729,7 +737,7 @@ class _Fuser:
             off = self._ev(n.inputs[1], (), kp)
             return K.RandValue(seed, off, K.linearize(idx, n.shape), bool(a.get("normal")),
                                n.dtype)
-        if op in ("reshape", "permute", "expand", "slice"):
+        if op in ("reshape", "permute", "expand", "slice", "flip"):
             key = (id(n), idx)
             src = self._moved.get(key)
             if src is None:    # index arithmetic is pure: kept across kernels and passes

@@ -20,6 +20,11 @@ from ...ir import dtypes as dt
 from .types import F16, F32, F64, I1, I8, I32, I64, c64 as _c64, compute_type, suffix as _suffix
 
 
+# unary float ops lowered to the libm function of the same name (tanf for float32)
+_LIBM_UNARY = frozenset({"tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh",
+                         "atanh", "log2", "log10", "exp2"})
+
+
 class ValueLowering:
     def const(self, value, d):
         t = compute_type(d)
@@ -180,6 +185,12 @@ class ValueLowering:
             return m.call(b, "tanh", x) if f32 else libm("tanh")
         if op == "erf":
             return m.call(b, "erf", x) if f32 else libm("erf")
+        if op in _LIBM_UNARY:
+            # glibc's tanf/asinf/... are within an ulp (numpy's float32 SIMD routines
+            # within a few); scalar calls, so such a loop does not vectorise, which is
+            # acceptable for functions this rare in training graphs. float16/bfloat16
+            # come here as float32 and compute() rounds the result, as the reference does.
+            return libm(op)
         if op == "sigmoid":
             if f32:
                 return m.call(b, "sigmoid", x)
@@ -232,6 +243,14 @@ class ValueLowering:
             return intr("llvm.maximum", x, y)
         if op == "minimum":
             return intr("llvm.minimum", x, y)
+        if op == "fmod":
+            return b.frem(x, y)     # C fmod: exact, sign of x; x fmod 0 is nan
+        if op == "copysign":
+            return intr("llvm.copysign", x, y)
+        if op in ("atan2", "hypot"):
+            # C99's special values (atan2 of signed zeros and infinities, hypot(inf, nan)
+            # = inf) are libm's, as numpy's and PyTorch's
+            return b.call(m.libm(op + ("f" if f32 else ""), t, 2), [x, y])
         raise NotImplementedError(f"LLVM backend: no float lowering for {op}")
 
     def _float_floor_divmod(self, op, x, y, mid, intr):
@@ -312,6 +331,19 @@ class ValueLowering:
             else:
                 res = b.udiv(x, safe) if op == "floordiv" else b.urem(x, safe)
             return b.select(is_zero, zero, res)
+        if op == "fmod":
+            # C's truncated remainder (sign of x); by zero gives 0 (graphc's integer
+            # convention), and a divisor of -1 is replaced by 1 (same remainder, 0) so
+            # INT_MIN % -1 cannot trap
+            is_zero = b.icmp_unsigned("==", y, zero)
+            safe = b.select(is_zero, ir.Constant(t, 1), y)
+            if signed:
+                safe = b.select(b.icmp_signed("==", safe, ir.Constant(t, -1)),
+                                ir.Constant(t, 1), safe)
+                r = b.srem(x, safe)
+            else:
+                r = b.urem(x, safe)
+            return b.select(is_zero, zero, r)
         if op == "pow":
             e = b.select(b.icmp_signed("<", y, zero), zero, y) if signed else y
             r = b.call(self.mb.ipow(t), [x, e])

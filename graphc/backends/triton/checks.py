@@ -43,10 +43,39 @@ ALL = FLOATS + INTS + [dt.bool_]
 
 UNARY_FLOAT = {"exp": "any", "log": "pos", "log1p": "gt-1", "expm1": "any", "sqrt": "pos",
                "rsqrt": "pos", "sin": "any", "cos": "any", "tanh": "any", "sigmoid": "any",
-               "gelu": "any", "silu": "any", "erf": "any", "reciprocal": "pos"}
+               "gelu": "any", "silu": "any", "erf": "any", "reciprocal": "pos",
+               "tan": "any", "asin": "unit", "acos": "unit", "atan": "any", "sinh": "any",
+               "cosh": "any", "asinh": "any", "acosh": "ge1", "atanh": "unit", "log2": "pos",
+               "log10": "pos", "exp2": "any"}
 UNARY_EXACT = ["neg", "abs", "sign", "relu", "floor", "ceil", "round", "isnan", "isfinite"]
 BINARY = ["add", "sub", "mul", "div", "floordiv", "mod", "pow", "maximum", "minimum",
-          "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor"]
+          "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor",
+          "fmod", "atan2", "hypot", "copysign"]
+# binary ops computed by libm/libdevice routines (compared within transcendental
+# tolerances); every other binary op is exact
+BINARY_TRANSCENDENTAL = ("pow", "atan2", "hypot")
+# special operands of the unary and binary math ops: signed zeros, infinities, nan,
+# the domain edges (asin(+-1), acosh(1), atanh(+-1), log2(0)), sinh/cosh overflow
+MATH_SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 2.0, -2.0,
+                 1e-30, -1e-30, 3.0, -7.5, 88.5, 89.0, -89.0, 100.0, 1e30]
+
+
+def data_in(shape, dtype, rng, kind="any"):
+    """`testing.data` plus the domains of the inverse functions: 'unit' in (-1, 1)
+    (asin, acos, atanh), 'ge1' at least 1 (acosh)."""
+    if kind not in ("unit", "ge1"):
+        return data(shape, dtype, rng, kind)
+    x = rng.uniform(-0.99, 0.99, shape) if kind == "unit" else \
+        1 + np.abs(rng.standard_normal(shape)) * 3
+    x = np.asarray(x).astype(dtype.np)
+    return round_to_bfloat16(x) if dtype.short == "bf16" else x
+
+
+def specials(dtype):
+    """MATH_SPECIALS in dtype's storage form (out of range values become +-inf)."""
+    with np.errstate(over="ignore"):
+        x = np.array(MATH_SPECIALS, np.float64).astype(dtype.np)
+    return round_to_bfloat16(x) if dtype.short == "bf16" else x
 
 
 @dataclass
@@ -61,6 +90,8 @@ class Case:
     #                               interpreter is not the oracle (see exactly_rounded)
     error_bound: object = None    # inputs -> per output, the allowed |got - want| per
     #                               element (None for an output: rtol/atol)
+    signed_zeros: bool = False    # also the sign bit of every non-nan result (atan2 of
+    #                               signed zeros, copysign, fmod's sign of the dividend)
 
 
 
@@ -87,14 +118,49 @@ def _accepts(name, dtype, arity):
 # ----------------------------------------------------------------------------- elementwise
 
 def unary_float(dtype, rng, shape=(7, 33)):
-    xs = {k: inp(shape, dtype, k.replace("-", "_")) for k in ("any", "pos", "gt-1")}
+    xs = {k: inp(shape, dtype, k.replace("-", "_"))
+          for k in ("any", "pos", "gt-1", "unit", "ge1")}
     outs, names = [], []
     for name, kind in sorted(UNARY_FLOAT.items()):
         outs.append(op(name, xs[kind]))
         names.append(name)
     outs.append(op("gelu", xs["any"], approximate="tanh"))
     return Case(f"unary-float-{dtype.name}", graph(outs, list(xs.values())),
-                [data(shape, dtype, rng, k) for k in xs], *tol(dtype, True))
+                [data_in(shape, dtype, rng, k) for k in xs], *tol(dtype, True))
+
+
+MATH_UNARY = ("tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh",
+              "log2", "log10", "exp2")
+
+
+def math_unary_edges(dtype):
+    """The trigonometric, hyperbolic and base-2/10 functions at MATH_SPECIALS: nan and
+    infinities where the reference has them, signed zeros, the domain edges."""
+    x = inp((len(MATH_SPECIALS),), dtype)
+    return Case(f"math-unary-edges-{dtype.name}", graph([op(n, x) for n in MATH_UNARY], [x]),
+                [specials(dtype)], *tol(dtype, True), signed_zeros=True)
+
+
+def math_binary_edges(dtype, exact):
+    """fmod/copysign (exact: `exact`) or atan2/hypot over every pair of MATH_SPECIALS:
+    signed zeros and infinities in both places, nan, fmod by zero."""
+    v = specials(dtype)
+    av, bv = np.repeat(v, len(v)), np.tile(v, len(v))
+    a, b = inp(av.shape, dtype, "a"), inp(bv.shape, dtype, "b")
+    names = ("fmod", "copysign") if exact else ("atan2", "hypot")
+    return Case(f"{'-'.join(names)}-edges-{dtype.name}",
+                graph([op(n, a, b) for n in names], [a, b]), [av, bv],
+                *tol(dtype, transcendental=not exact), signed_zeros=True)
+
+
+def int_fmod(dtype):
+    """C's truncated remainder on integers (sign of the dividend); by zero gives 0, and
+    INT_MIN fmod -1 is 0."""
+    lo = int(np.iinfo(dtype.np).min)
+    a = np.array([7, -7, 7, -7, 0, 5, lo, lo, 9, -9], dtype.np)
+    b = np.array([2, 2, -2, -2, 3, 0, -1, 3, 0, -4], dtype.np)
+    x, y = inp((10,), dtype, "a"), inp((10,), dtype, "b")
+    return Case(f"fmod-int-{dtype.name}", graph([op("fmod", x, y)], [x, y]), [a, b])
 
 
 def unary_exact(dtype, rng, shape=(5, 9)):
@@ -131,9 +197,10 @@ def binary(dtype, rng, shape=(6, 17)):
             continue
         if name == "pow":
             outs.append(op("pow", pa, pb))
-            exact = not dtype.is_floating
         else:
             outs.append(op(name, a, b))
+        if name in BINARY_TRANSCENDENTAL:
+            exact = not dtype.is_floating
     rt, at = tol(dtype, transcendental=not exact)
     return Case(f"binary-{dtype.name}", graph(outs, [a, b, pa, pb]), [av, bv, pav, pbv], rt, at)
 
@@ -299,6 +366,31 @@ def movement(rng):
                 [data((4, 6, 5), dt.float32, rng)], *tol(dt.float32, True))
 
 
+def flips(dtype, rng):
+    """flip as index arithmetic: alone, inside chains of other movement ops, under a
+    reduction, over an elementwise value, and as a matmul operand (BLAS takes no
+    negative strides: the flipped operand is stored first)."""
+    x = inp((4, 6, 5), dtype)
+    outs = [op("flip", x, dims=(0, 2)), op("flip", x, dims=(1,)), op("flip", x, dims=()),
+            op("flip", op("permute", x, dims=(2, 0, 1)), dims=(0, 1)),
+            op("reshape", op("flip", op("slice", x, starts=(0, 1, 0), stops=(4, 6, 5),
+                                         steps=(2, 2, 1)), dims=(1, 2)), shape=(6, 5)),
+            op("flip", op("reshape", x, shape=(24, 5)), dims=(0,)),
+            op("sum", op("flip", x, dims=(2,)), dims=(1,), keepdim=False),
+            op("flip", op("add", x, op("flip", x, dims=(0,))), dims=(0, 1, 2)),
+            op("flip", op("pad", x, low=(1, 0, 0), high=(0, 2, 0), interior=(0, 1, 0)),
+               dims=(0, 1))]
+    if dtype.is_floating:
+        w = inp((5, 3), dtype, "w")
+        outs.append(op("matmul", op("flip", op("reshape", x, shape=(24, 5)), dims=(0, 1)),
+                       op("flip", w, dims=(1,))))
+        ins, vals = [x, w], [data((4, 6, 5), dtype, rng), data((5, 3), dtype, rng)]
+        rt = {"f32": 1e-5, "f64": 1e-12}.get(dtype.short, 0)
+    else:
+        ins, vals, rt = [x], [data((4, 6, 5), dtype, rng)], 0
+    return Case(f"flip-{dtype.name}", graph(outs, ins), vals, rt, rt)
+
+
 def views(rng, n):
     x = inp((n, 3), dt.float32)
     t = op("permute", x, dims=(1, 0))
@@ -422,8 +514,8 @@ def conv(case, rng):
 
 COVERED_OPS = set(UNARY_FLOAT) | set(UNARY_EXACT) | set(BINARY) | {
     "logical_not", "where", "cast", "const", "iota", "rand", "sum", "prod", "max", "min",
-    "argmax", "argmin", "reshape", "permute", "expand", "slice", "pad", "concat", "gather",
-    "scatter_add", "matmul", "conv2d", "conv_transpose2d"}
+    "argmax", "argmin", "reshape", "permute", "expand", "slice", "pad", "concat", "flip",
+    "gather", "scatter_add", "matmul", "conv2d", "conv_transpose2d"}
 
 
 def corpus(seed=0):
@@ -441,12 +533,16 @@ def corpus(seed=0):
     out.append(special_values(rng))
     out += [float_divmod_edges(d) for d in (dt.float32, dt.float64, dt.float16)]
     out += [int_pow_negative(d) for d in (dt.int32, dt.int64)]
+    out += [math_unary_edges(d) for d in FLOATS]
+    out += [math_binary_edges(d, exact) for d in FLOATS for exact in (True, False)]
+    out += [int_fmod(d) for d in (dt.int32, dt.int64)]
     out.append(sources(rng))
     for d in (dt.float32, dt.int32, dt.bool_, dt.float16):
         out.append(arg_reductions(d, rng))
     for d in (dt.float32, dt.float64, dt.int32, dt.int64):
         out.append(column_reductions(d, rng))
     out += [long_sum(rng, 5000), empty_sizes(rng), movement(rng), gather_scatter(rng)]
+    out += [flips(d, rng) for d in (dt.float32, dt.float64, dt.int64, dt.bool_)]
     out += [views(rng, n) for n in (1, 7, 1023)]
     out += [scatter_rows(d, rng) for d in (dt.float32, dt.float64, dt.float16, dt.bfloat16,
                                            dt.int32, dt.int64, dt.uint8, dt.bool_)]
@@ -470,6 +566,12 @@ def expected(case: Case) -> list:
 def verify(case: Case, got, want):
     """Assert got matches want under the case's error bounds, else its rtol/atol."""
     bounds = case.error_bound(case.inputs) if case.error_bound is not None else None
+    if case.signed_zeros:
+        for k, (a, b) in enumerate(zip(got, want)):
+            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            bad = (np.signbit(a) != np.signbit(b)) & ~np.isnan(b)
+            assert not bad.any(), f"{case.name} output {k}: sign differs at " \
+                                  f"{np.flatnonzero(bad)[:8].tolist()}"
     if bounds is None:
         compare(got, want, case.rtol, case.atol, case.name)
         return

@@ -33,6 +33,12 @@ INT32_LIMIT = (1 << 31) - 1
 ATOMIC_DTYPES = ("i32", "i64", "f16", "bf16", "f32", "f64")
 
 
+# unary float ops lowered to the prelude helper `_gc_<name>` (mathlib.py: libdevice on a
+# GPU, float64 compositions of core triton.language in the interpreter)
+MATH_UNARY = ("tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh",
+              "log2", "log10", "exp2")
+
+
 class TritonUnsupported(NotImplementedError):
     pass
 
@@ -385,10 +391,10 @@ class Scope:
 
     def _float_floor_divmod(self, op, x, y, d, e) -> str:
         """PyTorch's float floor division and remainder, the steps of ops.py's
-        _float_floor_divmod: from fmod (Triton's float `%`), intermediates rounded where
+        _float_floor_divmod: from fmod (libdevice.fmod), intermediates rounded where
         the reference rounds them (float16)."""
         r = lambda s: self.round_numpy(e(s), d)   # noqa: E731
-        mod = e(f"{x} % {y}")
+        mod = e(f"_gc_fmod({x}, {y})")   # exact (NVPTX may lower float % inexactly)
         adjust = e(f"({mod} != 0) & (({y} < 0) != ({mod} < 0))")
         if op == "mod":
             return e(f"tl.where({adjust}, {r(f'{mod} + {y}')}, {mod})")
@@ -478,6 +484,7 @@ class Scope:
                   "expm1": "_gc_expm1", "sqrt": "_gc_sqrt", "sin": "_gc_sin", "cos": "_gc_cos",
                   "tanh": "_gc_tanh", "erf": "_gc_erf", "floor": "tl.floor",
                   "ceil": "tl.ceil", "round": "_gc_rint", "abs": "tl.abs"}
+        simple.update({name: "_gc_" + name for name in MATH_UNARY})
         if op in simple:
             return e(f"{simple[op]}({x})")
         if op == "neg":
@@ -514,6 +521,8 @@ class Scope:
             return e(f"_gc_fmax({x}, {y})")
         if op == "minimum":
             return e(f"_gc_fmin({x}, {y})")
+        if op in ("fmod", "atan2", "hypot", "copysign"):
+            return e(f"_gc_{op}({x}, {y})")
         raise TritonUnsupported(f"triton backend: no float lowering for {op} ({ct})")
 
     def int_op(self, v, args, e) -> str:
@@ -551,6 +560,8 @@ class Scope:
         if op in ("floordiv", "mod"):
             kind = "signed" if signed else "unsigned"
             return e(f"_gc_{op}_{kind}({x}, {y})")
+        if op == "fmod":   # unsigned: the truncated and the floored remainder agree
+            return e(f"_gc_fmod_signed({x}, {y})" if signed else f"_gc_mod_unsigned({x}, {y})")
         if op == "pow":
             bits = d.itemsize * 8 - (1 if signed else 0)
             return e(f"_gc_pow_int({x}, {y}, {bits}, {signed})")

@@ -96,6 +96,15 @@ def _gc_mod_unsigned(x, y):
 
 
 @triton.jit
+def _gc_fmod_signed(x, y):
+    # C's truncated remainder; by zero gives 0, and -1 becomes 1 (same remainder, 0)
+    # so INT_MIN % -1 cannot trap
+    zero = y == 0
+    safe = tl.where(zero | (y == -1), 1, y)
+    return tl.where(zero, 0, x % safe)
+
+
+@triton.jit
 def _gc_pow_int(x, y, BITS: tl.constexpr, SIGNED: tl.constexpr):
     e = tl.maximum(y, 0) + x * 0
     base = x + y * 0
@@ -163,6 +172,17 @@ def _gc_normal(seed, counter):
     u = _gc_uniform(seed, counter)
     u2 = _gc_uniform(seed, counter + 4611686018427387904)
     return _gc_sqrt(-2.0 * _gc_log1p(-u)) * _gc_cos(6.283185307179586 * u2)
+
+
+@triton.jit
+def _gc_copysign(x, y):
+    # |x| with the sign bit of y (nan's sign bit included, as C copysign): exact
+    if y.dtype == tl.float64:
+        neg = y.to(tl.int64, bitcast=True) < 0
+    else:
+        neg = y.to(tl.int32, bitcast=True) < 0
+    ax = tl.abs(x)
+    return tl.where(neg, -ax, ax)
 
 
 @triton.jit
@@ -238,6 +258,82 @@ def _gc_rint(x):
 def _gc_gelu(x):
     # 0.5 x erfc(-x/sqrt2): no cancellation for negative x
     return 0.5 * x * libdevice.erfc(-0.7071067811865476 * x)
+
+
+@triton.jit
+def _gc_tan(x):
+    return libdevice.tan(x)
+
+
+@triton.jit
+def _gc_asin(x):
+    return libdevice.asin(x)
+
+
+@triton.jit
+def _gc_acos(x):
+    return libdevice.acos(x)
+
+
+@triton.jit
+def _gc_atan(x):
+    return libdevice.atan(x)
+
+
+@triton.jit
+def _gc_sinh(x):
+    return libdevice.sinh(x)
+
+
+@triton.jit
+def _gc_cosh(x):
+    return libdevice.cosh(x)
+
+
+@triton.jit
+def _gc_asinh(x):
+    return libdevice.asinh(x)
+
+
+@triton.jit
+def _gc_acosh(x):
+    return libdevice.acosh(x)
+
+
+@triton.jit
+def _gc_atanh(x):
+    return libdevice.atanh(x)
+
+
+@triton.jit
+def _gc_log2(x):
+    return libdevice.log2(x)
+
+
+@triton.jit
+def _gc_log10(x):
+    return libdevice.log10(x)
+
+
+@triton.jit
+def _gc_exp2(x):
+    return libdevice.exp2(x)
+
+
+@triton.jit
+def _gc_atan2(y, x):
+    return libdevice.atan2(y, x)
+
+
+@triton.jit
+def _gc_hypot(x, y):
+    return libdevice.hypot(x, y)
+
+
+@triton.jit
+def _gc_fmod(x, y):
+    # CUDA's fmod is exact; not the float `%`, which NVPTX may lower as x - y*trunc(x/y)
+    return libdevice.fmod(x, y)
 '''
 
 PORTABLE = '''
@@ -340,6 +436,162 @@ def _gc_pow(x, y):
 def _gc_gelu(x):
     xd = x.to(tl.float64)
     return (0.5 * xd * (1.0 + tl.erf(0.7071067811865476 * xd))).to(x.dtype)
+
+
+# The functions below compute in float64 and round once to the operand's type (for a
+# float32 operand that is as good as a correctly rounded float32 function); float64
+# operands get a few ulp. Python float literals only ever meet float64 tensors here
+# (a scalar-only tl.where would make them float32 constants).
+
+
+@triton.jit
+def _gc_atan_f64(x):
+    # Cephes atan: |x| reduced below 0.66 through tan(3pi/8) and tan(pi/4), then a
+    # rational fit; within 1 ulp of float64 atan
+    a = tl.abs(x)
+    zero = tl.zeros_like(a)
+    big = a > 2.414213562373095
+    mid = (a > 0.66) & (big == 0)
+    z = tl.where(big, -1.0 / a, tl.where(mid, (a - 1.0) / (a + 1.0), a))
+    base = tl.where(big, zero + 1.5707963267948966,
+                    tl.where(mid, zero + 0.7853981633974483, zero))
+    more = tl.where(big, zero + 6.123233995736766e-17,
+                    tl.where(mid, zero + 3.061616997868383e-17, zero))
+    zz = z * z
+    p = (((-8.750608600031904122785e-1 * zz - 1.615753718733365076637e1) * zz
+          - 7.500855792314704667340e1) * zz - 1.228866684490136173410e2) * zz \
+        - 6.485021904942025371773e1
+    q = ((((zz + 2.485846490142306297962e1) * zz + 1.650270098316988542046e2) * zz
+          + 4.328810604912902668951e2) * zz + 4.853903996359136964868e2) * zz \
+        + 1.945506571482613964425e2
+    r = base + (z * (zz * p / q) + z + more)
+    r = tl.where(x < 0, -r, r)
+    return tl.where(a == 0, x, r)       # keeps the sign of a zero
+
+
+@triton.jit
+def _gc_atan2_f64(y, x):
+    # C99 atan2: the quadrant from the sign bits, both infinite gives pi/4 (3pi/4),
+    # both zero gives 0 (pi), nan propagates through the ratio
+    ay = tl.abs(y)
+    ax = tl.abs(x)
+    zero = tl.zeros_like(ay)
+    t = tl.where((ay == _GC_INF) & (ax == _GC_INF), zero + 1.0, ay / ax)
+    t = tl.where((ay == 0) & (ax == 0), zero, t)
+    r = _gc_atan_f64(t)
+    r = tl.where(x.to(tl.int64, bitcast=True) < 0, 3.141592653589793 - r, r)
+    return tl.where(y.to(tl.int64, bitcast=True) < 0, -r, r)
+
+
+@triton.jit
+def _gc_atan(x):
+    return _gc_atan_f64(x.to(tl.float64)).to(x.dtype)
+
+
+@triton.jit
+def _gc_atan2(y, x):
+    return _gc_atan2_f64(y.to(tl.float64), x.to(tl.float64)).to(y.dtype)
+
+
+@triton.jit
+def _gc_tan(x):
+    xd = x.to(tl.float64)
+    return (tl.sin(xd) / tl.cos(xd)).to(x.dtype)
+
+
+@triton.jit
+def _gc_asin(x):
+    xd = x.to(tl.float64)
+    # (1 - x)(1 + x): exact factors near |x| = 1, negative (nan root) outside [-1, 1]
+    return _gc_atan2_f64(xd, tl.sqrt((1.0 - xd) * (1.0 + xd))).to(x.dtype)
+
+
+@triton.jit
+def _gc_acos(x):
+    xd = x.to(tl.float64)
+    return (2.0 * _gc_atan2_f64(tl.sqrt(1.0 - xd), tl.sqrt(1.0 + xd))).to(x.dtype)
+
+
+@triton.jit
+def _gc_sinh(x):
+    xd = x.to(tl.float64)
+    a = tl.abs(xd)
+    e = _gc_expm1(a)
+    small = 0.5 * (e + e / (e + 1.0))          # no cancellation near 0
+    h = tl.exp(0.5 * a)
+    big = (0.5 * h) * h                         # e^a / 2 without overflowing early
+    r = tl.where(a < 22.0, small, big)          # beyond 22, e^-a is below an ulp
+    r = tl.where(xd < 0, -r, r)
+    return tl.where(a == 0, xd, r).to(x.dtype)
+
+
+@triton.jit
+def _gc_cosh(x):
+    a = tl.abs(x.to(tl.float64))
+    e = tl.exp(a)
+    h = tl.exp(0.5 * a)
+    return tl.where(a < 22.0, 0.5 * (e + 1.0 / e), (0.5 * h) * h).to(x.dtype)
+
+
+@triton.jit
+def _gc_asinh(x):
+    xd = x.to(tl.float64)
+    a = tl.abs(xd)
+    small = _gc_log1p(a + a * a / (1.0 + tl.sqrt(1.0 + a * a)))
+    r = tl.where(a > 268435456.0, tl.log(a) + 0.6931471805599453, small)
+    r = tl.where(xd < 0, -r, r)
+    return tl.where(a == 0, xd, r).to(x.dtype)
+
+
+@triton.jit
+def _gc_acosh(x):
+    xd = x.to(tl.float64)
+    t = xd - 1.0                                 # exact below 2
+    small = _gc_log1p(t + tl.sqrt(2.0 * t + t * t))
+    r = tl.where(xd > 268435456.0, tl.log(xd) + 0.6931471805599453, small)
+    return tl.where(xd < 1.0, _GC_NAN, r).to(x.dtype)
+
+
+@triton.jit
+def _gc_atanh(x):
+    xd = x.to(tl.float64)
+    a = tl.abs(xd)
+    r = 0.5 * _gc_log1p(2.0 * a / (1.0 - a))    # inf at 1, nan beyond
+    r = tl.where(xd < 0, -r, r)
+    return tl.where(a == 0, xd, r).to(x.dtype)
+
+
+@triton.jit
+def _gc_log2(x):
+    return tl.log2(x)
+
+
+@triton.jit
+def _gc_log10(x):
+    return (tl.log(x.to(tl.float64)) * 0.4342944819032518).to(x.dtype)
+
+
+@triton.jit
+def _gc_exp2(x):
+    return tl.exp2(x)
+
+
+@triton.jit
+def _gc_hypot(x, y):
+    ax = tl.abs(x.to(tl.float64))
+    ay = tl.abs(y.to(tl.float64))
+    a = tl.where(ax > ay, ax, ay)
+    b = tl.where(ax > ay, ay, ax)
+    q = b / a
+    r = a * tl.sqrt(1.0 + q * q)                 # scaled: no overflow of a^2
+    r = tl.where(a == 0, b, r)
+    r = tl.where((ax == _GC_INF) | (ay == _GC_INF), _GC_INF, r)   # even with a nan
+    return r.to(x.dtype)
+
+
+@triton.jit
+def _gc_fmod(x, y):
+    return x % y
 '''
 
 VARIANTS = ("device", "portable")
