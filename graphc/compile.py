@@ -70,16 +70,24 @@ class Tracer:
         self.grad_set: dict[int, tuple[Tensor, bool]] = {}  # id -> (tensor, had grad before)
         self.old_grads: dict[int, Tensor] = {}  # id(node of a previous .grad) -> its owner
         self.optimizers: dict[int, tuple] = {}  # id -> (weakref optimizer, its _structure())
+        # Every object whose id() keys a table above, held until the trace is bound: an
+        # id is unique only among live objects, and a node dropped mid-trace (the old
+        # .grad that zero_grad() discards) would hand its id to a node created later,
+        # which the binding would then take for it (a wrong input: a crash on its
+        # shape, or wrong values where the shapes agree).
+        self._keep: list = []
 
     # hooks -------------------------------------------------------------------------
     def on_create(self, t: Tensor):
         self.created.add(id(t))
+        self._keep.append(t)
 
     def on_read(self, t: Tensor, node: Node | None = None):
         """`t` is read; `node` (default t._node) stands for its current value."""
         n = t._node if node is None else node
         if n.data is not None and id(t) not in self.created and id(n) not in self.readers:
             self.readers[id(n)] = weakref.ref(t)
+            self._keep.append(n)
 
     def on_assign(self, t: Tensor):
         self.mutated.setdefault(id(t), t)
@@ -91,6 +99,7 @@ class Tracer:
                 # The step may read the old gradient (accumulation). At replay it must
                 # read whatever `t.grad` is then, not this object.
                 self.old_grads[id(t._grad._node)] = t
+                self._keep.append(t._grad._node)
 
     def on_optimizer_step(self, optimizer):
         """`optimizer.step()` recorded an update: the program is valid while the
