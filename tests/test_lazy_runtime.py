@@ -213,3 +213,13 @@ def test_reading_rows_of_a_computed_tensor_compiles_nothing():
     assert np.all(x[3].numpy() != 0)
     (x[1] * 2).numpy()                    # arithmetic still compiles
     assert runtime.stats["compiles"] == compiles + 1
+
+
+def test_out_of_range_index_names_the_op_and_the_users_line():
+    """The kernels only flag a bad index value; the error names the indexing op of the
+    graph, its dim's size and the line of user code that made it."""
+    emb = gc.nn.Embedding(10, 4)
+    tokens = gc.tensor([1, 12])
+    with pytest.raises(IndexError, match=r"gather over a dim of size 10 \(valid indices: "
+                                         r"-10\.\.9\) at .*test_lazy_runtime\.py:\d+"):
+        emb(tokens).sum().item()

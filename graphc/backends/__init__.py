@@ -46,3 +46,23 @@ def get_backend(name: str | None = None):
     if name not in _BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(_BACKENDS)}")
     return importlib.import_module(_BACKENDS[name])
+
+
+def index_error_message(graph) -> str:
+    """What to tell the user when a compiled kernel (LLVM or Triton) found an index
+    value out of range. The kernels only raise a flag (the check is a predicated store in a vectorised loop),
+    so the message names every op of the graph that indexes by data, with the line of
+    user code that made it: usually one (cross_entropy's or an Embedding's gather)."""
+    where = []
+    for n in graph.nodes:
+        if n.op in ("gather", "scatter_add"):
+            size = n.inputs[0].shape[n.attrs["dim"]]
+            where.append(f"{n.op} over a dim of size {size} (valid indices: "
+                         f"{-size}..{size - 1})" + (f" at {n.loc}" if n.loc else ""))
+    text = "graphc: an index value is out of range for the dimension it indexes"
+    if len(where) == 1:
+        return f"{text}: {where[0]}"
+    if where:
+        return f"{text}, in one of: " + "; ".join(where[:4]) + \
+            (f"; and {len(where) - 4} more" if len(where) > 4 else "")
+    return text

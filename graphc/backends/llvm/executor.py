@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .. import kernel_ir as K
+from .. import index_error_message, kernel_ir as K
 from ..interp import round_to_bfloat16
 from . import blas_threads
 
@@ -305,6 +305,5 @@ class Executable:
                     entry[1] += 1
             if self.status[0]:
                 self.status[0] = 0
-                raise IndexError("graphc: an index of gather/scatter_add/indexing is out of "
-                                 "range for the dimension it indexes")
+                raise IndexError(index_error_message(self.plan.graph))
             return [keep[k] if kind == "input" else fresh[k] for kind, k in self._outputs]

@@ -35,6 +35,7 @@ import weakref
 import numpy as np
 
 from . import loader
+from .. import index_error_message
 from .values import DeviceArray, from_device_layout, pinned, storage_nbytes, upload
 
 AUTOTUNE_MIN_WORK = 1 << 20
@@ -233,8 +234,7 @@ class Executable:
             flag = dev.download(self._status, 4).view(np.int32)[0]
             if flag:
                 dev.zero(self._status, 4)
-                raise IndexError("graphc: an index of gather/scatter_add/indexing is out of "
-                                 "range for the dimension it indexes")
+                raise IndexError(index_error_message(self.plan.graph))
 
     def _prepare(self, launch, cfg, how):
         """(config, runnable, how): `cfg` prepared, or, when the compiler or the device
