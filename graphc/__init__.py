@@ -6,7 +6,8 @@ Tensor operations build a static IR graph; reading a value compiles the pending 
 from .ir import dtypes as _dt
 from .ir.dtypes import DType as dtype  # noqa: F401
 from .ir.errors import DTypeError, GraphcError, ShapeError  # noqa: F401
-from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
+from .autograd import (enable_grad, inference_mode, is_grad_enabled,  # noqa: F401
+                       is_inference_mode_enabled, no_grad, set_grad_enabled)
 from .device import device  # noqa: F401
 from . import cuda  # noqa: F401
 from .tensor import (Generator, Size, Tensor, arange, empty, empty_like, eye,  # noqa: F401
@@ -39,6 +40,15 @@ def numel(t):
 
 def get_default_dtype():
     return _dt.DEFAULT_FLOAT
+
+
+def set_default_dtype(d):
+    """The float type of `tensor(1.5)`, `zeros(...)`, `rand(...)` and of a float scalar
+    promoted with integer tensors: every creation function and the promotion rules read
+    `dtypes.DEFAULT_FLOAT` when called."""
+    if not isinstance(d, _dt.DType) or not d.is_floating:
+        raise TypeError("only floating-point types are supported as the default type")
+    _dt.DEFAULT_FLOAT = d
 
 
 def promote_types(a, b):

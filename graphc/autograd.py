@@ -82,6 +82,47 @@ class enable_grad(_GradModeContext):
     mode = True
 
 
+def is_inference_mode_enabled() -> bool:
+    return getattr(_state, "inference", False)
+
+
+class inference_mode(_GradModeContext):
+    """torch.inference_mode(mode=True): a context manager and decorator (bare or called).
+    graphc has no inference tensors, so inference mode is no_grad that also reports
+    itself; as PyTorch's guard does, `inference_mode(False)` turns gradients *on* (even
+    inside no_grad) and leaves inference mode."""
+
+    def __new__(cls, mode=True):
+        if isinstance(mode, bool):
+            return object.__new__(cls)
+        return cls()(mode)  # `@inference_mode` without parentheses: `mode` is the function
+
+    def __init__(self, mode=True):
+        self.inference = mode
+
+    @property
+    def mode(self):
+        return not self.inference
+
+    def __enter__(self):
+        self._prev_inference = is_inference_mode_enabled()
+        _state.inference = self.inference
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        _state.inference = self._prev_inference
+        return super().__exit__(*exc)
+
+    def __call__(self, fn):
+        inference = self.inference
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with inference_mode(inference):
+                return fn(*args, **kwargs)
+        return wrapper
+
+
 class _LocationContext:
     def __init__(self, loc):
         self.loc = loc

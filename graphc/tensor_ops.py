@@ -17,6 +17,8 @@ import math
 import numbers
 import warnings
 
+import numpy as np
+
 from . import autograd
 # Load the einsum submodule now: importing it for the first time later (inside `einsum`)
 # would rebind the package attribute `graphc.einsum` from this function to the module.
@@ -25,6 +27,7 @@ from .ir import dtypes as dt
 from .ir.errors import DTypeError, ShapeError, at_user_line
 from .tensor import (Size, Tensor, _as_view, _contiguous_strides, _norm_dim, _norm_dims,
                      _scalar_node, broadcast_shapes, full, tensor, zeros)
+from .tensor import rand as _rand, randn as _randn
 
 _apply = Tensor._apply
 
@@ -207,6 +210,37 @@ def clamp_max(input, max):
     return clamp(input, max=max)
 
 
+def _addc_value(value, operands):
+    """`value * tensor1` as PyTorch's addcmul/addcdiv kernels form it: the scalar
+    multiplies tensor1 first (`self + value * t1 * t2`), and 1 is left out."""
+    if isinstance(value, float) and not result_type(*operands).is_floating:
+        value = int(value)  # PyTorch converts the scalar to the integer type: truncation
+    return operands[1] if isinstance(value, numbers.Number) and value == 1 else \
+        mul(value, operands[1])
+
+
+def addcmul(input, tensor1, tensor2, *, value=1):
+    """input + value * tensor1 * tensor2, promoted over all three tensors."""
+    d = result_type(input, tensor1, tensor2)
+    return add(input, mul(_addc_value(value, (input, tensor1, tensor2)), tensor2)._cast(d))
+
+
+def addcdiv(input, tensor1, tensor2, *, value=1):
+    """input + value * tensor1 / tensor2 (true division; integer tensors are refused)."""
+    if not tensor1.dtype.is_floating and not tensor2.dtype.is_floating:
+        raise at_user_line(RuntimeError, "Integer division with addcdiv is no longer "
+                                         "supported, and in a future  release addcdiv will "
+                                         "perform a true division of tensor1 and tensor2. The "
+                                         "historic addcdiv behavior can be implemented as "
+                                         "(input + value * torch.trunc(tensor1 / tensor2))."
+                                         "to(input.dtype) for integer inputs and as (input + "
+                                         "value * tensor1 / tensor2) for float inputs. The "
+                                         "future addcdiv behavior is just the latter "
+                                         "implementation: (input + value * tensor1 / tensor2), "
+                                         "for all dtypes.")
+    return add(input, div(_addc_value(value, (input, tensor1, tensor2)), tensor2))
+
+
 # ---------------------------------------------------------------------------- comparisons
 
 def _compare(op):
@@ -363,6 +397,27 @@ def isinf(input):
 
 def square(input):
     return mul(input, input)
+
+
+def _finfo_max(dtype):
+    if dtype is dt.bfloat16:
+        return float.fromhex("0x1.fep127")  # numpy has no bfloat16
+    return float(np.finfo(dtype.np).max)
+
+
+def nan_to_num(input, nan=0.0, posinf=None, neginf=None):
+    """NaN -> `nan`, +inf -> `posinf`, -inf -> `neginf` (default: the dtype's largest and
+    lowest finite values). Written with `where`, so the gradient is the incoming one
+    where the input is finite and 0 where it was replaced, as PyTorch's."""
+    if not input.dtype.is_floating:
+        return input.clone()
+    big = _finfo_max(input.dtype)
+    posinf = big if posinf is None else posinf
+    neginf = -big if neginf is None else neginf
+    with autograd.literal_scalars():
+        out = where(eq(input, -math.inf), _scalar_node(neginf, input.dtype), input)
+        out = where(eq(input, math.inf), _scalar_node(posinf, input.dtype), out)
+        return where(isnan(input), _scalar_node(nan, input.dtype), out)
 
 
 def lerp(input, end, weight):
@@ -529,6 +584,14 @@ def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     return var(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
 
 
+def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return std(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
+
+
+def count_nonzero(input, dim=None):
+    return sum(ne(input, 0), dim)
+
+
 def logsumexp(input, dim, keepdim=False):
     _check_dims(dim, input.ndim)
     if input.numel() == 0:  # log of an empty sum: -inf, as PyTorch gives
@@ -606,15 +669,77 @@ def _reduced_shape(input, dim, keepdim):
                  if keepdim or k not in dims)
 
 
-def cumsum(input, dim):
-    """Prefix sums as a triangular matmul (exact for the sizes graphc's users reach)."""
+def _cum_dtype(input, dtype):
+    """cumsum/cumprod's result type: `dtype`, else integers and bools widen to int64."""
+    if dtype is not None:
+        return dt.to_dtype(dtype)
+    return input.dtype if input.dtype.is_floating else dt.int64
+
+
+def _tri_mask(n, m, offset):
+    """(n, m) bool mask of j - i <= offset (the lower triangle from diagonal `offset`)."""
+    i = _apply("iota", shape=(n, m), dim=0, dtype=dt.int64)
+    j = _apply("iota", shape=(n, m), dim=1, dtype=dt.int64)
+    return le(j - i, offset)
+
+
+def _masked_prefix(x, reduce, identity, strict):
+    """out[..., i] = reduce of x[..., j] over j <= i (j < i if `strict`), along the last
+    dim: one reduction over a broadcast (n, n) triangle (inlined into the reduction's
+    loop, never stored by the compiled backends)."""
+    n = x.shape[-1]
+    if reduce == "sum":  # a matmul with the triangle: BLAS where the backend has it
+        return matmul(x, _tri_mask(n, n, -1 if strict else 0)._cast(x.dtype).mT)
+    keep = _tri_mask(n, n, -1 if strict else 0)
+    rows = x.reshape(tuple(x.shape[:-1]) + (1, n))
+    return prod(where(keep, rows, _scalar_node(identity, x.dtype)), -1)
+
+
+def _blocked_scan(x, reduce, identity):
+    """Inclusive prefix reduction along the last dim in two levels: blocks of c ~ sqrt(n)
+    elements are scanned with a triangle (n*c work), the block totals likewise (b*b),
+    and each block is combined with the exclusive prefix of the totals before it. Exact
+    for any values (zeros, negatives, infinities: no log/exp), O(n^1.5) work, and
+    differentiable through the ops' own rules."""
+    n = x.shape[-1]
+    c = n if n <= 32 else 1 << ((n - 1).bit_length() + 1) // 2
+    b = -(-n // c)
+    combine = add if reduce == "sum" else mul
+    lead = tuple(x.shape[:-1])
+    if b * c != n:  # fill the last block with the identity
+        fill = _scalar_node(identity, x.dtype)._expand_to(lead + (b * c - n,))
+        x = _apply("concat", x, fill, dim=x.ndim - 1)
+    inner = _masked_prefix(x.reshape(lead + (b, c)), reduce, identity, strict=False)
+    if b > 1:
+        totals = inner[..., c - 1]
+        before = _masked_prefix(totals, reduce, identity, strict=True)
+        inner = combine(before.reshape(lead + (b, 1)), inner)
+    out = inner.reshape(lead + (b * c,))
+    return out[..., :n] if b * c != n else out
+
+
+def _cumulative(input, dim, dtype, reduce, identity):
     d = _norm_dim(dim, input.ndim)
-    n = input.shape[d]
-    x = input if input.dtype.is_floating else input._cast(dt.int64)
-    moved = x.transpose(d, -1) if input.ndim > 1 else x.reshape(1, n)
-    tri = (arange_like(n).reshape(n, 1) <= arange_like(n).reshape(1, n))._cast(x.dtype)
-    out = matmul(moved, tri)
-    return out.transpose(d, -1) if input.ndim > 1 else out.reshape(n)
+    x = input._cast(_cum_dtype(input, dtype))
+    if x.ndim == 0 or x.shape[d] <= 1:
+        return x.clone() if x is input else x
+    # PyTorch's CPU kernels accumulate float32 in double (half types in float) and round
+    # each output once; accumulating in that type gives its values bit for bit, where
+    # float32 sums drift by up to n roundings
+    acc = dt.float64 if x.dtype is dt.float32 else (
+        dt.float32 if x.dtype in (dt.float16, dt.bfloat16) else x.dtype)
+    with autograd.literal_scalars():
+        moved = x._cast(acc).transpose(d, -1)
+        return _blocked_scan(moved, reduce, identity).transpose(d, -1)._cast(x.dtype)
+
+
+def cumsum(input, dim, *, dtype=None):
+    return _cumulative(input, dim, dtype, "sum", 0)
+
+
+def cumprod(input, dim, *, dtype=None):
+    """Prefix products, exact for zeros and negatives (no exp(cumsum(log)))."""
+    return _cumulative(input, dim, dtype, "prod", 1)
 
 
 def arange_like(n):
@@ -1000,6 +1125,290 @@ def unbind(input, dim=0):
     return tuple(x.squeeze(d) for x in split(input, 1, d))
 
 
+def select(input, dim, index):
+    """input[..., index, ...] at `dim`: a view, as in PyTorch."""
+    if input.ndim == 0:
+        raise at_user_line(IndexError, "select() cannot be applied to a 0-dim tensor.")
+    d = _norm_dim(dim, input.ndim)
+    size = input.shape[d]
+    if not -size <= index < size:
+        raise at_user_line(IndexError, f"select(): index {index} out of range for tensor of "
+                                       f"size {list(input.shape)} at dimension {d}")
+    return input[(slice(None),) * d + (int(index),)]
+
+
+def _triangle(name, input, diagonal, lower):
+    if input.ndim < 2:
+        raise at_user_line(RuntimeError, f"{name}: input tensor must have at least 2 "
+                                         f"dimensions")
+    r, c = input.shape[-2:]
+    keep = _tri_mask(r, c, diagonal) if lower else logical_not(_tri_mask(r, c, diagonal - 1))
+    # a where, so the gradient is zero above (below) the diagonal, as PyTorch's
+    return where(keep, input, _scalar_node(0, input.dtype))
+
+
+def tril(input, diagonal=0):
+    return _triangle("tril", input, int(diagonal), lower=True)
+
+
+def triu(input, diagonal=0):
+    return _triangle("triu", input, int(diagonal), lower=False)
+
+
+def roll(input, shifts, dims=None):
+    shifts = (shifts,) if isinstance(shifts, numbers.Integral) else tuple(shifts)
+    if dims is None:
+        if len(shifts) != 1:
+            raise at_user_line(RuntimeError, f"shifts and dimensions must align. shifts: "
+                                             f"{len(shifts)}, dims:0")
+        return roll(input.flatten(), shifts, 0).view(input.shape)
+    dims = (dims,) if isinstance(dims, numbers.Integral) else tuple(dims)
+    if len(shifts) != len(dims):
+        raise at_user_line(RuntimeError, f"shifts and dimensions must align. shifts: "
+                                         f"{len(shifts)}, dims:{len(dims)}")
+    out = input
+    for shift, dim in zip(shifts, dims):
+        d = _norm_dim(dim, input.ndim)
+        n = input.shape[d]
+        k = int(shift) % n if n else 0
+        if k:  # the last k elements move to the front
+            out = cat([narrow(out, d, n - k, k), narrow(out, d, 0, n - k)], d)
+    return out.clone() if out is input else out
+
+
+def _diagonal_of(x, offset, d1, d2):
+    """The diagonal of dims d1, d2 as the last dim: the two dims are flattened into one
+    and read with a step of (columns + 1), starting at the offset's first element."""
+    rest = [k for k in range(x.ndim) if k not in (d1, d2)]
+    if rest + [d1, d2] != list(range(x.ndim)):
+        x = x._apply("permute", x, dims=tuple(rest + [d1, d2]))
+    r, c = x.shape[-2:]
+    n = builtins.max(0, builtins.min(r, c - offset) if offset >= 0 else
+                     builtins.min(r + offset, c))
+    lead = tuple(x.shape[:-2])
+    flat = x._apply("reshape", x, shape=lead + (r * c,))
+    start = (offset if offset >= 0 else -offset * c) if n else 0
+    stop = start + (n - 1) * (c + 1) + 1 if n else 0
+    return flat._slice([0] * len(lead) + [start], list(lead) + [stop],
+                       [1] * len(lead) + [c + 1])
+
+
+def _diag_dims(ndim, dim1, dim2):
+    d1, d2 = _norm_dim(dim1, ndim), _norm_dim(dim2, ndim)
+    if d1 == d2:
+        raise at_user_line(RuntimeError, f"diagonal dimensions cannot be identical {dim1}, "
+                                         f"{dim2}")
+    return d1, d2
+
+
+def diagonal(input, offset=0, dim1=0, dim2=1):
+    """A view of the diagonal `offset` of dims dim1, dim2, moved to the last dim."""
+    d1, d2 = _diag_dims(input.ndim, dim1, dim2)
+    offset = int(offset)
+    out = _diagonal_of(input, offset, d1, d2)
+    st = input._strides()
+    strides = [st[k] for k in range(input.ndim) if k not in (d1, d2)] + [st[d1] + st[d2]]
+    return _as_view(input, out, lambda b: _diagonal_of(b, offset, d1, d2), None, strides)
+
+
+def diag_embed(input, offset=0, dim1=-2, dim2=-1):
+    """Matrices (in dims dim1, dim2 of the result) with input's last dim on diagonal
+    `offset`: the inverse of `_diagonal_of`, a `pad` that puts (m + 1) - 1 zeros between
+    the elements of the flattened m x m matrix."""
+    ndim = input.ndim + 1
+    d1, d2 = _diag_dims(ndim, dim1, dim2)
+    offset = int(offset)
+    n = input.shape[-1] if input.ndim else 1
+    x = input.reshape(1) if input.ndim == 0 else input
+    m = n + builtins.abs(offset)
+    start = offset if offset >= 0 else -offset * m
+    used = start + (n - 1) * (m + 1) + 1 if n else start
+    lead = len(x.shape) - 1
+    flat = x._pad([0] * lead + [start], [0] * lead + [m * m - used], [0] * lead + [m])
+    y = flat._apply("reshape", flat, shape=tuple(x.shape[:-1]) + (m, m))
+    rest = iter(range(ndim - 2))
+    perm = [ndim - 2 if k == d1 else ndim - 1 if k == d2 else next(rest) for k in range(ndim)]
+    return y if perm == list(range(ndim)) else y._apply("permute", y, dims=tuple(perm))
+
+
+def diag(input, diagonal=0):
+    """1-D: the square matrix with input on diagonal `diagonal`; 2-D: that diagonal (a
+    copy, unlike `diagonal`)."""
+    if input.ndim == 1:
+        return diag_embed(input, diagonal, 0, 1)
+    if input.ndim == 2:
+        return _diagonal_of(input, int(diagonal), 0, 1).clone()
+    raise at_user_line(RuntimeError, f"diag(): Supports 1D or 2D tensors. Got {input.ndim}D")
+
+
+def tile(input, *dims):
+    dims = _shape_from_args(dims)
+    # fewer dims than the tensor has: the missing leading ones are 1 (repeat refuses)
+    return repeat(input, (1,) * (input.ndim - len(dims)) + dims)
+
+
+def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
+    """Each element (or slice along `dim`) repeated `repeats` times in place. An int
+    expands a new dim after `dim`; a tensor of repeats gathers with an index whose i-th
+    entry counts the repeat totals <= i, so only the output size is read from its data
+    (or given as `output_size`). With `input` alone: the form
+    repeat_interleave(repeats), the indices 0, 0, 1, ... that the other form gathers."""
+    if repeats is None:
+        return _repeat_index(input, output_size)
+    if dim is None:
+        input, dim = input.reshape(-1), 0
+    d = _norm_dim(dim, input.ndim)
+    if isinstance(repeats, Tensor) and repeats.ndim == 0:
+        repeats = int(repeats.item()) if repeats.dtype.category == 1 else repeats
+    if isinstance(repeats, numbers.Integral):
+        if repeats < 0:
+            raise at_user_line(RuntimeError, "Repeats must be non-negative")
+        shape = tuple(input.shape)
+        x = input.reshape(shape[:d + 1] + (1,) + shape[d + 1:])
+        x = x._expand_to(shape[:d + 1] + (int(repeats),) + shape[d + 1:])
+        return x.reshape(shape[:d] + (shape[d] * int(repeats),) + shape[d + 1:])
+    if repeats.ndim != 1 or repeats.shape[0] not in (1, input.shape[d]):
+        raise at_user_line(RuntimeError, f"repeats must have the same size as input along "
+                                         f"dim, but got repeats.size(0) = "
+                                         f"{repeats.shape[0] if repeats.ndim else 1} and "
+                                         f"input.size({d}) = {input.shape[d]}")
+    if repeats.shape[0] != input.shape[d]:
+        repeats = repeats.expand(input.shape[d])
+    return index_select(input, d, _repeat_index(repeats, output_size))
+
+
+def _repeat_index(repeats, output_size):
+    if not isinstance(repeats, Tensor) or repeats.dtype.category != 1:
+        got = repeats.dtype.name if isinstance(repeats, Tensor) else type(repeats).__name__
+        raise at_user_line(RuntimeError, f"repeat_interleave: repeats has to be Long or Int "
+                                         f"tensor (got {got})")
+    if repeats.ndim != 1:
+        raise at_user_line(RuntimeError, "repeat_interleave only accept 1D vector as repeat")
+    if output_size is None:
+        # the output's size is data: read it, as PyTorch syncs with the device for it
+        counts = repeats.detach()._value()
+        if (counts < 0).any():
+            raise at_user_line(RuntimeError, "repeats can not be negative")
+        output_size = int(counts.sum())
+    ends = cumsum(repeats, 0)
+    pos = arange_like(int(output_size)).reshape(-1, 1)
+    return sum(le(ends.reshape(1, -1), pos), 1)
+
+
+def meshgrid(*tensors, indexing=None):
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if indexing is None:
+        warnings.warn("torch.meshgrid: in an upcoming release, it will be required to pass "
+                      "the indexing argument.", UserWarning, stacklevel=2)
+        indexing = "ij"
+    if indexing not in ("ij", "xy"):
+        raise at_user_line(RuntimeError, f'torch.meshgrid: indexing must be one of "xy" or '
+                                         f'"ij", but received: {indexing}')
+    for t_ in tensors:
+        if t_.ndim > 1:
+            raise at_user_line(RuntimeError, f"torch.meshgrid: Expected 0D or 1D tensor in "
+                                             f"the tensor list but got a {t_.ndim}D tensor")
+        if t_.dtype is not tensors[0].dtype:
+            raise at_user_line(RuntimeError, "meshgrid expects all tensors to have the same "
+                                             "dtype")
+    axes = list(range(len(tensors)))
+    if indexing == "xy" and len(tensors) >= 2:  # the first two vary along dims 1 and 0
+        axes[0], axes[1] = 1, 0
+    sizes = [0] * len(tensors)
+    for t_, a in zip(tensors, axes):
+        sizes[a] = t_.numel()
+    out = []
+    for t_, a in zip(tensors, axes):
+        view_shape = [1] * len(tensors)
+        view_shape[a] = t_.numel()
+        out.append(t_.reshape(view_shape).expand(sizes))  # expanded views, as PyTorch's
+    return tuple(out)
+
+
+def _atleast(nd, tensors):
+    single = len(tensors) == 1 and isinstance(tensors[0], Tensor)
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    out = []
+    for x in tensors:
+        if x.ndim == 0:
+            x = x.reshape((1,) * nd)
+        elif x.ndim == 1 and nd >= 2:
+            x = x.unsqueeze(0) if nd == 2 else x.reshape(1, x.shape[0], 1)
+        elif x.ndim == 2 and nd == 3:
+            x = x.unsqueeze(-1)
+        out.append(x)
+    return out[0] if single else tuple(out)
+
+
+def atleast_1d(*tensors):
+    return _atleast(1, tensors)
+
+
+def atleast_2d(*tensors):
+    return _atleast(2, tensors)
+
+
+def atleast_3d(*tensors):
+    return _atleast(3, tensors)
+
+
+def hstack(tensors):
+    ts = atleast_1d(list(tensors))
+    return cat(ts, 0 if ts[0].ndim == 1 else 1)
+
+
+def vstack(tensors):
+    return cat(atleast_2d(list(tensors)), 0)
+
+
+row_stack = vstack
+
+
+def dstack(tensors):
+    return cat(atleast_3d(list(tensors)), 2)
+
+
+def column_stack(tensors):
+    return cat([x.reshape(x.numel(), 1) if x.ndim <= 1 else x for x in tensors], 1)
+
+
+def _unfold_view(input, dimension, size, step):
+    """Tensor.unfold: windows of `size` elements every `step` along `dimension`, as a
+    new last dim. One gather with index start + offset (windows may overlap), so the
+    gradient scatter-adds back; marked as a view of the input, as PyTorch's."""
+    d = _norm_dim(dimension, input.ndim)
+    n = input.shape[d] if input.ndim else 1
+    if size > n:
+        raise at_user_line(RuntimeError, f"maximum size for tensor at dimension {d} is {n} "
+                                         f"but size is {size}")
+    if step <= 0:
+        raise at_user_line(RuntimeError, f"step is {step} but must be > 0")
+    if size < 0:
+        raise at_user_line(RuntimeError, f"size is {size} but must be >= 0")
+    count = (n - size) // step + 1
+    st = input._strides()
+    strides = list(st) if input.ndim else []
+    if input.ndim:
+        strides[d] = st[d] * step
+    strides.append(st[d] if input.ndim else 1)
+    return _as_view(input, _unfold(input, d, size, step, count),
+                    lambda b: _unfold(b, d, size, step, count), None, strides)
+
+
+def _unfold(x, d, size, step, count):
+    if x.ndim == 0:
+        return x.reshape(1)
+    with autograd.literal_scalars():
+        idx = _apply("iota", shape=(count, size), dim=0, dtype=dt.int64) * step + \
+            _apply("iota", shape=(count, size), dim=1, dtype=dt.int64)
+    shape = tuple(x.shape)
+    out = index_select(x, d, idx.reshape(-1))
+    out = out.reshape(shape[:d] + (count, size) + shape[d + 1:])
+    return out.movedim(d + 1, -1) if d + 1 != out.ndim - 1 else out
+
+
 # ---------------------------------------------------------------------------- indexing ops
 
 def _check_index(name, index, expected="int64"):
@@ -1052,6 +1461,179 @@ def masked_fill(input, mask, value):
         value = value._cast(input.dtype)
     return where(mask, value if isinstance(value, Tensor) else
                  _scalar_node(value, input.dtype), input)
+
+
+def take_along_dim(input, indices, dim=None):
+    if not isinstance(indices, Tensor) or indices.dtype is not dt.int64:
+        got = indices.dtype.name if isinstance(indices, Tensor) else type(indices).__name__
+        raise at_user_line(RuntimeError, f"torch.take_along_dim(): dtype of indices should be "
+                                         f"Long but got {_TORCH_NAMES.get(got, got)}")
+    if dim is None:
+        return gather(input.reshape(-1), 0, indices.reshape(-1))
+    if input.ndim != indices.ndim:
+        raise at_user_line(RuntimeError, f"torch.take_along_dim(): input and indices should "
+                                         f"have the same number of dimensions, but got "
+                                         f"{input.ndim} dimensions for input, and "
+                                         f"{indices.ndim} dimensions for indices")
+    d = _norm_dim(dim, input.ndim)
+    # both broadcast against each other in every dim but `dim`
+    want = list(input.shape)
+    want[d] = indices.shape[d]
+    shape = list(broadcast_shapes(tuple(want), tuple(indices.shape)))
+    idx = indices._expand_to(tuple(shape))
+    shape[d] = input.shape[d]
+    return gather(input._expand_to(tuple(shape)), d, idx)
+
+
+_TORCH_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half",
+                "bfloat16": "BFloat16", "int32": "Int", "int64": "Long", "bool": "Bool",
+                "uint8": "Byte"}
+
+
+def _index_vector(name, input, dim, index):
+    """Checks shared by index_add/index_copy/index_fill; returns (dim, int64 index)."""
+    if not isinstance(index, Tensor) or index.dtype not in (dt.int32, dt.int64):
+        got = index.dtype.name if isinstance(index, Tensor) else type(index).__name__
+        raise at_user_line(RuntimeError, f"{name}(): Expected dtype int32/int64 for index but "
+                                         f"got: {_TORCH_NAMES.get(got, got)}")
+    if index.ndim > 1:
+        raise at_user_line(IndexError, f"{name}(): Index is supposed to be a vector, but got "
+                                       f"dim: {index.ndim} with type: "
+                                       f"{_TORCH_NAMES[index.dtype.name]} and size: "
+                                       f"{list(index.shape)}")
+    return _norm_dim(dim, input.ndim), index.reshape(-1)._cast(dt.int64)
+
+
+def _check_source(name, input, d, index, source):
+    if name == "index_add_" and input.ndim == 0 and source.ndim:
+        raise at_user_line(RuntimeError, f"source tensor shape must match self tensor shape, "
+                                         f"excluding the specified dimension. Got self.shape "
+                                         f"= [] source.shape = {list(source.shape)}")
+    if source.dtype is not input.dtype:
+        raise at_user_line(RuntimeError, f"{name}(): self ({_TORCH_NAMES[input.dtype.name]}) "
+                                         f"and source ({_TORCH_NAMES[source.dtype.name]}) must "
+                                         f"have the same scalar type")
+    n = source.shape[d] if source.ndim else 1
+    if n != index.shape[0]:
+        raise at_user_line(IndexError if name == "index_copy_" else RuntimeError,
+                           f"{name}(): Number of indices ({index.shape[0]}) should be equal "
+                           f"to source.size(dim): ({n}), for dim: {d}")
+    if source.ndim and tuple(s for k, s in enumerate(source.shape) if k != d) != \
+            tuple(s for k, s in enumerate(input.shape) if k != d):
+        raise at_user_line(RuntimeError, f"{name}(): source {list(source.shape)} and self "
+                                         f"{list(input.shape)} must have the same size in "
+                                         f"every dim but {d}")
+
+
+def _along(index, d, shape):
+    """`index` (1-D) laid along dim `d` and broadcast to `shape`, for gather/scatter."""
+    view = [1] * len(shape)
+    view[d] = index.shape[0]
+    return index.reshape(view)._expand_to(tuple(shape))
+
+
+def index_add(input, dim, index, source, *, alpha=1):
+    """input with alpha * source[..., i, ...] added at input[..., index[i], ...]
+    (repeated indices add up): a scatter_add, whose gradient gathers."""
+    d, index = _index_vector("index_add_", input, dim, index)
+    _check_source("index_add_", input, d, index, source)
+    if input.ndim == 0:
+        return add(input, source.reshape(()) * alpha if alpha != 1 else source.reshape(()))
+    if alpha != 1:
+        source = mul(source, alpha)._cast(input.dtype)
+    return scatter_add(input, d, _along(index, d, source.shape), source)
+
+
+def index_copy(input, dim, index, source):
+    """input with input[..., index[i], ...] = source[..., i, ...] (which write wins for
+    a repeated index is undefined in PyTorch)."""
+    d, index = _index_vector("index_copy_", input, dim, index)
+    if source.dtype is not input.dtype:
+        raise at_user_line(RuntimeError, f"index_copy_(): self and source expected to have "
+                                         f"the same dtype, but got (self) "
+                                         f"{_TORCH_NAMES[input.dtype.name]} and (source) "
+                                         f"{_TORCH_NAMES[source.dtype.name]}")
+    _check_source("index_copy_", input, d, index, source)
+    from .indexing import write_positions
+    pos = _positions(input)
+    if not input.ndim:  # a 0-d tensor takes a one-element source
+        return write_positions(input, pos, source.reshape(()), unique=False)
+    return write_positions(input, gather(pos, d, _along(index, d, source.shape)), source,
+                           unique=False)
+
+
+def index_fill(input, dim, index, value):
+    """input with every slice input[..., index[i], ...] set to `value` (a scalar or a
+    0-d tensor, which then gets the summed gradient of the filled places)."""
+    d, index = _index_vector("index_fill_", input, dim, index)
+    if isinstance(value, Tensor) and value.ndim:
+        raise at_user_line(RuntimeError, f"index_fill_ only supports a 0-dimensional value "
+                                         f"tensor, but got tensor with {value.ndim} "
+                                         f"dimension(s).")
+    n = input.shape[d] if input.ndim else 1
+    with autograd.literal_scalars():
+        hit = zeros(n, dtype=dt.int32).scatter_add(0, index, full((index.shape[0],), 1,
+                                                                  dtype=dt.int32))
+    view = [1] * input.ndim
+    if input.ndim:
+        view[d] = n
+    mask = gt(hit.reshape(view), 0)
+    value = value._cast(input.dtype) if isinstance(value, Tensor) else \
+        _scalar_node(value, input.dtype)
+    return where(mask, value, input)
+
+
+def _positions(x):
+    """Each element's flat (row-major) position in x, in x's shape."""
+    pos = _apply("iota", shape=(x.numel(),), dim=0, dtype=dt.int64)
+    return pos._apply("reshape", pos, shape=tuple(x.shape))
+
+
+def scatter(input, dim, index, src=None, value=None, *, reduce=None):
+    """torch.scatter: out[index[i][j]][j] = src[i][j] (dim 0), or = value. The target of
+    each index element is the flat position gathered from x's positions with the same
+    index; the writes then go where `setitem` puts them (indexing.write_positions)."""
+    if src is None and value is None:
+        raise at_user_line(TypeError, "scatter() missing 1 required argument: 'src' or "
+                                      "'value'")
+    src = value if src is None else src
+    if reduce is not None:
+        if reduce not in ("add", "multiply"):
+            raise at_user_line(RuntimeError, f"reduce argument must be either add or "
+                                             f"multiply. Got {reduce}")
+        if reduce == "multiply":
+            raise at_user_line(NotImplementedError, "scatter(reduce='multiply') is not "
+                                                    "supported by graphc")
+    _check_index("scatter", index)
+    if isinstance(src, Tensor) and src.dtype is not input.dtype:
+        raise at_user_line(RuntimeError, "scatter(): Expected self.dtype to be equal to "
+                                         "src.dtype")
+    d = _norm_dim(dim, input.ndim)
+    _check_scatter_shapes(input, d, index, src)
+    if not isinstance(src, Tensor):
+        src = _scalar_node(src, input.dtype)._expand_to(tuple(index.shape))
+    if tuple(src.shape) != tuple(index.shape):  # only src[:index.shape] is used
+        src = src._slice([0] * src.ndim, list(index.shape), [1] * src.ndim)
+    index = index._cast(dt.int64)
+    if reduce == "add":
+        return scatter_add(input, d, index, src)
+    from .indexing import write_positions
+    pos = _positions(input)  # a 0-d input has one position (its index must be 0)
+    return write_positions(input, gather(pos, d, index) if input.ndim else pos, src,
+                           unique=False)
+
+
+def _check_scatter_shapes(input, d, index, src):
+    if index.ndim != input.ndim:
+        raise at_user_line(RuntimeError, "Index tensor must have the same number of "
+                                         "dimensions as self tensor")
+    srcs = src.shape if isinstance(src, Tensor) else index.shape
+    if builtins.any(i > x for k, (i, x) in enumerate(zip(index.shape, input.shape))
+                    if k != d) or builtins.any(i > s for i, s in zip(index.shape, srcs)):
+        raise at_user_line(RuntimeError, f"Expected index {list(index.shape)} to be no larger "
+                                         f"than self {list(input.shape)} apart from dimension "
+                                         f"{d} and to be no larger size than src "
+                                         f"{list(srcs)}")
 
 
 # ---------------------------------------------------------------------------- linear algebra
@@ -1122,6 +1704,150 @@ def einsum(equation, *operands):
     return _einsum(equation, *operands)
 
 
+# ---------------------------------------------------------------------------- tensors
+
+def as_tensor(data, dtype=None, device=None):
+    """A tensor is returned as it is (or converted to `dtype`); other data is copied
+    (graphc cannot share a numpy array's memory, as PyTorch does on the CPU)."""
+    if isinstance(data, Tensor):
+        if device is not None:
+            data = data.to(device)
+        return data if dtype is None else data.to(dt.to_dtype(dtype))
+    return tensor(data, dtype=dtype, device=device)
+
+
+
+def clone(input, *, memory_format=None):
+    return input.clone()
+
+
+def is_floating_point(input):
+    return input.dtype.is_floating
+
+
+def is_nonzero(input):
+    if input.numel() != 1:
+        raise at_user_line(RuntimeError, "Boolean value of Tensor with more than one value "
+                                         "is ambiguous" if input.numel() else
+                                         "Boolean value of Tensor with no values is ambiguous")
+    return bool(input)
+
+
+_TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "float16": "HalfTensor",
+               "bfloat16": "BFloat16Tensor", "int32": "IntTensor", "int64": "LongTensor",
+               "bool": "BoolTensor", "uint8": "ByteTensor"}
+_TYPE_DTYPES = {v: k for k, v in _TYPE_NAMES.items()}
+
+
+def _type(self, dtype=None, non_blocking=False, **kwargs):
+    """Tensor.type(): PyTorch's type string ('torch.FloatTensor': scripts compare with
+    it); Tensor.type(dtype or such a string): the tensor converted (itself if equal)."""
+    if dtype is None:
+        return "torch." + _TYPE_NAMES[self.dtype.name]
+    if isinstance(dtype, str):
+        name = dtype.rsplit(".", 1)[-1]
+        cuda = ".cuda." in dtype
+        if name not in _TYPE_DTYPES or not dtype.startswith(("torch.", "graphc.")):
+            raise at_user_line(ValueError, f"invalid type: '{dtype}'")
+        out = self.to(dt.from_name(_TYPE_DTYPES[name]))
+        return out.cuda() if cuda else out
+    return self.to(dt.to_dtype(dtype))
+
+
+# ---------------------------------------------------------------------------- random fills
+# In-place fills from graphc's counter-based generator (graphc.manual_seed): the values
+# are a `rand` node of the graph, drawn when the tensor is next realized.
+
+def _require_float_fill(name, self):
+    if not self.dtype.is_floating:
+        raise at_user_line(NotImplementedError, f'"{name}" not implemented for '
+                                                f"'{_TORCH_NAMES[self.dtype.name]}'")
+
+
+def _from_to(args, kwargs, default_to):
+    """(from, to) of uniform_/random_, whose first parameter is the keyword `from`."""
+    names = ("from", "to")
+    vals = dict(zip(names, args))
+    for k in names:
+        if k in kwargs:
+            vals[k] = kwargs.pop(k)
+    if kwargs:
+        raise TypeError(f"unexpected keyword arguments {sorted(kwargs)}")
+    return vals.get("from", 0), vals.get("to", default_to)
+
+
+def _uniform_(self, *args, generator=None, **kwargs):
+    lo, hi = _from_to(args, kwargs, 1.0)
+    _require_float_fill("check_uniform_bounds", self)
+    u = _rand((self.shape), dtype=self.dtype, generator=generator)
+    return self._assign(u * float(hi - lo) + float(lo))
+
+
+def _normal_(self, mean=0.0, std=1.0, *, generator=None):
+    _require_float_fill("normal_kernel_cpu", self)
+    if std < 0:
+        raise at_user_line(RuntimeError, f"normal expects std >= 0.0, but found std {std}")
+    z = _randn(self.shape, dtype=self.dtype, generator=generator)
+    return self._assign(z * float(std) + float(mean))
+
+
+def bernoulli(input, p=None, *, generator=None):
+    """1 with probability `p` (default: the input's values), in the input's dtype."""
+    probs = input if p is None else p
+    u = _rand(input.shape, dtype=dt.float64, generator=generator)
+    return lt(u, probs)._cast(input.dtype)
+
+
+def _bernoulli_(self, p=0.5, *, generator=None):
+    if _is_scalar(p) and not 0 <= p <= 1:
+        raise at_user_line(RuntimeError, f"bernoulli_ expects p to be in [0, 1], but got "
+                                         f"p={p}")
+    return self._assign(bernoulli(self, p, generator=generator))
+
+
+def _random_top(dtype):
+    """One past random_()'s largest value: 2**mantissa digits for floats (every integer
+    below is exact), the type's maximum for integers."""
+    return {"float16": 2 ** 11, "bfloat16": 2 ** 8, "float32": 2 ** 24, "float64": 2 ** 53,
+            "int32": 2 ** 31, "int64": 2 ** 63, "uint8": 2 ** 8, "bool": 2}[dtype.name] + \
+        (1 if dtype.is_floating else 0)
+
+
+def _random_(self, *args, generator=None, **kwargs):
+    """Integers uniform in [from, to) (to: see _random_top), drawn in float64: a range
+    wider than 2**53 gets only 53 random bits."""
+    lo, hi = _from_to(args, kwargs, None)
+    if len(args) == 1 and "to" not in kwargs:  # random_(to)
+        lo, hi = 0, args[0]
+    if hi is None:
+        hi = _random_top(self.dtype)
+    if lo >= hi:
+        raise at_user_line(RuntimeError, f"random_ expects 'from' to be less than 'to', but "
+                                         f"got from={lo} >= to={hi}")
+    u = _rand(self.shape, dtype=dt.float64, generator=generator)
+    with autograd.literal_scalars():
+        r = floor(u * float(hi - lo)) + float(lo)
+        r = clamp(r, max=float(hi - 1))  # float64 rounding must not reach `to`
+    return self._assign(r._cast(self.dtype))
+
+
+def _fill_diagonal_(self, fill_value, wrap=False):
+    """Writes `fill_value` at positions p (row-major) with p % (stride sum) == 0: the main
+    diagonal, continued past the last column in tall matrices when `wrap` (PyTorch's)."""
+    if self.ndim < 2:
+        raise at_user_line(RuntimeError, "dimensions must larger than 1")
+    if self.ndim > 2 and len(set(self.shape)) != 1:
+        raise at_user_line(RuntimeError, "all dimensions of input must be of equal length")
+    step = builtins.sum(_contiguous_strides(self.shape))
+    n = builtins.min(self.shape[0], self.shape[1])
+    with autograd.literal_scalars():
+        pos = _positions(self)
+        on = eq(pos % step, 0)
+        if not (wrap and self.ndim == 2 and self.shape[0] > self.shape[1] + 1):
+            on = logical_and(on, lt(pos, n * step))
+        return self._assign(where(on, _scalar_node(fill_value, self.dtype), self))
+
+
 # ---------------------------------------------------------------------------- methods
 
 def _rev(fn):
@@ -1158,6 +1884,13 @@ _METHODS = dict(
     where(c, self, o), cumsum=cumsum, lerp=lerp, equal=equal, allclose=allclose,
     isclose=isclose, swapaxes=transpose, multiply=mul, subtract=sub, divide=div,
     negative=neg, broadcast_to=broadcast_to, outer=outer, absolute=abs,
+    addcmul=addcmul, addcdiv=addcdiv, nan_to_num=nan_to_num, count_nonzero=count_nonzero,
+    cumprod=cumprod, select=select, tril=tril, triu=triu, roll=roll, diagonal=diagonal,
+    diag=diag, diag_embed=diag_embed, tile=tile, repeat_interleave=repeat_interleave,
+    unfold=_unfold_view, take_along_dim=take_along_dim, index_add=index_add, index_copy=index_copy,
+    index_fill=index_fill, scatter=scatter, is_nonzero=is_nonzero, bernoulli=bernoulli,
+    type=_type, uniform_=_uniform_, normal_=_normal_, bernoulli_=_bernoulli_,
+    random_=_random_, fill_diagonal_=_fill_diagonal_,
     **{n: globals()[n] for n in ("exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin",
                                  "cos", "tanh", "sigmoid", "silu", "erf", "reciprocal")},
 )
@@ -1169,7 +1902,9 @@ for _name in ("add", "sub", "mul", "div", "pow", "clamp", "clamp_min", "clamp_ma
               "exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh", "floor", "ceil", "round",
               "masked_fill", "scatter_add", "lerp", "reciprocal", "sign", "square",
               "true_divide", "remainder", "floor_divide", "maximum", "minimum", "t",
-              "transpose", "unsqueeze", "squeeze", "logical_not", "clip"):
+              "transpose", "unsqueeze", "squeeze", "logical_not", "clip", "addcmul",
+              "addcdiv", "nan_to_num", "cumsum", "cumprod", "tril", "triu", "index_add",
+              "index_copy", "index_fill", "scatter"):
     setattr(Tensor, _name + "_", _inplace(globals().get(_name) or _METHODS[_name]))
 
 Tensor.__add__ = add

@@ -484,3 +484,41 @@ def test_inplace_on_expanded_view_raises_like_torch():
     for m in (torch, gc):
         with pytest.raises(RuntimeError, match="more than one element"):
             m.zeros(3).expand(2, 3).add_(1)
+
+
+def test_inference_mode_context_and_decorators_like_torch():
+    def run(m):
+        x = _leaf(m)
+        seen = []
+        with m.inference_mode():
+            y = x * 2
+            seen += [m.is_grad_enabled(), m.is_inference_mode_enabled()]
+            with m.inference_mode(False):   # turns gradients back on, even here
+                seen += [m.is_grad_enabled(), m.is_inference_mode_enabled()]
+            seen.append(m.is_inference_mode_enabled())
+        with m.no_grad(), m.inference_mode(False):
+            seen.append(m.is_grad_enabled())
+        seen += [m.is_grad_enabled(), m.is_inference_mode_enabled(), y.requires_grad]
+
+        @m.inference_mode
+        def bare(t):
+            return m.is_grad_enabled(), (t * 3).requires_grad
+
+        @m.inference_mode()
+        def called(t):
+            return m.is_inference_mode_enabled(), (t * 3).requires_grad
+
+        @m.inference_mode(mode=False)
+        def off(t):
+            return m.is_inference_mode_enabled(), (t * 3).requires_grad
+
+        return seen + list(bare(x)) + list(called(x)) + list(off(x)) + \
+            [m.is_grad_enabled(), m.is_inference_mode_enabled()]
+    assert run(gc) == run(torch)
+
+
+def test_inference_mode_restores_after_exception():
+    with pytest.raises(ValueError):
+        with gc.inference_mode():
+            raise ValueError
+    assert gc.is_grad_enabled() and not gc.is_inference_mode_enabled()

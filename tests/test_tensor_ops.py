@@ -868,3 +868,385 @@ def test_T_on_3d_warns_like_torch():
 def test_repr_prints_like_torch(data):
     want = repr(torch.from_numpy(data.copy())).replace("torch.", "graphc.")
     assert repr(gc.tensor(data.copy())) == want
+
+
+# ---------------------------------------------------------------------------- more of torch
+# Triangles, diagonals, rolls, stacking, scans, index writes, fills: values, dtypes and
+# shapes (NEW_OPS), gradients through backward() (NEW_GRADS), errors (NEW_ERRORS).
+
+def _zeros_negs(*shape):
+    """Floats with zeros and negatives: what exp(cumsum(log)) would get wrong."""
+    x = R(*shape)
+    x[_rng.random(shape) < 0.25] = 0.0
+    return x
+
+
+NEW_OPS = [
+    case(lambda m, x: m.tril(x), R(4, 5), id="tril"),
+    case(lambda m, x: x.triu(1), R(2, 4, 3), id="triu_batched_offset"),
+    case(lambda m, x: m.tril(x, -2), I(5, 3), id="tril_int_neg_offset"),
+    case(lambda m, x: m.triu(x, -1), B(4, 4), id="triu_bool"),
+    case(lambda m: m.ones(4, 4, dtype=m.bool).tril(), id="causal_mask"),
+    case(lambda m, x: m.roll(x, 1), R(3, 4), id="roll_flat"),
+    case(lambda m, x: m.roll(x, (1, -3), (0, 1)), R(3, 4), id="roll_dims"),
+    case(lambda m, x: x.roll(7, -1), I(2, 5), id="roll_wraps_shift"),
+    case(lambda m, x: m.roll(x, 0, 0), R(3), id="roll_zero"),
+    case(lambda m, x: m.diagonal(x), R(3, 4), id="diagonal"),
+    case(lambda m, x: x.diagonal(1), R(3, 4), id="diagonal_offset"),
+    case(lambda m, x: x.diagonal(-2, 0, 2), R(4, 2, 3), id="diagonal_dims_neg_offset"),
+    case(lambda m, x: x.diagonal(5), R(3, 4), id="diagonal_empty"),
+    case(lambda m, x: m.diag(x), R(3), id="diag_1d"),
+    case(lambda m, x: m.diag(x, -1), I(3), id="diag_1d_offset"),
+    case(lambda m, x: m.diag(x, 1), R(3, 4), id="diag_2d"),
+    case(lambda m, x: m.diag_embed(x), R(2, 3), id="diag_embed"),
+    case(lambda m, x: m.diag_embed(x, 1, 0, 2), R(2, 3), id="diag_embed_dims"),
+    case(lambda m, x: m.diag_embed(x, -2, -1, 0), R(2, 3), id="diag_embed_neg_offset"),
+    case(lambda m, x: m.tile(x, (2,)), R(2, 3), id="tile_fewer_dims"),
+    case(lambda m, x: x.tile(2, 1, 2), R(2, 3), id="tile_more_dims"),
+    case(lambda m, x: m.repeat_interleave(x, 2), R(2, 3), id="repeat_interleave_flat"),
+    case(lambda m, x: x.repeat_interleave(3, dim=0), I(2, 3), id="repeat_interleave_dim"),
+    case(lambda m, x: x.repeat_interleave(m.tensor([1, 0, 2]), dim=-1), R(2, 3),
+         id="repeat_interleave_tensor"),
+    case(lambda m, x: x.repeat_interleave(m.tensor([2, 1]), 0, output_size=3), R(2, 3),
+         id="repeat_interleave_output_size"),
+    case(lambda m: m.repeat_interleave(m.tensor([2, 0, 3])), id="repeat_interleave_index"),
+    case(lambda m, x, y: m.meshgrid(x, y, indexing="ij"), R(2), R(3), id="meshgrid_ij"),
+    case(lambda m, x, y, z: m.meshgrid([x, y, z], indexing="xy"), I(2), I(3), I(4),
+         id="meshgrid_xy"),
+    case(lambda m, x, y: m.hstack([x, y]), R(2), R(3), id="hstack_1d"),
+    case(lambda m, x, y: m.hstack((x, y)), R(2, 2), R(2, 1), id="hstack_2d"),
+    case(lambda m, x, y: m.vstack([x, y]), R(3), R(2, 3), id="vstack"),
+    case(lambda m, x, y: m.dstack([x, y]), R(3), R(1, 3), id="dstack"),
+    case(lambda m, x, y: m.column_stack([x, y]), R(3), R(3, 2), id="column_stack"),
+    case(lambda m, x: m.atleast_2d(x), np.array(2.0, np.float32), id="atleast_2d"),
+    case(lambda m, x, y: m.atleast_3d(x, y), R(3), R(2, 3), id="atleast_3d_many"),
+    case(lambda m, x: m.select(x, 1, -1), R(2, 3, 4), id="select"),
+    case(lambda m, x: x.select(0, 1), R(2, 3), id="select_method"),
+    case(lambda m, x, i: m.take_along_dim(x, i, 1), R(3, 4), np.array([[0, 3], [2, 2],
+                                                                        [1, 0]]),
+         id="take_along_dim"),
+    case(lambda m, x, i: m.take_along_dim(x, i, 0), R(3, 4), np.array([[2], [0]]),
+         id="take_along_dim_broadcast"),
+    case(lambda m, x: m.take_along_dim(x, x.argsort(1)[:, :2], dim=1) if m is torch else
+         m.take_along_dim(x, m.tensor([[1, 0], [2, 0]]), dim=1),
+         np.array([[2.0, 1.0, 3.0], [5.0, 6.0, 4.0]], np.float32), id="take_along_dim_argsort"),
+    case(lambda m, x, i: x.take_along_dim(i), R(3, 4), np.array([0, 11, 5]),
+         id="take_along_dim_flat"),
+    case(lambda m, x: m.count_nonzero(x), I(3, 4, low=-1, high=2), id="count_nonzero"),
+    case(lambda m, x: x.count_nonzero((0, 1)), _zeros_negs(2, 3, 4), id="count_nonzero_dims"),
+    case(lambda m, x: m.count_nonzero(x, 1), B(3, 4), id="count_nonzero_bool"),
+    case(lambda m, x: m.std_mean(x, 1), R(3, 4), id="std_mean"),
+    case(lambda m, x: m.std_mean(x, (0, 1), correction=0, keepdim=True), R(3, 4),
+         id="std_mean_correction"),
+    case(lambda m, x: m.nan_to_num(x), np.array([np.nan, np.inf, -np.inf, 1.5], np.float32),
+         id="nan_to_num"),
+    case(lambda m, x: x.nan_to_num(1.0, 2.0, -3.0),
+         np.array([np.nan, np.inf, -np.inf, 1.5], np.float64), id="nan_to_num_values"),
+    case(lambda m, x: m.nan_to_num(x), np.array([np.nan, np.inf, -np.inf], np.float16),
+         id="nan_to_num_half"),
+    case(lambda m, x: m.nan_to_num(x, nan=2.0), I(3), id="nan_to_num_int"),
+    case(lambda m, x: m.cumsum(x, 1), R(3, 100), id="cumsum_blocked"),
+    case(lambda m, x: m.cumsum(x, 0), I(37, 2), id="cumsum_int_padded_block"),
+    case(lambda m, x: m.cumsum(x, -1, dtype=m.float64), B(2, 5), id="cumsum_dtype"),
+    case(lambda m, x: x.cumsum(0), R(1000), id="cumsum_long_bits", atol=0, rtol=0),
+    case(lambda m, x: m.cumsum(x, 0), np.array(3.0, np.float32), id="cumsum_0d"),
+    case(lambda m, x: m.cumprod(x, 1), _zeros_negs(3, 7), id="cumprod_zeros_negatives"),
+    case(lambda m, x: m.cumprod(x, 0), R(100, 2, low=0.5, high=1.5), id="cumprod_blocked",
+         atol=0, rtol=0),
+    case(lambda m, x: x.cumprod(-1), I(2, 9, low=-3, high=4), id="cumprod_int"),
+    case(lambda m, x: m.cumprod(x, 0), B(6), id="cumprod_bool"),
+    case(lambda m, x: m.cumprod(x, 0), np.array([1e-30, 1e-30, 1e30, 1e30, np.inf, 0.0],
+                                                 np.float32), id="cumprod_underflow_inf"),
+    case(lambda m, x, i, s: m.index_add(x, 1, i, s), R(3, 4), np.array([3, 0, 3]), R(3, 3),
+         id="index_add_repeated"),
+    case(lambda m, x, i, s: x.index_add(0, i, s, alpha=2), I(3, 2), np.array([2]), I(1, 2),
+         id="index_add_alpha_int"),
+    case(lambda m, x, i, s: x.index_copy(1, i, s), R(3, 4), np.array([3, 0]), R(3, 2),
+         id="index_copy"),
+    case(lambda m, x, i: x.index_fill(1, i, -1.5), R(3, 4), np.array([3, 0, 3]),
+         id="index_fill"),
+    case(lambda m, x, i, v: m.index_fill(x, 0, i, v), I(3, 4), np.array([1]),
+         np.array(7), id="index_fill_tensor_value"),
+    case(lambda m, x, i, s: m.scatter(x, 1, i, s), R(3, 4), np.array([[3, 0], [1, 2]]),
+         R(2, 3), id="scatter_src_larger"),
+    case(lambda m, x, i: x.scatter(0, i, 2.5), R(3, 4), np.array([[2, 0, 1, 1]]),
+         id="scatter_value"),
+    case(lambda m, x, i: m.scatter(x, 0, i, value=7), I(3, 4), np.array([[2, 0, 1, 1]]),
+         id="scatter_value_kw"),
+    case(lambda m, x, i, s: x.scatter(1, i, s, reduce="add"), R(2, 3), np.array([[0, 0]]),
+         R(1, 2), id="scatter_reduce_add", marks=TORCH_WARNS),
+    case(lambda m, x, y, z: m.addcmul(x, y, z), R(3, 4), R(4), R(3, 1), id="addcmul"),
+    case(lambda m, x, y, z: m.addcmul(x, y, z, value=-0.3), R(3), R(3), R(3),
+         id="addcmul_value"),
+    case(lambda m, x, y, z: m.addcmul(x, y, z, value=1.7), I(3), I(3), I(3),
+         id="addcmul_int_truncates_value"),
+    case(lambda m, x, y, z: x.addcdiv(y, z, value=0.5), R(3, 4), R(3, 4), P(3, 4),
+         id="addcdiv"),
+    case(lambda m, x, y, z: m.addcdiv(x, y, z), I(3), R(3), P(3), id="addcdiv_promote"),
+    case(lambda m, x: x.unfold(1, 2, 1), R(2, 5), id="unfold_overlap"),
+    case(lambda m, x: x.unfold(0, 3, 2), R(7, 2), id="unfold_dim0_step"),
+    case(lambda m, x: x.unfold(-1, 4, 4), R(9), id="unfold_drops_tail"),
+    case(lambda m, x: x.unfold(1, 0, 1), R(3, 4), id="unfold_size_0"),
+]
+
+
+@pytest.mark.parametrize("fn,inputs,atol,rtol", NEW_OPS)
+def test_new_ops(fn, inputs, atol, rtol):
+    run_both(fn, *inputs, atol=atol, rtol=rtol)
+
+
+def _run_grads(fn, arrays):
+    """fn(m, *leaves) on both frameworks; (out * w).sum().backward() with the same random
+    w (so every output element's gradient differs); compare the output and the grads."""
+    results = {}
+    for m in (gc, torch):
+        leaves = [m.tensor(a.copy(), requires_grad=a.dtype.kind == "f") for a in arrays]
+        out = fn(m, *leaves)
+        w = np.random.default_rng(7).uniform(-1, 1, tuple(out.shape)).astype(np.float32)
+        (out * m.tensor(w, dtype=out.dtype)).sum().backward()
+        results[m] = (out, [x.grad for x in leaves if x.requires_grad])
+    assert_close(results[gc][0], results[torch][0])
+    assert_close(results[gc][1], results[torch][1], atol=1e-5, rtol=1e-4)
+
+
+NEW_GRADS = [
+    case(lambda m, x: m.tril(x, 1), R(3, 4), id="tril"),
+    case(lambda m, x: m.triu(x), R(2, 3, 3), id="triu"),
+    case(lambda m, x: m.roll(x, (2, 1), (1, 0)), R(3, 4), id="roll"),
+    case(lambda m, x: x.diagonal(-1, 1, 0), R(4, 3), id="diagonal"),
+    case(lambda m, x: m.diag(x, 2), R(3), id="diag_1d"),
+    case(lambda m, x: m.diag_embed(x, -1), R(2, 3), id="diag_embed"),
+    case(lambda m, x: m.tile(x, (2, 2)), R(2, 3), id="tile"),
+    case(lambda m, x: x.repeat_interleave(m.tensor([2, 0, 1]), 1), R(2, 3),
+         id="repeat_interleave_tensor"),
+    case(lambda m, x: x.repeat_interleave(2), R(3), id="repeat_interleave"),
+    case(lambda m, x, y: m.meshgrid(x, y, indexing="xy")[0] * m.meshgrid(x, y, indexing="xy")[1],
+         R(2), R(3), id="meshgrid"),
+    case(lambda m, x, y: m.vstack([x, y]), R(3), R(2, 3), id="vstack"),
+    case(lambda m, x: m.select(x, 1, 2), R(2, 3), id="select"),
+    case(lambda m, x, i: m.take_along_dim(x, i, 1), R(3, 4), np.array([[0, 0], [3, 1], [2, 2]]),
+         id="take_along_dim"),
+    case(lambda m, x: m.std_mean(x, 0)[0] + m.std_mean(x, 0)[1], R(3, 4), id="std_mean"),
+    case(lambda m, x: m.nan_to_num(x / x.detach().abs().clamp(max=1) * 0 + x),
+         np.array([1.0, -2.0, 0.5], np.float32), id="nan_to_num"),
+    case(lambda m, x: m.cumsum(x, 1), R(3, 70), id="cumsum"),
+    case(lambda m, x: m.cumprod(x, 1), _zeros_negs(3, 40), id="cumprod_zeros"),
+    case(lambda m, x: m.cumprod(x, 0), np.array([2.0, 0.0, -3.0, 0.0, 1.5], np.float32),
+         id="cumprod_two_zeros"),
+    case(lambda m, x, i, s: m.index_add(x, 0, i, s, alpha=0.5), R(3, 2), np.array([2, 2]),
+         R(2, 2), id="index_add"),
+    case(lambda m, x, i, s: m.index_copy(x, 0, i, s), R(3, 2), np.array([2, 0]), R(2, 2),
+         id="index_copy"),
+    case(lambda m, x, i, v: m.index_fill(x, 1, i, v), R(3, 4), np.array([1, 3, 1]),
+         np.array(0.5, np.float32), id="index_fill_tensor_value"),
+    # (torch's own scatter backward fails for a src larger than the index)
+    case(lambda m, x, i, s: m.scatter(x, 1, i, s), R(3, 4), np.array([[3, 0], [1, 2]]),
+         R(2, 2), id="scatter"),
+    case(lambda m, x, y, z: m.addcmul(x, y, z, value=0.5), R(3, 1), R(4), R(3, 4),
+         id="addcmul"),
+    case(lambda m, x, y, z: m.addcdiv(x, y, z, value=-2.0), R(3, 4), R(3, 4), P(4),
+         id="addcdiv"),
+    case(lambda m, x: x.unfold(1, 3, 1), R(2, 6), id="unfold_overlapping"),
+]
+
+
+@pytest.mark.parametrize("fn,inputs,atol,rtol", NEW_GRADS)
+def test_new_op_gradients(fn, inputs, atol, rtol):
+    _run_grads(fn, inputs)
+
+
+NEW_ERRORS = [
+    pytest.param(lambda m: m.tril(m.zeros(3)), RuntimeError, id="tril_1d"),
+    pytest.param(lambda m: m.roll(m.zeros(3, 4), (1, 2)), RuntimeError, id="roll_no_dims"),
+    pytest.param(lambda m: m.roll(m.zeros(3, 4), (1, 2), 0), RuntimeError, id="roll_mismatch"),
+    pytest.param(lambda m: m.diagonal(m.zeros(3, 4), 0, 1, -1), RuntimeError,
+                 id="diagonal_same_dims"),
+    pytest.param(lambda m: m.diagonal(m.zeros(3)), IndexError, id="diagonal_1d"),
+    pytest.param(lambda m: m.diag(m.zeros(2, 3, 4)), RuntimeError, id="diag_3d"),
+    pytest.param(lambda m: m.diag_embed(m.zeros(3), 0, 0, -2), RuntimeError,
+                 id="diag_embed_same_dims"),
+    pytest.param(lambda m: m.select(m.zeros(3, 4), 0, 3), IndexError, id="select_range"),
+    pytest.param(lambda m: m.select(m.tensor(1.), 0, 0), IndexError, id="select_0d"),
+    pytest.param(lambda m: m.take_along_dim(m.zeros(3, 4), m.zeros(3, dtype=m.long), 1),
+                 RuntimeError, id="take_along_dim_ndim"),
+    pytest.param(lambda m: m.take_along_dim(m.zeros(3, 4), m.zeros(3, 1, dtype=m.int32), 1),
+                 RuntimeError, id="take_along_dim_int32"),
+    pytest.param(lambda m: m.repeat_interleave(m.zeros(3), m.tensor([1, -1, 2])), RuntimeError,
+                 id="repeat_interleave_negative"),
+    pytest.param(lambda m: m.repeat_interleave(m.zeros(3), -1), RuntimeError,
+                 id="repeat_interleave_negative_int"),
+    pytest.param(lambda m: m.repeat_interleave(m.zeros(3), m.tensor([1, 2])), RuntimeError,
+                 id="repeat_interleave_size"),
+    pytest.param(lambda m: m.meshgrid(m.zeros(2, 2), m.zeros(3), indexing="ij"), RuntimeError,
+                 id="meshgrid_2d"),
+    pytest.param(lambda m: m.meshgrid(m.zeros(2), m.zeros(3, dtype=m.long), indexing="ij"),
+                 RuntimeError, id="meshgrid_dtypes"),
+    pytest.param(lambda m: m.meshgrid(m.zeros(2), indexing="yx"), RuntimeError,
+                 id="meshgrid_indexing"),
+    pytest.param(lambda m: m.zeros(3, 4).unfold(1, 5, 1), RuntimeError, id="unfold_too_big"),
+    pytest.param(lambda m: m.zeros(3, 4).unfold(1, 2, 0), RuntimeError, id="unfold_step_0"),
+    pytest.param(lambda m: m.zeros(3).fill_diagonal_(1), RuntimeError, id="fill_diagonal_1d"),
+    pytest.param(lambda m: m.zeros(3, 4, 3).fill_diagonal_(1), RuntimeError,
+                 id="fill_diagonal_unequal"),
+    pytest.param(lambda m: m.zeros(3, dtype=m.long).uniform_(), NotImplementedError,
+                 id="uniform_int"),
+    pytest.param(lambda m: m.zeros(3, dtype=m.long).normal_(), NotImplementedError,
+                 id="normal_int"),
+    pytest.param(lambda m: m.zeros(3).random_(5, 3), RuntimeError, id="random_from_ge_to"),
+    pytest.param(lambda m: m.zeros(3).bernoulli_(1.5), RuntimeError, id="bernoulli_p_range"),
+    pytest.param(lambda m: m.addcdiv(m.zeros(3, dtype=m.long), m.ones(3, dtype=m.long),
+                                     m.ones(3, dtype=m.long)), RuntimeError,
+                 id="addcdiv_integer"),
+    pytest.param(lambda m: m.zeros(3, dtype=m.long).addcmul_(m.ones(3), m.ones(3)),
+                 RuntimeError, id="addcmul_float_into_int"),
+    pytest.param(lambda m: m.index_add(m.zeros(3, 4), 1, m.tensor([0, 1]), m.ones(3, 3)),
+                 RuntimeError, id="index_add_count"),
+    pytest.param(lambda m: m.index_add(m.zeros(3, 4), 1, m.tensor([0, 1]),
+                                       m.ones(3, 2, dtype=m.float64)), RuntimeError,
+                 id="index_add_dtype"),
+    pytest.param(lambda m: m.index_add(m.zeros(3, 4), 1, m.tensor([0., 1]), m.ones(3, 2)),
+                 RuntimeError, id="index_add_float_index"),
+    pytest.param(lambda m: m.index_add(m.zeros(3, 4), 1, m.tensor([[0, 1]]), m.ones(3, 2)),
+                 IndexError, id="index_add_2d_index"),
+    pytest.param(lambda m: m.index_copy(m.zeros(3, 4), 1, m.tensor([0, 1]),
+                                        m.ones(3, 2, dtype=m.float64)), RuntimeError,
+                 id="index_copy_dtype"),
+    pytest.param(lambda m: m.index_copy(m.zeros(3, 4), 1, m.tensor([0, 1]), m.ones(3, 3)),
+                 IndexError, id="index_copy_count"),
+    pytest.param(lambda m: m.index_fill(m.zeros(3, 4), 1, m.tensor([0, 1]), m.ones(2)),
+                 RuntimeError, id="index_fill_1d_value"),
+    pytest.param(lambda m: m.scatter(m.zeros(3, 4), 1, m.tensor([[0, 1]]),
+                                     m.ones(1, 2, dtype=m.float64)), RuntimeError,
+                 id="scatter_dtype"),
+    pytest.param(lambda m: m.scatter(m.zeros(3, 4), 1, m.tensor([[0, 1]]), m.ones(1, 1)),
+                 RuntimeError, id="scatter_src_small"),
+    pytest.param(lambda m: m.scatter(m.zeros(3, 4), 1, m.tensor([0, 1]), m.ones(1, 2)),
+                 RuntimeError, id="scatter_index_ndim"),
+    pytest.param(lambda m: m.zeros(2).type("torch.NoSuchTensor"), ValueError, id="type_bad"),
+    pytest.param(lambda m: m.set_default_dtype(m.int64), TypeError, id="default_dtype_int"),
+]
+
+
+@pytest.mark.parametrize("fn,exc", NEW_ERRORS)
+def test_new_op_errors_like_torch(fn, exc):
+    for m in (torch, gc):
+        with pytest.raises(exc):
+            fn(m)
+
+
+NEW_PARITY = [
+    pytest.param(lambda m: [m.zeros(2).type(), m.zeros(2, dtype=m.long).type(),
+                            m.zeros(2, dtype=m.bool).type(), m.zeros(1, dtype=m.bfloat16).type()],
+                 id="type_strings"),
+    pytest.param(lambda m: [m.zeros(2).type(m.int32), m.arange(3).type("torch.DoubleTensor")],
+                 id="type_convert"),
+    pytest.param(lambda m: [m.is_floating_point(m.zeros(2)), m.is_floating_point(m.arange(2)),
+                            m.is_nonzero(m.tensor([1.5]))], id="predicates"),
+    pytest.param(lambda m: [m.as_tensor([1, 2]), m.as_tensor(np.array([1.5], np.float64)),
+                            m.as_tensor([1.5], dtype=m.float16),
+                            m.as_tensor(m.arange(3), dtype=m.float32)], id="as_tensor"),
+    pytest.param(lambda m: m.clone(m.arange(4.)[::2]), id="clone"),
+    pytest.param(lambda m: m.zeros(3, 4).fill_diagonal_(2.5), id="fill_diagonal"),
+    pytest.param(lambda m: m.zeros(7, 3).fill_diagonal_(1, wrap=True), id="fill_diagonal_wrap"),
+    pytest.param(lambda m: m.zeros(7, 3, dtype=m.long).fill_diagonal_(4), id="fill_diagonal_tall"),
+    pytest.param(lambda m: m.zeros(3, 3, 3).fill_diagonal_(1), id="fill_diagonal_3d"),
+    pytest.param(lambda m: m.zeros(3, 5).t().fill_diagonal_(1), id="fill_diagonal_view"),
+    pytest.param(lambda m: (lambda a: (a.diagonal().fill_(3.), a)[1])(m.zeros(3, 4)),
+                 id="diagonal_is_a_view"),
+    pytest.param(lambda m: (lambda a: (a.unfold(1, 2, 2).mul_(2), a)[1])(m.ones(2, 4)),
+                 id="unfold_is_a_view"),
+    pytest.param(lambda m: (lambda a: (a.select(1, 0).add_(1), a)[1])(m.zeros(2, 3)),
+                 id="select_is_a_view"),
+    pytest.param(lambda m: (lambda a: (a.tril_(), a.addcmul_(a, a, value=2), a)[2])(
+        m.arange(9.).reshape(3, 3)), id="inplace_tril_addcmul"),
+    pytest.param(lambda m: (lambda a: (a.index_add_(0, m.tensor([1, 1]), m.ones(2, 2)),
+                                       a.scatter_(1, m.tensor([[1], [0], [1]]), 9.),
+                                       a.index_fill_(1, m.tensor([0]), -1.))[2])(
+        m.zeros(3, 2)), id="inplace_index_writes"),
+    pytest.param(lambda m: m.meshgrid(m.arange(2), m.arange(3), indexing="ij")[0].stride(),
+                 id="meshgrid_stride"),
+    pytest.param(lambda m: m.diagonal(m.zeros(3, 4, 5), 1, 2, 0).stride(), id="diagonal_stride"),
+    pytest.param(lambda m: m.zeros(3, 8).unfold(1, 3, 2).stride(), id="unfold_stride"),
+]
+
+
+@pytest.mark.parametrize("fn", NEW_PARITY)
+def test_new_parity_with_torch(fn):
+    _same(fn)
+
+
+def test_meshgrid_without_indexing_warns_like_torch():
+    for m in (torch, gc):
+        with pytest.warns(UserWarning, match="indexing argument"):
+            m.meshgrid(m.arange(2), m.arange(3))
+
+
+def test_cumsum_cumprod_are_exact_where_log_exp_is_not():
+    x = np.array([[-2.0, 0.0, 3.0, -1.0], [0.5, -4.0, 0.0, 0.0]], np.float32)
+    for f in ("cumsum", "cumprod"):
+        want = getattr(torch, f)(torch.from_numpy(x), 1).numpy()
+        np.testing.assert_array_equal(getattr(gc, f)(gc.tensor(x), 1).numpy(), want)
+
+
+@pytest.mark.parametrize("name", ["uniform_", "normal_", "bernoulli_", "random_"])
+def test_random_fills_are_seeded_and_keep_shape_dtype(name):
+    args = {"uniform_": (-2.0, 3.0), "normal_": (1.0, 0.5), "bernoulli_": (0.3,),
+            "random_": (2, 7)}[name]
+    def draw(dtype=gc.float32):
+        gc.manual_seed(3)
+        return getattr(gc.zeros(4000, dtype=dtype), name)(*args)
+    a, b = draw(), draw()
+    t = getattr(torch.zeros(4000), name)(*args)
+    assert a.dtype == gc.float32 and a.shape == (4000,)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())     # reproducible under manual_seed
+    v, tv = a.numpy().astype(np.float64), t.numpy().astype(np.float64)
+    assert abs(v.mean() - tv.mean()) < 0.1 and abs(v.std() - tv.std()) < 0.1
+    assert v.min() >= tv.min() - 1.5 and v.max() <= tv.max() + 1.5
+    if name == "uniform_":
+        assert -2.0 <= v.min() and v.max() < 3.0
+    if name in ("bernoulli_", "random_"):
+        assert set(np.unique(v)) == set(np.unique(tv))
+
+
+def test_random_fill_of_int_and_default_range():
+    gc.manual_seed(0)
+    x = gc.zeros(3000, dtype=gc.long).random_(10)
+    assert x.dtype == gc.int64 and set(np.unique(x.numpy())) == set(range(10))
+    y = gc.zeros(2000).random_()
+    assert y.numpy().max() <= 2 ** 24 and y.numpy().max() > 2 ** 23
+    assert np.all(y.numpy() == np.floor(y.numpy()))
+
+
+def test_random_fill_on_leaf_requiring_grad_needs_no_grad_like_torch():
+    for m in (torch, gc):
+        w = m.zeros(3, requires_grad=True)
+        with pytest.raises(RuntimeError, match="leaf Variable"):
+            w.uniform_()
+        with m.no_grad():
+            w.normal_()
+        assert w.is_leaf and w.requires_grad
+
+
+def test_bernoulli_of_probabilities():
+    gc.manual_seed(1)
+    p = gc.tensor([0.0, 1.0, 0.25]).expand(4000, 3)
+    d = gc.bernoulli(p)
+    assert d.dtype == gc.float32
+    mean = d.numpy().mean(0)
+    assert mean[0] == 0 and mean[1] == 1 and abs(mean[2] - 0.25) < 0.03
+
+
+@pytest.mark.parametrize("d", ["float64", "float16"])
+def test_set_default_dtype_like_torch(d):
+    def run(m):
+        old = m.get_default_dtype()
+        m.set_default_dtype(getattr(m, d))
+        try:
+            return [m.get_default_dtype() is getattr(m, d), m.tensor([1.5]), m.zeros(2),
+                    m.ones(1), m.arange(0., 2.), m.tensor([1, 2]) * 0.5, m.full((2,), 1.5),
+                    m.rand(2).dtype == getattr(m, d), m.nn.Linear(2, 3).weight.dtype ==
+                    getattr(m, d)]
+        finally:
+            m.set_default_dtype(old)
+    run_both(run)
+    assert gc.get_default_dtype() is gc.float32
