@@ -51,6 +51,7 @@ import weakref
 import numpy as np
 
 from . import autograd, runtime
+from .ir import dtypes
 from .ir.errors import GraphcError
 from .ir.graph import Graph, Node
 from .tensor import Tensor
@@ -169,8 +170,10 @@ def _rebuild(spec, tensors):
 
 
 def _signature_of(tensors, spec, extra):
+    # the default float dtype (set_default_dtype) decides the dtype of every float the
+    # step creates, so it selects the program too
     return (tuple((tuple(t.shape), t.dtype.short) for t in tensors), _key_of(spec),
-            autograd.is_grad_enabled(), extra)
+            autograd.is_grad_enabled(), dtypes.DEFAULT_FLOAT.short, extra)
 
 
 def _data_node(value, like: Node) -> Node:

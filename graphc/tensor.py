@@ -194,14 +194,7 @@ class Tensor:
         self._is_leaf = True
 
     def _identity_node(self):
-        n = self._node
-        if n.data is not None:
-            c = Node("input", (), {"name": "data"}, n.type, n.loc)
-            c.data = n.data
-            if runtime.tracer is not None:
-                runtime.tracer.on_read(self, c)
-            return c
-        return Node("reshape", (n,), {"shape": n.type.shape}, n.type, n.loc)
+        return _detached_node(self)
 
     @property
     def grad(self):
@@ -504,7 +497,7 @@ class Tensor:
     def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
         from .device import device as _device, place
         for a in args:
-            if isinstance(a, dt.DType):
+            if isinstance(a, dt.DType) or a is float or a is int or a is bool:   # float: f64
                 dtype = a
             elif isinstance(a, Tensor):
                 dtype = a.dtype

@@ -384,3 +384,22 @@ def test_fresh_models_compile_and_train_like_their_eager_runs():
             run = gc.compile(step) if compiled else step
             losses[compiled] = [run(x, y).item() for _ in range(4)]
         np.testing.assert_allclose(losses[True], losses[False], rtol=1e-5)
+
+
+def test_changing_the_default_dtype_selects_another_program():
+    """set_default_dtype decides the dtype of every float a step creates (zeros, full,
+    Python scalars): a program traced under float32 must not replay under float64."""
+    fn = gc.compile(lambda x: x + gc.ones(3))
+    x32 = gc.ones(3)
+    for _ in range(3):
+        assert fn(x32).dtype is gc.float32
+    old = gc.get_default_dtype()
+    try:
+        gc.set_default_dtype(gc.float64)
+        x64 = gc.ones(3)
+        for _ in range(3):
+            assert fn(x64).dtype is gc.float64
+        for _ in range(2):   # a float32 input with float64 creations: promotes, as torch
+            assert fn(x32).dtype is gc.float64
+    finally:
+        gc.set_default_dtype(old)

@@ -530,3 +530,11 @@ def test_dtype_flags_are_torchs():
         ours, theirs = getattr(gc, name), getattr(torch, name)
         for flag in ("is_floating_point", "is_signed", "itemsize", "is_complex"):
             assert getattr(ours, flag) == getattr(theirs, flag), (name, flag)
+
+
+def test_python_types_as_dtypes_are_torchs():
+    torch = pytest.importorskip("torch")
+    import graphc as gc
+    for py in (float, int, bool):
+        assert gc.zeros(2, dtype=py).dtype.name == str(torch.zeros(2, dtype=py).dtype)[6:]
+        assert gc.zeros(2).to(py).dtype.name == str(torch.zeros(2).to(py).dtype)[6:]

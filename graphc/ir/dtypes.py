@@ -101,7 +101,7 @@ def to_dtype(obj) -> DType:
     if obj is int:
         return int64
     if obj is float:
-        return float32
+        return float64   # PyTorch: dtype=float is torch.float64 (Python's float is double)
     if isinstance(obj, str):
         if obj in _BY_NAME:
             return _BY_NAME[obj]
