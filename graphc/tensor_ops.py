@@ -1421,6 +1421,9 @@ def _check_index(name, index, expected="int64"):
 def gather(input, dim, index):
     _check_index("gather", index)
     d = _norm_dim(dim, input.ndim)
+    if input.ndim == 0:   # PyTorch indexes a 0-d tensor as one of size 1
+        flat = index._cast(dt.int64).reshape(-1)
+        return _apply("gather", input.reshape(1), flat, dim=0).reshape(tuple(index.shape))
     return _apply("gather", input, index._cast(dt.int64), dim=d)
 
 
@@ -1431,6 +1434,11 @@ def scatter_add(input, dim, index, src):
                                          f"src.dtype (got {input.dtype.name} and "
                                          f"{src.dtype.name})")
     d = _norm_dim(dim, input.ndim)
+    if input.ndim == 0:   # PyTorch indexes a 0-d tensor as one of size 1
+        flat = index._cast(dt.int64).reshape(-1)
+        n = flat.shape[0]
+        values = src._cast(input.dtype).reshape(-1)[:n]
+        return _apply("scatter_add", input.reshape(1), flat, values, dim=0).reshape(())
     return _apply("scatter_add", input, index._cast(dt.int64), src._cast(input.dtype), dim=d)
 
 
@@ -1439,6 +1447,11 @@ def index_select(input, dim, index):
     d = _norm_dim(dim, input.ndim)
     if index.ndim > 1:
         raise at_user_line(IndexError, "index_select(): Index is supposed to be a vector")
+    if input.ndim == 0:
+        if index.numel() != 1:
+            raise at_user_line(RuntimeError, f"index_select(): Index to scalar can have only "
+                                             f"1 value, got {index.numel()} value(s)")
+        return gather(input, 0, index.reshape(()))
     index = index.reshape(-1)._cast(dt.int64)
     shape = list(input.shape)
     view = [1] * input.ndim

@@ -1250,3 +1250,32 @@ def test_set_default_dtype_like_torch(d):
             m.set_default_dtype(old)
     run_both(run)
     assert gc.get_default_dtype() is gc.float32
+
+
+@pytest.mark.parametrize("index", [0, [0], [0, 0]])
+@pytest.mark.parametrize("fn", ["gather", "scatter_add", "index_select"])
+def test_index_ops_on_a_0d_tensor_like_torch(fn, index):
+    """PyTorch indexes a 0-d tensor as one of size 1 (the LLVM fusion pass used to fail
+    on it with an IndexError of its own)."""
+    results = []
+    for lib in (torch, gc):
+        x = lib.tensor(10.0, requires_grad=True)
+        idx = lib.tensor(index)
+        try:
+            if fn == "gather":
+                out = x.gather(0, idx)
+            elif fn == "scatter_add":
+                out = x.scatter_add(0, idx, lib.ones(tuple(idx.shape)) * 2)
+            else:
+                out = x.index_select(0, idx)
+        except RuntimeError:
+            results.append(None)
+            continue
+        (out * 3).sum().backward()
+        results.append((out.detach().numpy(), x.grad.numpy()))
+    if results[0] is None:
+        assert results[1] is None
+        return
+    for a, b in zip(results[1], results[0]):
+        assert a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
