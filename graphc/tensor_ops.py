@@ -325,9 +325,61 @@ def _float_unary(op):
     return f
 
 
-for _op in ("exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh",
-            "sigmoid", "silu", "erf", "reciprocal"):
+_FLOAT_UNARY = ("exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tanh",
+                "sigmoid", "silu", "erf", "reciprocal", "tan", "asin", "acos", "atan",
+                "sinh", "cosh", "asinh", "acosh", "atanh", "log2", "log10", "exp2")
+for _op in _FLOAT_UNARY:
     globals()[_op] = _float_unary(_op)
+arcsin, arccos, arctan, arcsinh, arccosh, arctanh = asin, acos, atan, asinh, acosh, atanh
+
+
+def _float_binary(op, integers_allowed=True):
+    """A float-only binary op (atan2, copysign, hypot): integer and bool operands are
+    computed in the default float dtype, as PyTorch promotes them (hypot refuses two
+    integer tensors, as PyTorch's CPU kernel does)."""
+    def f(input, other):
+        d = _float_compute(input, other)
+        if not integers_allowed and not result_type(input, other).is_floating:
+            raise at_user_line(NotImplementedError, f"{op}: not implemented for integer "
+                                                    f"tensors ({_dtype_of(input)}, "
+                                                    f"{_dtype_of(other)})")
+        return _elementwise(op, input, other, compute_dtype=d)
+    f.__name__ = op
+    return f
+
+
+atan2 = arctan2 = _float_binary("atan2")
+copysign = _float_binary("copysign")
+hypot = _float_binary("hypot", integers_allowed=False)
+
+
+def fmod(input, other):
+    """C's truncated remainder (the dividend's sign), for integers and floats."""
+    return _elementwise("fmod", input, other)
+
+
+def flip(input, dims):
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    norm = [_norm_dim(d, input.ndim) for d in dims]
+    if len(set(norm)) != len(norm):
+        dup = next(d for d in norm if norm.count(d) > 1)
+        raise at_user_line(RuntimeError, f"dim {dup} appears multiple times in the list of "
+                                         f"dims")
+    if not norm or input.ndim == 0:
+        return input.clone()
+    return _apply("flip", input, dims=tuple(sorted(norm)))
+
+
+def fliplr(input):
+    if input.ndim < 2:
+        raise at_user_line(RuntimeError, "Input must be >= 2-d.")
+    return flip(input, (1,))
+
+
+def flipud(input):
+    if input.ndim < 1:
+        raise at_user_line(RuntimeError, "Input must be >= 1-d.")
+    return flip(input, (0,))
 
 
 def gelu(input, approximate="none"):
@@ -1904,8 +1956,12 @@ _METHODS = dict(
     index_fill=index_fill, scatter=scatter, is_nonzero=is_nonzero, bernoulli=bernoulli,
     type=_type, uniform_=_uniform_, normal_=_normal_, bernoulli_=_bernoulli_,
     random_=_random_, fill_diagonal_=_fill_diagonal_,
-    **{n: globals()[n] for n in ("exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin",
-                                 "cos", "tanh", "sigmoid", "silu", "erf", "reciprocal")},
+    **{n: globals()[n] for n in _FLOAT_UNARY},
+    arcsin=asin, arccos=acos, arctan=atan, arcsinh=asinh, arccosh=acosh, arctanh=atanh,
+    atan2=atan2, arctan2=atan2, copysign=copysign, hypot=hypot, fmod=fmod,
+    flip=lambda self, *dims: flip(self, dims[0] if len(dims) == 1 and
+                                  not isinstance(dims[0], int) else dims),
+    fliplr=fliplr, flipud=flipud,
 )
 
 for _name, _fn in _METHODS.items():
@@ -1917,7 +1973,9 @@ for _name in ("add", "sub", "mul", "div", "pow", "clamp", "clamp_min", "clamp_ma
               "true_divide", "remainder", "floor_divide", "maximum", "minimum", "t",
               "transpose", "unsqueeze", "squeeze", "logical_not", "clip", "addcmul",
               "addcdiv", "nan_to_num", "cumsum", "cumprod", "tril", "triu", "index_add",
-              "index_copy", "index_fill", "scatter"):
+              "index_copy", "index_fill", "scatter", "tan", "asin", "acos", "atan", "sinh",
+              "cosh", "asinh", "acosh", "atanh", "log2", "log10", "exp2", "atan2",
+              "copysign", "hypot", "fmod", "sin", "cos", "log1p", "expm1", "rsqrt", "erf"):
     setattr(Tensor, _name + "_", _inplace(globals().get(_name) or _METHODS[_name]))
 
 Tensor.__add__ = add

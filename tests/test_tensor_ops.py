@@ -119,6 +119,35 @@ ELEMENTWISE = [
     case(lambda m, x: m.sigmoid(x), R(5, dtype=np.float16), id="sigmoid_f16"),
     case(lambda m, x, y, w: m.lerp(x, y, w), R(4), R(4), R(4), id="lerp"),
     case(lambda m, x: m.square(x), R(4), id="square"),
+    # the math functions added as IR ops (values against torch; gradients in
+    # tests/test_gradients.py, backends against the interpreter in test_llvm_backend.py)
+    *[case(lambda m, x, name=name: getattr(m, name)(x), data, id=name)
+      for name, data in [("tan", R(3, 4, low=-1.4, high=1.4)), ("asin", R(3, 4, low=-1, high=1)),
+                         ("acos", R(3, 4, low=-1, high=1)), ("atan", R(3, 4, low=-9, high=9)),
+                         ("sinh", R(3, 4, low=-5, high=5)), ("cosh", R(3, 4, low=-5, high=5)),
+                         ("asinh", R(3, 4, low=-9, high=9)), ("acosh", R(3, 4, low=1, high=9)),
+                         ("atanh", R(3, 4, low=-0.99, high=0.99)), ("log2", P(3, 4)),
+                         ("log10", P(3, 4)), ("exp2", R(3, 4, low=-9, high=9)),
+                         ("arcsin", R(3, low=-1, high=1)), ("arctanh", R(3, low=-0.9, high=0.9))]],
+    case(lambda m, x: m.log2(x), I(5, low=1, high=9), id="log2_int_promotes"),
+    case(lambda m, x: x.tan(), R(5, dtype=np.float64), id="tan_method_f64"),
+    case(lambda m, x, y: m.atan2(x, y), R(3, 4), R(4), id="atan2_broadcast"),
+    case(lambda m, x, y: m.atan2(x, y), I(3, 4), I(4), id="atan2_int_promotes"),
+    case(lambda m, x, y: m.hypot(x, y), R(3, 4), R(3, 4), id="hypot"),
+    case(lambda m, x, y: m.copysign(x, y), R(3, 4), np.array([-0.0, 0.0, -1.0, 2.0], np.float32),
+         id="copysign_signed_zeros"),
+    case(lambda m, x: m.copysign(x, -1), I(4), id="copysign_int_scalar"),
+    case(lambda m, x, y: m.fmod(x, y), R(3, 4, low=-6, high=6), P(4), id="fmod"),
+    case(lambda m, x, y: m.fmod(x, y), I(3, 4, low=-9, high=9), I(4, low=1, high=4),
+         id="fmod_int"),
+    case(lambda m, x: m.fmod(x, -2.5), R(6, low=-6, high=6), id="fmod_scalar"),
+    case(lambda m, x: x.fmod(3), I(6, low=-9, high=9), id="fmod_int_scalar_method"),
+    case(lambda m, x: m.flip(x, (0, -1)), R(2, 3, 4), id="flip"),
+    case(lambda m, x: x.flip(1), I(2, 3), id="flip_method_int"),
+    case(lambda m, x: x.flip(0, 2), R(2, 3, 4), id="flip_method_varargs"),
+    case(lambda m, x: m.fliplr(x), R(2, 3), id="fliplr"),
+    case(lambda m, x: m.flipud(x), B(3, 2), id="flipud_bool"),
+    case(lambda m, x: m.flip(x, ()), R(2, 3), id="flip_no_dims"),
 ]
 
 
@@ -1279,3 +1308,19 @@ def test_index_ops_on_a_0d_tensor_like_torch(fn, index):
     for a, b in zip(results[1], results[0]):
         assert a.shape == b.shape
         np.testing.assert_array_equal(a, b)
+
+
+def test_new_math_in_place_and_errors_like_torch():
+    for lib in (torch, gc):
+        x = lib.tensor([0.5, -0.25])
+        assert x.atan_() is x
+        np.testing.assert_allclose(np.asarray(x.numpy()), np.arctan([0.5, -0.25]), rtol=1e-6)
+        with pytest.raises(RuntimeError, match="can't be cast"):
+            lib.tensor([1, 2]).tan_()
+        with pytest.raises(NotImplementedError):
+            lib.hypot(lib.tensor([3]), lib.tensor([4]))
+        with pytest.raises(RuntimeError, match="dim 0 appears multiple times"):
+            lib.flip(lib.zeros(2, 3), (0, -2))
+    x = gc.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    (gc.flip(x, 0) * gc.tensor([1.0, 10.0, 100.0])).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [100.0, 10.0, 1.0])
