@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import autograd, runtime
 from .ir import dtypes as dt
 from .ir.errors import at_user_line
 from .tensor import Tensor, _as_view, tensor
@@ -105,11 +106,25 @@ def getitem(x: Tensor, key):
             y = y._apply("reshape", y, shape=out_shape)
         return y
 
+    if not adv and _reads_computed_value(x):
+        # Part of a value already computed (a Dataset's __getitem__ reading one row):
+        # taken now, not as a graph to compile per index. Copied: values are immutable.
+        part = x._node.data[tuple(slice(a, b, s) for a, b, s in zip(starts, stops, steps))]
+        y = Tensor._from_array(np.array(part.reshape(out_shape), copy=True), x.dtype)
+        return _as_view(x, y, basic, None, out_stride)
     y = basic(x)
     if not adv:
         # ints, slices, None and ... give a view: writes through it reach x
         return _as_view(x, y, basic, None, out_stride)
     return _advanced(y, adv)
+
+
+def _reads_computed_value(x: Tensor) -> bool:
+    """True when basic indexing of `x` can read its value right away: it is computed
+    (on the host), nothing records a gradient through it, and no step is being traced
+    (a trace must see the read as a graph op, or a replay would keep the first value)."""
+    return type(x._node.data) is np.ndarray and runtime.tracer is None and \
+        not (x.requires_grad and autograd.is_grad_enabled())
 
 
 def _advanced(y: Tensor, adv):

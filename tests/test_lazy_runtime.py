@@ -223,3 +223,20 @@ def test_out_of_range_index_names_the_op_and_the_users_line():
     with pytest.raises(IndexError, match=r"gather over a dim of size 10 \(valid indices: "
                                          r"-10\.\.9\) at .*test_lazy_runtime\.py:\d+"):
         emb(tokens).sum().item()
+
+
+def test_basic_indexing_of_a_computed_tensor_reads_it_at_once_and_stays_a_view():
+    x = gc.randn(50, 4)
+    x.numpy()
+    before = runtime.stats["realizations"]
+    row = x[7]
+    assert row._node.data is not None                 # taken now, nothing to realize
+    np.testing.assert_array_equal(row.numpy(), x.numpy()[7])
+    assert runtime.stats["realizations"] == before
+    row.mul_(0)                                       # still a view: writes reach x
+    assert np.all(x.numpy()[7] == 0)
+    x.add_(1)                                         # and x's changes reach the row
+    np.testing.assert_array_equal(row.numpy(), np.ones(4, np.float32))
+    w = gc.randn(3, requires_grad=True)
+    w.detach().numpy()
+    assert w[1].requires_grad                         # a gradient path is kept when asked
