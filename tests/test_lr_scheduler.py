@@ -81,6 +81,23 @@ SCHEDULERS = {
     "SequentialLR-three": lambda m, o: m.SequentialLR(
         o, [m.ConstantLR(o, factor=0.3, total_iters=4), m.CosineAnnealingLR(o, T_max=8),
             m.StepLR(o, step_size=3, gamma=0.5)], milestones=[4, 15]),
+    "CosineAnnealingWarmRestarts": lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=7),
+    "CosineAnnealingWarmRestarts-mult": lambda m, o: m.CosineAnnealingWarmRestarts(
+        o, T_0=3, T_mult=2, eta_min=0.01),
+    "CyclicLR": lambda m, o: m.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=4),
+    "CyclicLR-triangular2": lambda m, o: m.CyclicLR(o, base_lr=0.02, max_lr=0.1,
+                                                    step_size_up=3, step_size_down=5,
+                                                    mode="triangular2",
+                                                    base_momentum=0.7, max_momentum=0.95),
+    "CyclicLR-exp-range": lambda m, o: m.CyclicLR(o, base_lr=0.001, max_lr=0.2,
+                                                  step_size_up=5, mode="exp_range",
+                                                  gamma=0.97, cycle_momentum=False),
+    "CyclicLR-scale-fn": lambda m, o: m.CyclicLR(o, base_lr=0.01, max_lr=0.05, step_size_up=2,
+                                                 scale_fn=lambda x: 1 / (1 + x),
+                                                 scale_mode="iterations"),
+    "SequentialLR-warm-restarts": lambda m, o: m.SequentialLR(
+        o, [m.LinearLR(o, start_factor=0.1, total_iters=4),
+            m.CosineAnnealingWarmRestarts(o, T_0=5, T_mult=2)], milestones=[4]),
     "ChainedScheduler": lambda m, o: m.ChainedScheduler(
         [m.ExponentialLR(o, gamma=0.95), m.MultiStepLR(o, milestones=[4, 9], gamma=0.5)]),
 }
@@ -221,6 +238,13 @@ def test_constructor_errors():
                 lambda o: gc.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.7)),
     lambda ps: (gc.optim.Adagrad(ps, lr=0.1, lr_decay=0.01),
                 lambda o: gc.optim.lr_scheduler.ExponentialLR(o, gamma=0.9)),
+    lambda ps: (gc.optim.NAdam(ps, lr=0.01),
+                lambda o: gc.optim.lr_scheduler.CyclicLR(o, 0.001, 0.02, step_size_up=3)),
+    lambda ps: (gc.optim.RAdam(ps, lr=0.01, betas=(0.9, 0.9)),
+                lambda o: gc.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=4, T_mult=2)),
+    lambda ps: (gc.optim.Adamax(ps, lr=0.01),
+                lambda o: gc.optim.lr_scheduler.CyclicLR(o, 0.001, 0.02, step_size_up=4,
+                                                         mode="triangular2")),
 ])
 def test_scheduled_training_loop_compiles_only_at_the_start(make):
     rng = np.random.default_rng(0)
@@ -336,5 +360,90 @@ def test_compiled_step_with_a_warmup_from_zero_traces_once_and_matches_torch(opt
         results[lib] = (w.detach().numpy(), lrs)
         if lib is gc:
             assert fn.stats == {"traces": 1, "replays": 8, "eager_calls": 1}
+    assert results[gc][1] == results[torch][1]
+    np.testing.assert_allclose(results[gc][0], results[torch][0], rtol=1e-5, atol=1e-6)
+
+
+def test_cyclic_lr_per_group_values_match_torch():
+    assert_same_sequence(lambda m, o: m.CyclicLR(o, base_lr=[0.01, 0.02], max_lr=[0.1, 0.3],
+                                                 step_size_up=3, mode="exp_range", gamma=0.9,
+                                                 base_momentum=[0.7, 0.8],
+                                                 max_momentum=[0.9, 0.95]),
+                         groups=2, kind="Adam")
+
+
+def test_warm_restarts_fractional_epochs_match_torch():
+    """step(epoch) with fractional epochs (the per-batch idiom of SGDR), interleaved with
+    plain step(), for T_mult 1 and 2."""
+    for kw in (dict(T_0=4), dict(T_0=3, T_mult=2, eta_min=0.001)):
+        out = {}
+        for lib in (torch, gc):
+            opt = make_optimizer(lib, groups=2)
+            sched = lib.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, **kw)
+            lrs = []
+            for epoch in (0.25, 0.5, 1.75, 3.0, 5.5, 9.2, 2.0, None, None, 20.0, None):
+                opt.step()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    sched.step(epoch)
+                lrs.append((sched.get_last_lr(), sched.T_cur, sched.T_i, sched.last_epoch))
+            out[lib.__name__] = lrs
+        assert out["graphc"] == out["torch"]
+    with pytest.raises(ValueError, match="Expected positive integer T_0"):
+        gc.optim.lr_scheduler.CosineAnnealingWarmRestarts(make_optimizer(gc), T_0=0)
+    with pytest.raises(ValueError, match="Expected integer T_mult >= 1"):
+        gc.optim.lr_scheduler.CosineAnnealingWarmRestarts(make_optimizer(gc), T_0=2, T_mult=0)
+    with pytest.raises(ValueError, match="Expected non-negative epoch"):
+        gc.optim.lr_scheduler.CosineAnnealingWarmRestarts(make_optimizer(gc), T_0=2).step(-1)
+
+
+def test_cyclic_lr_errors_and_state_dict_keys():
+    m = gc.optim.lr_scheduler
+    with pytest.raises(ValueError, match="mode is invalid and scale_fn is None"):
+        m.CyclicLR(make_optimizer(gc), 0.01, 0.1, mode="sawtooth")
+    w = gc.tensor([1.0], requires_grad=True)
+    with pytest.raises(ValueError, match="optimizer must support momentum or beta1"):
+        m.CyclicLR(gc.optim.Adagrad([w]), 0.01, 0.1)
+    with pytest.raises(ValueError, match="base_lr must have the same length"):
+        m.CyclicLR(make_optimizer(gc, groups=2), [0.01], 0.1)
+    g = m.CyclicLR(make_optimizer(gc, "Adam"), 0.01, 0.1, mode="exp_range")
+    t = torch.optim.lr_scheduler.CyclicLR(make_optimizer(torch, "Adam"), 0.01, 0.1,
+                                          mode="exp_range")
+    assert set(g.state_dict()) == set(t.state_dict())
+
+
+@pytest.mark.parametrize("opt_name,sched", [
+    ("NAdam", lambda m, o: m.CyclicLR(o, 0.002, 0.02, step_size_up=3)),
+    ("RAdam", lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2)),
+    ("Adamax", lambda m, o: m.CyclicLR(o, 0.002, 0.02, step_size_up=2, mode="triangular2"))])
+def test_compiled_new_optimizers_with_new_schedulers_trace_once_and_match_torch(opt_name,
+                                                                                sched):
+    """A graphc.compile'd step with NAdam / RAdam / Adamax under a scheduler that moves
+    lr (and beta1) every step: one trace, the same parameters as torch's eager run."""
+    rng = np.random.default_rng(5)
+    w0, x, y = (rng.standard_normal(s).astype(np.float32) for s in ((4, 3), (8, 4), (8, 3)))
+    results = {}
+    for lib in (torch, gc):
+        w = lib.tensor(w0.copy(), requires_grad=True)
+        opt = getattr(lib.optim, opt_name)([w], lr=0.01, betas=(0.9, 0.9))
+        s = sched(lib.optim.lr_scheduler, opt)
+        xt, yt = lib.tensor(x), lib.tensor(y)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = ((x @ w - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+
+        fn = gc.compile(step) if lib is gc else step
+        lrs = []
+        for _ in range(10):
+            fn(xt, yt)
+            s.step()
+            lrs.append((opt.param_groups[0]["lr"], opt.param_groups[0]["betas"]))
+        results[lib] = (w.detach().numpy(), lrs)
+        if lib is gc:
+            assert fn.stats["traces"] == 1, fn.stats
     assert results[gc][1] == results[torch][1]
     np.testing.assert_allclose(results[gc][0], results[torch][0], rtol=1e-5, atol=1e-6)

@@ -675,3 +675,186 @@ def test_scaled_dot_product_attention_grouped_query_heads(rng, hq, hk):
     (got ** 2).sum().backward()
     for g, t in ((gq, tq), (gk, tk), (gv, tv)):
         np.testing.assert_allclose(g.grad.numpy(), t.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- more activations
+
+@pytest.mark.parametrize("name,args", [
+    ("ELU", ()), ("ELU", (0.5,)), ("CELU", ()), ("CELU", (1.7,)), ("SELU", ()),
+    ("Hardtanh", ()), ("Hardtanh", (-0.5, 2.0)), ("ReLU6", ()), ("Hardsigmoid", ()),
+    ("Hardswish", ()), ("Mish", ()), ("Softsign", ()), ("Tanhshrink", ()),
+    ("Threshold", (0.3, -2.0)), ("Threshold", (0.0, 5)), ("GLU", ()), ("GLU", (0,)),
+    ("Softmin", (1,))])
+def test_more_activations(rng, name, args):
+    x = randn(rng, 4, 6, 4) * 4
+    # the kinks, where PyTorch's backward picks one side: 0, +-1, +-3, 6, the thresholds
+    x[0, 0, :] = [0.0, 1.0, -1.0, 3.0]
+    x[0, 1, :] = [-3.0, 6.0, 0.3, 2.0]
+    x[1, 0, :] = [-0.5, 30.0, -30.0, 25.0]   # far tails: exp overflow must stay out
+    compare_module(*both(name, *args), x)
+
+
+@pytest.mark.parametrize("name,fn,kw", [
+    ("ELU", "elu", dict(alpha=0.7)), ("CELU", "celu", dict(alpha=2.0)), ("SELU", "selu", {}),
+    ("Hardtanh", "hardtanh", dict(min_val=-2.0, max_val=0.5)), ("ReLU6", "relu6", {}),
+    ("Hardsigmoid", "hardsigmoid", {}), ("Hardswish", "hardswish", {}), ("Mish", "mish", {}),
+    ("Softsign", "softsign", {}), ("Tanhshrink", "tanhshrink", {}),
+    ("Threshold", "threshold", dict(threshold=0.1, value=20.0)), ("GLU", "glu", dict(dim=1))])
+def test_more_activations_functional_and_inplace(rng, name, fn, kw):
+    x = randn(rng, 3, 4) * 3
+    got = getattr(nn.functional, fn)(gc.tensor(x), **kw).numpy()
+    want = getattr(torch.nn.functional, fn)(torch.tensor(x), **kw).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    if "inplace" in getattr(torch.nn, name).__init__.__code__.co_varnames:
+        g, t = gc.tensor(x), torch.tensor(x)
+        getattr(nn, name)(**kw, inplace=True)(g)
+        getattr(torch.nn, name)(**kw, inplace=True)(t)
+        np.testing.assert_allclose(g.numpy(), t.numpy(), rtol=1e-5, atol=1e-6)
+        assert repr(getattr(nn, name)(**kw, inplace=True)) == \
+            repr(getattr(torch.nn, name)(**kw, inplace=True))
+    assert repr(getattr(nn, name)(**kw)) == repr(getattr(torch.nn, name)(**kw))
+
+
+@pytest.mark.parametrize("num,shape", [(1, (4, 3, 5)), (3, (4, 3, 5)), (3, (2, 3, 4, 4)),
+                                       (1, (7,)), (2, (5, 2))])
+def test_prelu(rng, num, shape):
+    g, t = both("PReLU", num, init=0.1)
+    torch.nn.init.uniform_(t.weight, -1, 1)
+    x = randn(rng, *shape)
+    x.flat[:2] = 0.0
+    compare_module(g, t, x)
+    assert repr(g) == repr(t)
+    g2 = nn.PReLU(3)
+    np.testing.assert_array_equal(g2.weight.detach().numpy(),
+                                  torch.nn.PReLU(3).weight.detach().numpy())
+    with pytest.raises(RuntimeError, match="Mismatch of parameter numbers"):
+        nn.functional.prelu(gc.tensor(randn(rng, 2, 4)), g2.weight)
+
+
+def test_more_activation_errors():
+    with pytest.raises(ValueError, match="min_val cannot be greater than max_val"):
+        nn.functional.hardtanh(gc.ones(2), 2.0, 1.0)
+    with pytest.raises(AssertionError, match="must be greater than min_val"):
+        nn.Hardtanh(2.0, 1.0)
+    with pytest.raises(RuntimeError, match="Halving dimension must be even"):
+        nn.functional.glu(gc.ones(2, 5), 1)
+    with pytest.raises(RuntimeError, match="alpha cannot be 0"):
+        nn.functional.celu(gc.ones(2), alpha=0.0)
+
+
+# ----------------------------------------------------------------------------- group, instance norm
+
+@pytest.mark.parametrize("groups,shape", [(2, (3, 4, 5)), (1, (2, 6, 3, 3)), (6, (2, 6, 4)),
+                                          (3, (2, 6, 2, 3))])
+@pytest.mark.parametrize("kw", [dict(), dict(affine=False), dict(eps=1e-2), dict(bias=False)])
+def test_groupnorm(rng, groups, shape, kw):
+    g, t = both("GroupNorm", groups, shape[1], **kw)
+    if t.weight is not None:
+        torch.nn.init.uniform_(t.weight)
+        if t.bias is not None:
+            torch.nn.init.uniform_(t.bias)
+    compare_module(g, t, randn(rng, *shape) * 2 + 1, atol=1e-4)
+    assert repr(g) == repr(t)
+
+
+def test_groupnorm_functional_and_errors(rng):
+    x, w, b = randn(rng, 2, 4, 3), randn(rng, 4), randn(rng, 4)
+    got = nn.functional.group_norm(gc.tensor(x), 2, gc.tensor(w), gc.tensor(b), eps=1e-3)
+    want = torch.nn.functional.group_norm(torch.tensor(x), 2, torch.tensor(w),
+                                          torch.tensor(b), eps=1e-3)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="must be divisible by num_groups"):
+        nn.GroupNorm(3, 4)
+    with pytest.raises(RuntimeError, match="divisible by num_groups"):
+        nn.functional.group_norm(gc.tensor(x), 3)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        nn.functional.group_norm(gc.tensor(randn(rng, 1, 4)), 4)
+
+
+@pytest.mark.parametrize("cls,shape", [("InstanceNorm1d", (3, 4, 5)), ("InstanceNorm1d", (4, 6)),
+                                       ("InstanceNorm2d", (2, 4, 3, 5)),
+                                       ("InstanceNorm2d", (4, 3, 3))])
+@pytest.mark.parametrize("kw", [dict(), dict(affine=True), dict(track_running_stats=True),
+                                dict(affine=True, track_running_stats=True, momentum=0.3)])
+def test_instancenorm_train_then_eval(rng, cls, shape, kw):
+    g, t = both(cls, 4, **kw)
+    if t.weight is not None:
+        torch.nn.init.uniform_(t.weight)
+        torch.nn.init.uniform_(t.bias)
+    copy_state(g, t)
+    assert repr(g) == repr(t)
+    assert list(g.state_dict()) == list(t.state_dict())
+    for step in range(2):
+        compare_module(g, t, randn(rng, *shape) * 2 + step, copy=False, atol=1e-4, seed=step)
+        g.zero_grad()
+        t.zero_grad()
+    for name, tb in t.state_dict().items():
+        np.testing.assert_allclose(g.state_dict()[name].numpy(), tb.numpy(), rtol=1e-5,
+                                   atol=1e-6, err_msg=name)
+    g.eval()
+    t.eval()
+    compare_module(g, t, randn(rng, *shape), copy=False, atol=1e-4)
+
+
+def test_instancenorm_errors(rng):
+    with pytest.raises(ValueError, match="expected 2D or 3D input"):
+        nn.InstanceNorm1d(3)(gc.tensor(randn(rng, 2, 3, 4, 5)))
+    with pytest.raises(ValueError, match="to match num_features"):
+        nn.InstanceNorm2d(3, affine=True)(gc.tensor(randn(rng, 2, 4, 3, 3)))
+    with pytest.warns(UserWarning, match="does not match num_features"):
+        nn.InstanceNorm2d(3)(gc.tensor(randn(rng, 2, 4, 3, 3)))
+
+
+# ----------------------------------------------------------------------------- interpolate
+
+@pytest.mark.parametrize("shape,kw", [
+    ((2, 3, 4, 5), dict(scale_factor=2)),
+    ((2, 3, 4, 5), dict(scale_factor=(1.5, 3))),
+    ((2, 3, 4, 5), dict(scale_factor=0.5)),
+    ((2, 3, 4, 5), dict(scale_factor=1.7)),
+    ((2, 3, 4, 5), dict(size=(7, 3))),
+    ((2, 3, 4, 5), dict(size=9)),
+    ((2, 3, 7, 6), dict(size=(3, 4))),
+    ((2, 3, 4, 5), dict(scale_factor=2.3, recompute_scale_factor=True)),
+    ((2, 3, 5), dict(scale_factor=3)),
+    ((2, 3, 5), dict(size=8)),
+])
+@pytest.mark.parametrize("mode,align", [("nearest", None), ("bilinear", False),
+                                        ("bilinear", True), ("bilinear", None)])
+def test_interpolate(rng, shape, kw, mode, align):
+    if len(shape) == 3 and mode == "bilinear":
+        mode = "linear"
+    x = randn(rng, *shape)
+    tx, gx = torch.tensor(x, requires_grad=True), gc.tensor(x, requires_grad=True)
+    want = torch.nn.functional.interpolate(tx, mode=mode, align_corners=align, **kw)
+    got = nn.functional.interpolate(gx, mode=mode, align_corners=align, **kw)
+    assert tuple(got.shape) == tuple(want.shape)
+    np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-5,
+                               atol=1e-6)
+    r = rng.standard_normal(tuple(want.shape)).astype(np.float32)
+    (want * torch.tensor(r)).sum().backward()
+    (got * gc.tensor(r)).sum().backward()
+    np.testing.assert_allclose(gx.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("args", [dict(scale_factor=2), dict(size=(5, 7), mode="bilinear"),
+                                  dict(scale_factor=(2, 3), mode="bilinear",
+                                       align_corners=True)])
+def test_upsample_modules(rng, args):
+    compare_module(*both("Upsample", **args), randn(rng, 2, 3, 4, 5))
+    assert repr(nn.Upsample(**args)) == repr(torch.nn.Upsample(**args))
+    sub = {k: v for k, v in args.items() if k in ("size", "scale_factor")}
+    compare_module(*both("UpsamplingNearest2d", **sub), randn(rng, 1, 2, 3, 4))
+    compare_module(*both("UpsamplingBilinear2d", **sub), randn(rng, 1, 2, 3, 4))
+
+
+def test_interpolate_errors(rng):
+    x = gc.tensor(randn(rng, 1, 2, 3, 4))
+    with pytest.raises(ValueError, match="only one of size or scale_factor"):
+        nn.functional.interpolate(x, size=4, scale_factor=2)
+    with pytest.raises(ValueError, match="either size or scale_factor"):
+        nn.functional.interpolate(x)
+    with pytest.raises(ValueError, match="align_corners option can only be set"):
+        nn.functional.interpolate(x, scale_factor=2, align_corners=True)
+    with pytest.raises(NotImplementedError, match="needs 3D input"):
+        nn.functional.interpolate(x, scale_factor=2, mode="linear")

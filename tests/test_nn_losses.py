@@ -242,3 +242,102 @@ def test_loss_weights_are_buffers():
         weight=torch.tensor([1.0, 2.0])).state_dict()) == ["weight"]
     assert list(nn.BCEWithLogitsLoss(pos_weight=w).state_dict()) == ["pos_weight"]
     assert list(nn.MSELoss().state_dict()) == []
+
+
+# ----------------------------------------------------------------------------- smooth L1, Huber, KL
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("kw", [dict(), dict(beta=0.5), dict(beta=2.0), dict(beta=0.0)])
+def test_smooth_l1_loss(rng, reduction, kw):
+    x, y = randn(rng, 4, 5) * 2, randn(rng, 4, 5)
+    y[0, :2] = x[0, :2]          # d == 0
+    y[1, 0] = x[1, 0] - 0.5      # |d| == beta (0.5)
+    compare_loss("SmoothL1Loss", [x, y], dict(reduction=reduction, **kw),
+                 functional="smooth_l1_loss")
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("kw", [dict(), dict(delta=0.5), dict(delta=3.0)])
+def test_huber_loss(rng, reduction, kw):
+    x, y = randn(rng, 4, 5) * 2, randn(rng, 4, 5)
+    y[0, :2] = x[0, :2]
+    compare_loss("HuberLoss", [x, y], dict(reduction=reduction, **kw), functional="huber_loss")
+
+
+def test_huber_loss_weight(rng):
+    x, y, w = randn(rng, 3, 4), randn(rng, 3, 4), np.abs(randn(rng, 3, 4))
+    for reduction in REDUCTIONS:
+        got = nn.functional.huber_loss(gc.tensor(x), gc.tensor(y), reduction, 0.7, gc.tensor(w))
+        want = torch.nn.functional.huber_loss(torch.tensor(x), torch.tensor(y), reduction, 0.7,
+                                              torch.tensor(w))
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides")
+@pytest.mark.parametrize("reduction", REDUCTIONS + ["batchmean"])
+@pytest.mark.parametrize("log_target", [False, True])
+def test_kl_div_loss(rng, reduction, log_target):
+    x = torch.log_softmax(torch.tensor(randn(rng, 4, 5)), 1).numpy()
+    p = torch.softmax(torch.tensor(randn(rng, 4, 5)), 1).numpy()
+    y = np.log(p) if log_target else p
+    compare_loss("KLDivLoss", [x, y], dict(reduction=reduction, log_target=log_target),
+                 functional="kl_div")
+
+
+def test_kl_div_zero_target_and_mean_warning(rng):
+    x = torch.log_softmax(torch.tensor(randn(rng, 3, 4)), 1).numpy()
+    y = np.array([[0.5, 0.5, 0, 0], [1, 0, 0, 0], [0.25] * 4], dtype=np.float32)
+    tx, gx = torch.tensor(x, requires_grad=True), gc.tensor(x, requires_grad=True)
+    want = torch.nn.functional.kl_div(tx, torch.tensor(y), reduction="batchmean")
+    got = nn.functional.kl_div(gx, gc.tensor(y), reduction="batchmean")
+    np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-5)
+    want.backward()
+    got.backward()
+    np.testing.assert_allclose(gx.grad.numpy(), tx.grad.numpy(), rtol=1e-5)
+    with pytest.warns(UserWarning, match="'batchmean' divides only by the batch size"):
+        nn.functional.kl_div(gc.tensor(x), gc.tensor(y))
+
+
+# ----------------------------------------------------------------------------- cosine & ranking
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("margin", [0.0, 0.3, -0.2])
+def test_cosine_embedding_and_margin_ranking_losses(rng, reduction, margin):
+    a, b = randn(rng, 6, 5), randn(rng, 6, 5)
+    t = np.array([1, -1, 1, -1, -1, 1], dtype=np.int64)
+    compare_loss("CosineEmbeddingLoss", [a, b, t], dict(margin=margin, reduction=reduction),
+                 functional="cosine_embedding_loss")
+    x1, x2 = randn(rng, 6), randn(rng, 6)
+    tf = t.astype(np.float32)
+    compare_loss("MarginRankingLoss", [x1, x2, tf], dict(margin=margin, reduction=reduction),
+                 functional="margin_ranking_loss")
+
+
+@pytest.mark.parametrize("s1,s2,dim", [((4, 5), (4, 5), 1), ((3, 4, 5), (4, 5), -1),
+                                       ((3, 1, 5), (3, 4, 5), 0)])
+def test_cosine_similarity_and_pairwise_distance(rng, s1, s2, dim):
+    a, b = randn(rng, *s1), randn(rng, *s2)
+    ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    ga, gb = gc.tensor(a, requires_grad=True), gc.tensor(b, requires_grad=True)
+    want = torch.nn.CosineSimilarity(dim)(ta, tb)
+    got = nn.CosineSimilarity(dim)(ga, gb)
+    np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-5,
+                               atol=1e-6)
+    (want * want).sum().backward()
+    (got * got).sum().backward()
+    np.testing.assert_allclose(ga.grad.numpy(), ta.grad.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gb.grad.numpy(), tb.grad.numpy(), rtol=1e-4, atol=1e-6)
+    want = torch.nn.PairwiseDistance(p=1.5, keepdim=True)(torch.tensor(a), torch.tensor(b))
+    got = nn.PairwiseDistance(p=1.5, keepdim=True)(gc.tensor(a), gc.tensor(b))
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5)
+
+
+def test_new_loss_reprs_and_errors():
+    for name, kw in [("SmoothL1Loss", dict(beta=0.5)), ("HuberLoss", dict(delta=2.0)),
+                     ("KLDivLoss", dict(log_target=True)), ("CosineEmbeddingLoss", {}),
+                     ("MarginRankingLoss", dict(margin=0.1))]:
+        assert repr(getattr(nn, name)(**kw)) == repr(getattr(torch.nn, name)(**kw))
+    with pytest.raises(RuntimeError, match="negative values for beta"):
+        nn.functional.smooth_l1_loss(gc.ones(2), gc.ones(2), beta=-1.0)
+    with pytest.raises(ValueError, match="not a valid value for reduction"):
+        nn.functional.kl_div(gc.ones(2), gc.ones(2), reduction="avg")

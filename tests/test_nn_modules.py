@@ -376,3 +376,63 @@ def test_get_parameter_and_get_buffer_by_dotted_name_like_torch():
             getattr(tm, fn)("1.nothing")
         with pytest.raises(AttributeError):
             getattr(gm, fn)("1.nothing")
+
+
+def _param_containers(lib, pkg):
+    """A model with a ParameterList and a ParameterDict, built by torch or graphc."""
+    class Net(lib.Module):
+        def __init__(self):
+            super().__init__()
+            rng = np.random.default_rng(3)
+            arrays = [rng.standard_normal(s).astype(np.float32) for s in ((4, 3), (3,), (3, 2))]
+            self.layers = lib.ParameterList([lib.Parameter(pkg.tensor(arrays[0]))])
+            self.layers.append(pkg.tensor(arrays[1]))        # a plain tensor is wrapped
+            self.heads = lib.ParameterDict({"b": lib.Parameter(pkg.tensor(arrays[2])),
+                                            "a": pkg.tensor(arrays[1] * 2)})
+
+        def forward(self, x):
+            h = (x @ self.layers[0] + self.layers[-1]) * self.heads["a"]
+            return h @ self.heads["b"]
+    return Net()
+
+
+def test_parameter_list_and_dict_like_torch():
+    rng = np.random.default_rng(0)
+    t, g = _param_containers(torch.nn, torch), _param_containers(nn, gc)
+    # registration: keys "0", "1" and a plain dict inserted in sorted key order
+    assert list(g.state_dict()) == list(t.state_dict()) == ["layers.0", "layers.1", "heads.a",
+                                                            "heads.b"]
+    assert all(isinstance(p, nn.Parameter) for p in g.parameters())
+    assert len(g.layers) == 2 and len(g.heads) == 2 and "a" in g.heads
+    assert repr(g.layers).replace("graphc", "torch") == repr(t.layers)
+    compare_module(g, t, rng.standard_normal((5, 4)).astype(np.float32))
+    # an optimizer sees them, and a step moves them like torch's
+    for opt in (torch.optim.SGD(t.parameters(), lr=0.1), gc.optim.SGD(g.parameters(), lr=0.1)):
+        opt.step()
+    for name, tp in t.state_dict().items():
+        np.testing.assert_allclose(g.state_dict()[name].numpy(), tp.numpy(), rtol=1e-6)
+    # list and dict operations
+    pl = nn.ParameterList()
+    pl.extend([gc.ones(2), gc.zeros(3)])
+    pl += [gc.ones(1)]
+    assert len(pl) == 3 and tuple(pl[-1].shape) == (1,) and len(pl[1:]) == 2
+    pl[0] = gc.zeros(4)
+    assert tuple(pl[0].shape) == (4,) and isinstance(pl[0], nn.Parameter)
+    with pytest.raises(IndexError):
+        pl[3]
+    with pytest.raises(TypeError, match="should be called with an iterable"):
+        pl.extend(gc.ones(2))
+    with pytest.raises(RuntimeError, match="should not be called"):
+        pl(1)
+    pd = nn.ParameterDict()
+    pd["x"] = gc.ones(2)
+    pd.update([("y", gc.zeros(1))])
+    assert list(pd.keys()) == ["x", "y"] and pd.get("z") is None
+    assert pd.pop("x") is not None and list(pd) == ["y"]
+    assert list(pd.state_dict()) == ["y"]
+    with pytest.raises(TypeError, match="not a string"):
+        pd[1] = gc.ones(1)
+    # load_state_dict round trip
+    fresh = _param_containers(nn, gc)
+    fresh.load_state_dict({k: v.detach().numpy() * 0 for k, v in t.state_dict().items()})
+    assert all(not np.any(p.detach().numpy()) for p in fresh.parameters())

@@ -83,6 +83,16 @@ CONFIGS = [
     ("Adagrad", dict(lr=0.1)),
     ("Adagrad", dict(lr=0.1, lr_decay=0.05, weight_decay=0.1)),
     ("Adagrad", dict(lr=0.1, initial_accumulator_value=0.3, eps=1e-6, maximize=True)),
+    ("NAdam", dict(lr=0.02)),
+    ("NAdam", dict(lr=0.02, betas=(0.8, 0.95), weight_decay=0.1, momentum_decay=0.01)),
+    ("NAdam", dict(lr=0.02, weight_decay=0.1, decoupled_weight_decay=True, maximize=True)),
+    # beta2 = 0.9: rho_t passes 5 at step 3, so both RAdam updates run within 6 steps
+    ("RAdam", dict(lr=0.02, betas=(0.9, 0.9))),
+    ("RAdam", dict(lr=0.02, betas=(0.85, 0.9), eps=1e-6, weight_decay=0.1, maximize=True)),
+    ("RAdam", dict(lr=0.02, betas=(0.9, 0.9), weight_decay=0.1, decoupled_weight_decay=True)),
+    ("RAdam", dict(lr=0.02)),
+    ("Adamax", dict(lr=0.02)),
+    ("Adamax", dict(lr=0.02, betas=(0.8, 0.95), eps=1e-4, weight_decay=0.1, maximize=True)),
 ]
 
 
@@ -104,7 +114,8 @@ def test_matches_torch(name, kwargs, dtype):
 @pytest.mark.parametrize("name,kwargs", [
     ("SGD", dict(lr=0.05, momentum=0.9)), ("Adam", dict(lr=0.02, amsgrad=True)),
     ("AdamW", dict(lr=0.02)), ("RMSprop", dict(lr=0.01, centered=True, momentum=0.5)),
-    ("Adagrad", dict(lr=0.1, lr_decay=0.05))])
+    ("Adagrad", dict(lr=0.1, lr_decay=0.05)), ("RAdam", dict(lr=0.02, betas=(0.9, 0.9))),
+    ("Adamax", dict(lr=0.02))])
 def test_state_dict_structure_and_round_trip(name, kwargs):
     dtype = "float64"
     tp, topt, _ = train(torch, getattr(torch.optim, name), kwargs, dtype, steps=3)
@@ -146,7 +157,8 @@ def two_groups(params):
 
 @pytest.mark.parametrize("name,kwargs", [
     ("SGD", dict(lr=0.05, momentum=0.9)), ("Adam", dict(lr=0.01)),
-    ("RMSprop", dict(lr=0.01)), ("Adagrad", dict(lr=0.1))])
+    ("RMSprop", dict(lr=0.01)), ("Adagrad", dict(lr=0.1)), ("NAdam", dict(lr=0.01)),
+    ("RAdam", dict(lr=0.01, betas=(0.9, 0.9))), ("Adamax", dict(lr=0.01))])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_param_groups_with_own_options(name, kwargs, dtype):
     tp, topt, _ = train(torch, getattr(torch.optim, name), kwargs, dtype, groups=two_groups)
@@ -290,3 +302,66 @@ def test_named_parameters_and_repr():
     assert opt.state_dict()["param_groups"][0]["param_names"] == ["w", "b"]
     text = repr(opt)
     assert text.startswith("SGD (") and "lr: 0.1" in text and "Parameter Group 0" in text
+
+
+@pytest.mark.parametrize("name", ["NAdam", "RAdam", "Adamax"])
+def test_new_optimizers_lr_and_betas_changes_do_not_recompile(name):
+    """Scheduled lr / beta1 reach the compiled step as runtime inputs: after warm-up the
+    compile count stays put, and the parameters still follow torch step for step."""
+    params = make_params(gc, "float64")
+    tparams = make_params(torch, "float64")
+    opt = getattr(gc.optim, name)(params, lr=0.02, betas=(0.9, 0.9))
+    topt = getattr(torch.optim, name)(tparams, lr=0.02, betas=(0.9, 0.9))
+    counts = []
+    for i in range(8):
+        for o in (opt, topt):
+            o.param_groups[0]["lr"] = 0.02 / (i + 1)
+            o.param_groups[0]["betas"] = (0.9 - 0.02 * i, 0.9)
+            o.zero_grad()
+        loss_of(gc, params, "float64").backward()
+        loss_of(torch, tparams, "float64").backward()
+        opt.step()
+        topt.step()
+        params[0].detach().numpy()   # realize the step
+        counts.append(runtime.stats["compiles"])
+    assert counts[2:] == [counts[2]] * 6, counts
+    assert_params_close(params, tparams, "float64")
+
+
+def test_new_optimizer_errors_and_defaults():
+    w = gc.tensor([1.0, 2.0], requires_grad=True)
+    for name in ("NAdam", "RAdam", "Adamax"):
+        with pytest.raises(ValueError, match="Invalid learning rate"):
+            getattr(gc.optim, name)([w], lr=-1.0)
+        with pytest.raises(ValueError, match="beta parameter at index 1"):
+            getattr(gc.optim, name)([w], betas=(0.9, 1.0))
+        tw = torch.tensor([1.0, 2.0], requires_grad=True)
+        gd = getattr(gc.optim, name)([w]).defaults
+        td = getattr(torch.optim, name)([tw]).defaults
+        assert {k: v for k, v in gd.items()} == {k: v for k, v in td.items()}
+    with pytest.raises(ValueError, match="Invalid momentum_decay"):
+        gc.optim.NAdam([w], momentum_decay=-0.1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_nadam_state_dict_resume_like_torch(dtype):
+    """NAdam's mu_product is a 0-d float32 tensor; loading a state dict casts it to the
+    parameter's dtype (PyTorch's load policy for every non-step state), so a resumed run
+    is compared with torch's resumed run, not with an uninterrupted one."""
+    out = {}
+    for lib in (torch, gc):
+        params, opt, _ = train(lib, lib.optim.NAdam, dict(lr=0.02, weight_decay=0.1), dtype,
+                               steps=3)
+        sd = opt.state_dict()
+        assert sorted(sd["state"][0]) == ["exp_avg", "exp_avg_sq", "mu_product", "step"]
+        assert sd["state"][0]["mu_product"].dtype == lib.float32
+        copies = [lib.tensor(p.detach().numpy(), requires_grad=True) for p in params]
+        fresh = lib.optim.NAdam(copies, lr=0.02, weight_decay=0.1)
+        fresh.load_state_dict(sd)
+        out[lib.__name__] = (float(sd["state"][0]["mu_product"].item()),
+                             str(fresh.state[copies[0]]["mu_product"].dtype).split(".")[-1])
+        train(lib, None, None, dtype, steps=3, params=copies, opt=fresh)
+        out[lib.__name__ + "-params"] = copies
+    assert out["graphc"][1] == out["torch"][1]
+    np.testing.assert_allclose(out["graphc"][0], out["torch"][0], rtol=1e-7)
+    assert_params_close(out["graphc-params"], out["torch-params"], dtype)

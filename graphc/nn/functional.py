@@ -27,7 +27,7 @@ from ..autograd import literal_scalars, no_grad
 from ..ir import dtypes as dt
 from ..ir import ops_nn
 from ..ir.errors import ShapeError, at_user_line
-from ..tensor import Tensor, ones_like, rand, tensor, zeros_like
+from ..tensor import Tensor, broadcast_shapes, ones_like, rand, tensor, zeros_like
 
 
 def _ntuple(v, n, name="argument"):
@@ -110,6 +110,164 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     if dim is None:
         dim = _softmax_dim(input.ndim, "log_softmax")
     return T.log_softmax(input, dim, dtype=dtype)
+
+
+# The activations below pick their branches with `where` on the same comparison
+# PyTorch's backward kernel uses, so the gradient at a kink is PyTorch's: the branch that
+# is not taken gets none. A branch that could overflow (exp of a large x) reads its
+# argument through a `where` too, so its unused infinities never reach the gradient as
+# 0 * inf.
+
+def _inplace_result(input, out, inplace):
+    return input.copy_(out) if inplace else out
+
+
+def _elu_core(input, alpha, scale, input_scale):
+    """PyTorch's elu kernel: scale * x for x > 0, else scale * alpha * expm1(x *
+    input_scale); at x == 0 the gradient is the negative branch's (alpha * scale *
+    input_scale)."""
+    pos = input > 0
+    neg_x = T.where(pos, zeros_like(input), input)
+    neg = T.expm1(neg_x if input_scale is None else neg_x * input_scale) * alpha
+    out = T.where(pos, input, neg)
+    return out * scale if scale is not None else out
+
+
+def elu(input, alpha=1.0, inplace=False):
+    return _inplace_result(input, _elu_core(input, alpha, None, None), inplace)
+
+
+def elu_(input, alpha=1.0):
+    return elu(input, alpha, inplace=True)
+
+
+def celu(input, alpha=1.0, inplace=False):
+    # PyTorch's celu is elu with input_scale 1 / alpha
+    if alpha == 0:
+        raise at_user_line(RuntimeError, "ZeroDivisionError: alpha cannot be 0 for CELU")
+    return _inplace_result(input, _elu_core(input, alpha, None, 1.0 / alpha), inplace)
+
+
+def celu_(input, alpha=1.0):
+    return celu(input, alpha, inplace=True)
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def selu(input, inplace=False):
+    with literal_scalars():
+        out = _elu_core(input, _SELU_ALPHA, _SELU_SCALE, None)
+    return _inplace_result(input, out, inplace)
+
+
+def selu_(input):
+    return selu(input, inplace=True)
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    if min_val > max_val:
+        raise ValueError("min_val cannot be greater than max_val")
+    # PyTorch's backward passes the gradient only strictly inside (min_val, max_val);
+    # clamp's own gradient would also pass it at the bounds
+    inside = T.logical_and(input > min_val, input < max_val)
+    out = T.where(inside, input, T.clamp(input.detach(), min_val, max_val))
+    return _inplace_result(input, out, inplace)
+
+
+def hardtanh_(input, min_val=-1.0, max_val=1.0):
+    return hardtanh(input, min_val, max_val, inplace=True)
+
+
+def relu6(input, inplace=False):
+    with literal_scalars():
+        return hardtanh(input, 0.0, 6.0, inplace)
+
+
+def hardsigmoid(input, inplace=False):
+    # relu6(x + 3) / 6; gradient 1/6 strictly inside (-3, 3), 0 elsewhere (PyTorch's)
+    with literal_scalars():
+        inside = T.logical_and(input > -3.0, input < 3.0)
+        flat = T.clamp(input.detach() + 3.0, 0.0, 6.0) / 6.0
+        out = T.where(inside, (input + 3.0) / 6.0, flat)
+    return _inplace_result(input, out, inplace)
+
+
+def hardswish(input, inplace=False):
+    # x * relu6(x + 3) / 6; PyTorch's gradient is x / 3 + 0.5 strictly inside (-3, 3),
+    # 0 from -3 down and 1 from 3 up: the outer branches own the kinks
+    with literal_scalars():
+        mid = input * (input + 3.0) / 6.0
+        out = T.where(input <= -3.0, zeros_like(input), T.where(input < 3.0, mid, input))
+    return _inplace_result(input, out, inplace)
+
+
+def mish(input, inplace=False):
+    # x * tanh(softplus(x)); softplus(x) = -logsigmoid(-x) never overflows
+    out = input * T.tanh(-logsigmoid(-input))
+    return _inplace_result(input, out, inplace)
+
+
+def softsign(input):
+    with literal_scalars():
+        return input / (T.abs(input) + 1.0)
+
+
+def tanhshrink(input):
+    return input - T.tanh(input)
+
+
+def _threshold(input, threshold, value, inplace):
+    # y = x where x > threshold, else value; no gradient where x <= threshold
+    out = T.where(input > threshold, input, value)
+    return _inplace_result(input, out, inplace)
+
+
+def threshold(input, threshold, value, inplace=False):
+    return _threshold(input, threshold, value, inplace)
+
+
+def threshold_(input, threshold, value):
+    return _threshold(input, threshold, value, True)
+
+
+def glu(input, dim=-1):
+    if input.ndim == 0:
+        raise at_user_line(RuntimeError, "glu does not support scalars because halving size "
+                                         "must be even")
+    d = dim + input.ndim if dim < 0 else dim
+    n = input.shape[d]
+    if n % 2:
+        raise at_user_line(RuntimeError, f"Halving dimension must be even, but dimension {d} "
+                                         f"is size {n}")
+    a, b = T.chunk(input, 2, d)
+    return a * T.sigmoid(b)
+
+
+def prelu(input, weight):
+    """x for x > 0, weight * x elsewhere; a weight of C values applies per channel
+    (dim 1). The gradient at 0 is the negative branch's, as in PyTorch's kernel."""
+    if weight.ndim > 1:
+        raise at_user_line(RuntimeError, f"prelu: Expected `weight` to be a scalar or 1D "
+                                         f"tensor, but got: ndim = {weight.ndim}")
+    n = weight.numel()
+    if n != 1:
+        channels = input.shape[1] if input.ndim > 1 else 1
+        if channels != n:
+            raise at_user_line(RuntimeError, f"Mismatch of parameter numbers and input "
+                                             f"channel size. Found parameter numbers = {n} "
+                                             f"and channel size = {channels}.")
+        weight = weight.reshape((n,) + (1,) * (input.ndim - 2))
+    elif input.ndim == 0:
+        weight = weight.reshape(())
+    return T.where(input > 0, input, input * weight)
+
+
+def softmin(input, dim=None, _stacklevel=3, dtype=None):
+    if dim is None:
+        dim = _softmax_dim(input.ndim, "softmin")
+    return T.softmax(-input, dim, dtype=dtype)
 
 
 # ============================================================================ linear, dropout
@@ -623,16 +781,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         mean = input.mean(dims, keepdim=True)
         centered = input - mean
         var = (centered * centered).mean(dims, keepdim=True)
-        if running_mean is not None or running_var is not None:
-            with no_grad():
-                m = momentum
-                keep = 1.0 - m if not isinstance(m, Tensor) else 1 - m
-                if running_mean is not None:
-                    running_mean.copy_(running_mean * keep + mean.detach().reshape(C) * m)
-                if running_var is not None:
-                    with literal_scalars():
-                        unbiased = var.detach().reshape(C) * (n / (n - 1))
-                    running_var.copy_(running_var * keep + unbiased * m)
+        _update_running_stats(running_mean, running_var, lambda: mean.detach().reshape(C),
+                              lambda: var.detach().reshape(C), n, momentum)
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: running_mean and running_var are required when "
@@ -640,7 +790,28 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         mean = running_mean.reshape(shape)
         var = running_var.reshape(shape)
         centered = input - mean
-    y = centered * T.rsqrt(var + eps)
+    return _scale_shift(centered * T.rsqrt(var + eps), weight, bias, shape)
+
+
+def _update_running_stats(running_mean, running_var, batch_mean, batch_var, n, momentum):
+    """running = (1 - momentum) * running + momentum * batch statistic, in place and out
+    of autograd; the variance enters unbiased (n / (n - 1)). `batch_mean`/`batch_var`
+    are callables, so a missing buffer costs nothing."""
+    if running_mean is None and running_var is None:
+        return
+    with no_grad():
+        m = momentum
+        keep = 1.0 - m if not isinstance(m, Tensor) else 1 - m
+        if running_mean is not None:
+            running_mean.copy_(running_mean * keep + batch_mean() * m)
+        if running_var is not None:
+            with literal_scalars():
+                unbiased = batch_var() * (n / (n - 1))
+            running_var.copy_(running_var * keep + unbiased * m)
+
+
+def _scale_shift(y, weight, bias, shape):
+    """The per-channel affine of the batch and instance norms."""
     if weight is not None:
         y = y * weight.reshape(shape)
     if bias is not None:
@@ -669,6 +840,72 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         y = y + bias
     return y
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Normalise each sample over groups of num_groups consecutive channels (and all
+    spatial positions), then apply the per-channel affine."""
+    if input.ndim < 2:
+        raise at_user_line(RuntimeError, f"Expected at least 2 dimensions for input tensor "
+                                         f"but received {input.ndim}")
+    N, C = input.shape[:2]
+    if C % num_groups:
+        raise at_user_line(RuntimeError, f"Expected number of channels in input to be "
+                                         f"divisible by num_groups, but got input of shape "
+                                         f"{list(input.shape)} and num_groups={num_groups}")
+    # PyTorch's _verify_batch_size on [N * C // G, G, *spatial] (its exact check)
+    size = [N * C // num_groups, num_groups] + list(input.shape[2:])
+    if size[0] * math.prod(size[2:]) == 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input "
+                         f"size {size}")
+    _check_norm_dtypes("group_norm", input, weight=weight, bias=bias)
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.numel() != C:
+            raise at_user_line(RuntimeError, f"Expected {name} to be a vector of size equal "
+                                             f"to the number of channels in input, but got "
+                                             f"{name} of shape {list(t.shape)} and input of "
+                                             f"shape {list(input.shape)}")
+    grouped = input.reshape(N, num_groups, -1)
+    mean = grouped.mean(-1, keepdim=True)
+    centered = grouped - mean
+    var = (centered * centered).mean(-1, keepdim=True)
+    y = (centered * T.rsqrt(var + eps)).reshape(input.shape)
+    return _scale_shift(y, weight, bias, (1, C) + (1,) * (input.ndim - 2))
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats=True, momentum=0.1, eps=1e-5):
+    """Normalise each (sample, channel) over its spatial positions. With use_input_stats
+    and running buffers, the buffers move towards the batch average of the per-instance
+    mean and unbiased variance (PyTorch runs batch_norm over N*C channels and averages
+    the N copies of each buffer); without use_input_stats the buffers normalise."""
+    if input.ndim < 3:
+        raise at_user_line(ShapeError, f"instance_norm: expected input of at least 3 dims "
+                                       f"(N, C, *), got {list(input.shape)}")
+    N, C = input.shape[:2]
+    _check_norm_dtypes("instance_norm", input, running_mean=running_mean,
+                       running_var=running_var, weight=weight, bias=bias)
+    shape = (1, C) + (1,) * (input.ndim - 2)
+    if use_input_stats:
+        n = math.prod(input.shape[2:])
+        if n <= 1:
+            raise ValueError(f"Expected more than 1 spatial element when training, got input "
+                             f"size {list(input.shape)}")
+        dims = tuple(range(2, input.ndim))
+        mean = input.mean(dims, keepdim=True)
+        centered = input - mean
+        var = (centered * centered).mean(dims, keepdim=True)
+        _update_running_stats(running_mean, running_var,
+                              lambda: mean.detach().reshape(N, C).mean(0),
+                              lambda: var.detach().reshape(N, C).mean(0), n, momentum)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("Expected running_mean and running_var to be defined when "
+                             "use_input_stats is false")
+        mean = running_mean.reshape(shape)
+        var = running_var.reshape(shape)
+        centered = input - mean
+    return _scale_shift(centered * T.rsqrt(var + eps), weight, bias, shape)
 
 
 def normalize(input, p=2.0, dim=1, eps=1e-12):
@@ -915,3 +1152,300 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction)
+
+
+def _smooth_l1(diff, beta):
+    """PyTorch's kernel: 0.5 d^2 / beta where |d| < beta, |d| - 0.5 beta elsewhere; the
+    quadratic branch owns d == 0, so the gradient there is 0."""
+    ad = T.abs(diff)
+    return T.where(ad < beta, diff * diff * (0.5 / beta), ad - 0.5 * beta)
+
+
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean",
+                   beta=1.0):
+    _warn_broadcast(input, target, "smooth_l1_loss")
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if beta < 0:
+        raise at_user_line(RuntimeError, "smooth_l1_loss does not support negative values "
+                                         "for beta.")
+    if beta == 0.0:
+        return l1_loss(input, target, reduction=reduction)
+    _check_reduction(reduction)
+    return _reduce(_smooth_l1(input - target, beta), reduction)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
+    """0.5 d^2 where |d| < delta, delta (|d| - 0.5 delta) elsewhere: delta times the
+    smooth L1 loss with beta = delta (PyTorch's kernel computes it directly)."""
+    _warn_broadcast(input, target, "huber_loss")
+    if delta <= 0:
+        raise at_user_line(RuntimeError, "huber_loss does not support non-positive values "
+                                         "for delta.")
+    _check_reduction(reduction)
+    d = input - target
+    ad = T.abs(d)
+    with literal_scalars():
+        quad = d * d * 0.5
+    loss = T.where(ad < delta, quad, (ad - 0.5 * delta) * delta)
+    if weight is not None:
+        if tuple(weight.shape) != tuple(input.shape):
+            raise ValueError("Weights and input must have the same size.")
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def _xlogy_self(t):
+    """t * log(t), 0 where t == 0 (torch.xlogy(t, t))."""
+    zero = t == 0
+    with literal_scalars():
+        safe = T.where(zero, ones_like(t), t)
+    return T.where(zero, zeros_like(t), t * T.log(safe))
+
+
+def kl_div(input, target, size_average=None, reduce=None, reduction="mean",
+           log_target=False):
+    """Pointwise target * (log target - input) (input is a log-probability); 'batchmean'
+    sums and divides by the batch size (dim 0)."""
+    if size_average is not None or reduce is not None:
+        reduction = _legacy_reduction(size_average, reduce, reduction)
+    elif reduction == "mean":
+        warnings.warn("reduction: 'mean' divides the total loss by both the batch size and "
+                      "the support size.'batchmean' divides only by the batch size, and "
+                      "aligns with the KL div math definition.'mean' will be changed to "
+                      "behave the same as 'batchmean' in the next major release.",
+                      stacklevel=2)
+    if reduction not in ("none", "mean", "sum", "batchmean"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    if log_target:
+        loss = T.exp(target) * (target - input)
+    else:
+        loss = _xlogy_self(target) - target * input
+    if reduction == "batchmean":
+        total = loss.sum()
+        if input.ndim == 0:
+            return total
+        with literal_scalars():
+            return total / float(input.shape[0])
+    return _reduce(loss, reduction)
+
+
+def cosine_similarity(x1, x2, dim=1, eps=1e-8):
+    """sum(x1 / |x1| * x2 / |x2|) along dim, each norm clamped below at eps; as in
+    PyTorch the clamp changes the value only, never the gradient's path."""
+    shape = broadcast_shapes(tuple(x1.shape), tuple(x2.shape))
+    x1, x2 = x1.expand(shape), x2.expand(shape)
+
+    def norm(x):
+        n = T.norm(x, 2, dim, keepdim=True)
+        nd = n.detach()
+        return n + (T.clamp_min(nd, eps) - nd)
+
+    return ((x1 / norm(x1)) * (x2 / norm(x2))).sum(dim)
+
+
+def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
+    # PyTorch: norm(x1 - x2 + eps, p) over the last dim
+    return T.norm(x1 - x2 + eps, p, -1, keepdim=keepdim)
+
+
+def cosine_embedding_loss(input1, input2, target, margin=0, size_average=None, reduce=None,
+                          reduction="mean"):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    if target.ndim > 1:
+        raise at_user_line(RuntimeError, "0D or 1D target tensor expected, multi-target not "
+                                         "supported")
+    expected = target.ndim + 1
+    if input1.ndim != expected or input2.ndim != expected:
+        raise at_user_line(RuntimeError, f"{target.ndim}D target tensor expects {expected}D "
+                                         f"inputs, but got inputs of size "
+                                         f"{list(input1.shape)} and {list(input2.shape)}")
+    d = input1.ndim - 1
+    with literal_scalars():
+        # PyTorch's kernel: an epsilon of 1e-12 on each squared magnitude
+        prod = (input1 * input2).sum(d)
+        mag1 = (input1 * input1).sum(d) + 1e-12
+        mag2 = (input2 * input2).sum(d) + 1e-12
+        cos = prod / T.sqrt(mag1 * mag2)
+        pos = 1 - cos
+    neg = T.clamp_min(cos - margin, 0)
+    zeros = zeros_like(cos)
+    loss = T.where(target == 1, pos, zeros) + T.where(target == -1, neg, zeros)
+    return _reduce(loss, reduction)
+
+
+def margin_ranking_loss(input1, input2, target, margin=0, size_average=None, reduce=None,
+                        reduction="mean"):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    if not input1.ndim == input2.ndim == target.ndim:
+        raise at_user_line(RuntimeError, f"margin_ranking_loss : All input tensors should have "
+                                         f"same dimension but got sizes: input1: "
+                                         f"{tuple(input1.shape)}, input2: "
+                                         f"{tuple(input2.shape)}, target: "
+                                         f"{tuple(target.shape)} ")
+    loss = T.clamp_min(-target * (input1 - input2) + margin, 0)
+    return _reduce(loss, reduction)
+
+
+# ============================================================================ interpolation
+# Resampling along one spatial dim is a fixed linear map of that dim: nearest picks rows
+# (index_select), linear mixes two neighbours (a matmul with an [out, in] interpolation
+# matrix). Both are built from the sizes alone, with PyTorch's index arithmetic done in
+# its precision (float32 for float32 input, as its opmath type), so the sampled positions
+# are PyTorch's to the bit; the gradient is index_select's / matmul's.
+
+def _interp_scale_np(x_dtype):
+    return np.float64 if x_dtype.name == "float64" else np.float32
+
+
+def _nearest_indices(in_size, out_size, scale):
+    """PyTorch's nearest_idx: identity and exact 2x have fast paths, else
+    min(floor(i * s), in - 1) with s = 1 / scale_factor (or in / out) as a float."""
+    if out_size == in_size:
+        return np.arange(out_size, dtype=np.int64)
+    if out_size == 2 * in_size:
+        return np.arange(out_size, dtype=np.int64) >> 1
+    s = np.float32(1.0 / scale) if scale is not None and scale > 0 else \
+        np.float32(in_size) / np.float32(out_size)
+    src = np.floor(np.arange(out_size, dtype=np.float32) * s).astype(np.int64)
+    return np.minimum(src, in_size - 1)
+
+
+def _linear_matrix(in_size, out_size, scale, align_corners, npd):
+    """[out, in] matrix of PyTorch's linear weights: source position src = s * i
+    (align_corners) or s * (i + 0.5) - 0.5 clamped at 0; neighbours floor(src) and the
+    next one (if inside), weighted 1 - frac and frac."""
+    if align_corners:
+        s = npd(in_size - 1) / npd(out_size - 1) if out_size > 1 else npd(0)
+    else:
+        s = npd(1.0 / scale) if scale is not None and scale > 0 else npd(in_size) / npd(out_size)
+    idx = np.arange(out_size).astype(npd)
+    if align_corners:
+        src = s * idx
+    else:
+        src = np.maximum(s * (idx + npd(0.5)) - npd(0.5), npd(0))
+    i0 = src.astype(np.int64)   # src >= 0: truncation is floor
+    lam1 = np.clip(src - i0.astype(npd), npd(0), npd(1)).astype(npd)
+    lam0 = (npd(1) - lam1).astype(npd)
+    i1 = i0 + (i0 < in_size - 1)
+    m = np.zeros((out_size, in_size), dtype=npd)
+    rows = np.arange(out_size)
+    np.add.at(m, (rows, i0), lam0)
+    np.add.at(m, (rows, i1), lam1)
+    return m
+
+
+def _along(x, d, fn):
+    """Apply fn to x with dim d moved last, then move it back."""
+    last = x.ndim - 1
+    if d == last:
+        return fn(x)
+    return fn(x.transpose(d, last)).transpose(d, last)
+
+
+_INTERP_MODES = ("nearest", "linear", "bilinear", "bicubic", "trilinear", "area",
+                 "nearest-exact")
+
+
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None, antialias=False):
+    if mode in ("nearest", "area", "nearest-exact"):
+        if align_corners is not None:
+            raise ValueError("align_corners option can only be set with the interpolating "
+                             "modes: linear | bilinear | bicubic | trilinear")
+    elif align_corners is None:
+        align_corners = False
+    dim = input.ndim - 2
+    if size is not None and scale_factor is not None:
+        raise ValueError("only one of size or scale_factor should be defined")
+    if size is not None:
+        scales = None
+        if isinstance(size, (list, tuple)):
+            if len(size) != dim:
+                raise ValueError(f"Input and output must have the same number of spatial "
+                                 f"dimensions, but got input with spatial dimensions of "
+                                 f"{list(input.shape[2:])} and output size of {size}. Please "
+                                 f"provide input tensor in (N, C, d1, d2, ...,dK) format and "
+                                 f"output size in (o1, o2, ...,oK) format.")
+            if not all(isinstance(v, numbers.Integral) for v in size):
+                raise TypeError(f"expected size to be one of int or Tuple[int] or Tuple[int, "
+                                f"int] or Tuple[int, int, int], but got size with types "
+                                f"{[type(v) for v in size]}")
+            out_size = [int(v) for v in size]
+        else:
+            out_size = [int(size)] * dim
+    elif scale_factor is not None:
+        if isinstance(scale_factor, (list, tuple)):
+            if len(scale_factor) != dim:
+                raise ValueError(f"Input and scale_factor must have the same number of spatial "
+                                 f"dimensions, but got input with spatial dimensions of "
+                                 f"{list(input.shape[2:])} and scale_factor of shape "
+                                 f"{scale_factor}. Please provide input tensor in (N, C, d1, "
+                                 f"d2, ...,dK) format and scale_factor in (s1, s2, ...,sK) "
+                                 f"format.")
+            scales = [float(v) for v in scale_factor]
+        else:
+            scales = [float(scale_factor)] * dim
+        # PyTorch's output size: floor(in * scale), in double precision
+        out_size = [int(math.floor(float(n) * s)) for n, s in zip(input.shape[2:], scales)]
+    else:
+        raise ValueError("either size or scale_factor should be defined")
+    if recompute_scale_factor and size is not None:
+        raise ValueError("recompute_scale_factor is not meaningful with an explicit size.")
+    if recompute_scale_factor or scales is None:
+        scales = [None] * dim   # the kernel then uses in / out
+    if antialias:
+        raise NotImplementedError("graphc: interpolate's antialias option is not supported")
+    if mode not in _INTERP_MODES:
+        raise NotImplementedError(f"Input Error: Only 3D, 4D and 5D input Tensors supported "
+                                  f"(got {input.ndim}D) for the modes: nearest | linear | "
+                                  f"bilinear | bicubic | trilinear | area | nearest-exact "
+                                  f"(got {mode})")
+    needs = {"linear": 3, "bilinear": 4, "trilinear": 5}
+    if mode in needs and input.ndim != needs[mode]:
+        raise NotImplementedError(f"Got {input.ndim}D input, but {mode} mode needs "
+                                  f"{needs[mode]}D input")
+    if mode not in ("nearest", "linear", "bilinear", "trilinear") or input.ndim not in (3, 4, 5):
+        raise NotImplementedError(f"graphc: interpolate supports modes 'nearest', 'linear', "
+                                  f"'bilinear' and 'trilinear' on 3-5 dim input (got mode "
+                                  f"{mode!r} on a {input.ndim}-d input)")
+    for n, o in zip(input.shape[2:], out_size):
+        if n <= 0 or o <= 0:
+            raise at_user_line(RuntimeError, f"Input and output sizes should be greater than "
+                                             f"0, but got input (spatial) {list(input.shape[2:])}"
+                                             f" output {out_size}")
+    out = input
+    npd = _interp_scale_np(input.dtype)
+    for k in range(dim):
+        d = 2 + k
+        n, o, s = input.shape[d], out_size[k], scales[k]
+        if mode == "nearest":
+            if o == n:
+                continue
+            idx = tensor(_nearest_indices(n, o, s), dtype=dt.int64)
+            out = out.index_select(d, idx)
+        else:
+            if o == n and (align_corners or s is None or s == 1.0):
+                continue   # the identity map
+            m = tensor(_linear_matrix(n, o, s, align_corners, npd), dtype=input.dtype)
+            out = _along(out, d, lambda v: T.matmul(v, m.t()))
+    return out
+
+
+def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):
+    warnings.warn("`nn.functional.upsample` is deprecated. Use `nn.functional.interpolate` "
+                  "instead.", stacklevel=2)
+    return interpolate(input, size, scale_factor, mode, align_corners)
+
+
+def upsample_nearest(input, size=None, scale_factor=None):
+    warnings.warn("`nn.functional.upsample_nearest` is deprecated. Use "
+                  "`nn.functional.interpolate` instead.", stacklevel=2)
+    return interpolate(input, size, scale_factor, mode="nearest")
+
+
+def upsample_bilinear(input, size=None, scale_factor=None):
+    warnings.warn("`nn.functional.upsample_bilinear` is deprecated. Use "
+                  "`nn.functional.interpolate` instead.", stacklevel=2)
+    return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)
