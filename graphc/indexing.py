@@ -121,9 +121,9 @@ def getitem(x: Tensor, key):
 
 def _reads_computed_value(x: Tensor) -> bool:
     """True when basic indexing of `x` can read its value right away: it is computed
-    (on the host), nothing records a gradient through it, and no step is being traced
-    (a trace must see the read as a graph op, or a replay would keep the first value)."""
-    return type(x._node.data) is np.ndarray and runtime.tracer is None and \
+    (on the host), nothing records a gradient through it, and nothing is being traced
+    (a trace must see the read as a graph op, or it would keep the example's value)."""
+    return type(x._node.data) is np.ndarray and not runtime.capturing() and \
         not (x.requires_grad and autograd.is_grad_enabled())
 
 

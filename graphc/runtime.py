@@ -33,6 +33,7 @@ _cache: dict = {}
 _shapeless_keys: dict = {}
 stats = {"compiles": 0, "cache_hits": 0, "realizations": 0, "data_movement_reads": 0}
 tracer = None   # a graphc.compile Tracer while a step is being captured
+_captures = 0   # graphc.jit traces in progress (see capturing())
 _realize_backend = None   # overrides the default backend of lazy realization (run_once_on)
 
 
@@ -71,6 +72,24 @@ def _describe(item):
     op, attrs, shape, dtype, _ = item
     text = f"{dtype}[{','.join(map(str, shape))}]"
     return text + (f" {dict(attrs)}" if attrs and op != "input" else "")
+
+
+def capturing() -> bool:
+    """True while a trace records ops (graphc.compile, graphc.jit.trace): code that could
+    read a computed value early (basic indexing of a computed tensor) must build the op
+    instead, or the trace would keep the example's value for every later input."""
+    return tracer is not None or _captures > 0
+
+
+@contextlib.contextmanager
+def capture():
+    """Mark a graphc.jit trace in progress (graphc.compile installs `tracer`)."""
+    global _captures
+    _captures += 1
+    try:
+        yield
+    finally:
+        _captures -= 1
 
 
 def compiled_for(graph: Graph, backend_name=None):

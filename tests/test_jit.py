@@ -500,3 +500,12 @@ def test_a_model_with_random_ops_traces_with_a_warning_like_pytorch():
     eager = _noisy(gc.ones(3))
     gc.manual_seed(5)
     assert _bits(traced(gc.ones(3))) == _bits(eager)
+
+
+def test_indexing_a_traced_input_stays_an_op_of_the_trace():
+    """Basic indexing of a computed tensor reads its value at once outside traces; inside
+    one it must stay a graph op, or the traced function would return the example's rows
+    for every input."""
+    traced = gc.jit.trace(lambda x: x[1:3] * 2 + x[0], gc.tensor(np.ones((4, 2), np.float32)))
+    other = np.arange(8, dtype=np.float32).reshape(4, 2)
+    np.testing.assert_array_equal(traced(gc.tensor(other)).numpy(), other[1:3] * 2 + other[0])

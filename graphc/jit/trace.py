@@ -379,7 +379,7 @@ def trace(func, example_inputs=None, *, check_trace=True, check_inputs=None,
         fresh.append(Tensor._wrap(node, is_leaf=True))
     traced_args, traced_kwargs = unflatten(input_spec, fresh)
 
-    with _ValueReadHook() as hook:
+    with _ValueReadHook() as hook, runtime.capture():
         result = func(*traced_args, **traced_kwargs)
 
     outputs = []
