@@ -48,7 +48,10 @@ required = _RequiredParameter()
 
 
 def _is_number(v):
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+    t = type(v)
+    if t is float or t is int:   # the common case, without the slow ABC check below
+        return True
+    return t is not bool and isinstance(v, numbers.Real)
 
 
 class Optimizer:
@@ -152,17 +155,22 @@ class Optimizer:
         the parameters of each group, its non-numeric options (amsgrad, nesterov, ...),
         and whether momentum / weight_decay are zero. Other numbers (lr, betas, eps, ...)
         are runtime inputs, so a scheduler changing them, even from 0, never retraces."""
+        # checked before every replay of a compiled step: kept to plain loops
+        zero_picks = self._ZERO_PICKS_STRUCTURE
+
         def shape(key, v):
             if _is_number(v):
-                return v == 0 if key in self._ZERO_PICKS_STRUCTURE else "number"
+                return v == 0 if key in zero_picks else "number"
             if isinstance(v, (list, tuple)):
                 return tuple(shape(key, x) for x in v)
             if v is None or isinstance(v, (bool, str)):
                 return v
             return type(v).__name__
-        return tuple((tuple(id(p) for p in g["params"]),
-                      tuple(sorted((k, shape(k, v)) for k, v in g.items() if k != "params")))
-                     for g in self.param_groups)
+        out = []
+        for g in self.param_groups:
+            options = tuple((k, shape(k, v)) for k, v in g.items() if k != "params")
+            out.append((tuple(map(id, g["params"])), options))
+        return tuple(out)
 
     def _update_group(self, index, group, params):  # pragma: no cover - abstract
         raise NotImplementedError
