@@ -441,6 +441,18 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         self._set_lrs(values)
 
 
+def _start_momentum_cycle(optimizer, use_beta1, max_momentums, base_momentums):
+    """CyclicLR's and OneCycleLR's start: each group's momentum (or beta1) at its
+    maximum, the cycle's bounds kept in the group, as PyTorch stores them."""
+    for m, b, group in zip(max_momentums, base_momentums, optimizer.param_groups):
+        if use_beta1:
+            group["betas"] = (m, *group["betas"][1:])
+        else:
+            group["momentum"] = m
+        group["max_momentum"] = m
+        group["base_momentum"] = b
+
+
 class CyclicLR(LRScheduler):
     """Cyclical learning rates: each cycle climbs from base_lr to max_lr in step_size_up
     steps and back in step_size_down, the amplitude scaled per cycle ('triangular2':
@@ -478,14 +490,8 @@ class CyclicLR(LRScheduler):
             self.base_momentums = _per_group("base_momentum", optimizer, base_momentum)
             self.max_momentums = _per_group("max_momentum", optimizer, max_momentum)
             if last_epoch == -1:
-                for m, b, group in zip(self.max_momentums, self.base_momentums,
-                                       optimizer.param_groups):
-                    if self.use_beta1:
-                        group["betas"] = (m, *group["betas"][1:])
-                    else:
-                        group["momentum"] = m
-                    group["max_momentum"] = m
-                    group["base_momentum"] = b
+                _start_momentum_cycle(optimizer, self.use_beta1, self.max_momentums,
+                                      self.base_momentums)
         super().__init__(optimizer, last_epoch)
         self.base_lrs = base_lrs
 
@@ -810,13 +816,7 @@ class OneCycleLR(LRScheduler):
             max_ms = _per_group("max_momentum", optimizer, max_momentum)
             base_ms = _per_group("base_momentum", optimizer, base_momentum)
             if last_epoch == -1:
-                for m, b, group in zip(max_ms, base_ms, optimizer.param_groups):
-                    if self.use_beta1:
-                        group["betas"] = (m, *group["betas"][1:])
-                    else:
-                        group["momentum"] = m
-                    group["max_momentum"] = m
-                    group["base_momentum"] = b
+                _start_momentum_cycle(optimizer, self.use_beta1, max_ms, base_ms)
         super().__init__(optimizer, last_epoch)
 
     def _anneal_func(self, start, end, pct):
