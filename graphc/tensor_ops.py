@@ -1863,6 +1863,42 @@ def bernoulli(input, p=None, *, generator=None):
     return lt(u, probs)._cast(input.dtype)
 
 
+def multinomial(input, num_samples, replacement=False, *, generator=None):
+    """Category indices drawn with the probabilities in the last dim of `input` (weights
+    need not sum to 1), by inverse CDF: a uniform draw times the row's total, counted
+    against the running sum (a category of weight 0 is never drawn). Without
+    replacement only one sample per row is supported (that is what sampling a next
+    token asks for); more would need a sort (top-k of Gumbel keys), which graphc lacks.
+    Invalid weights (negative, inf, nan, all zero) are data: unlike PyTorch, graphc
+    cannot check them when the op is built."""
+    if input.ndim not in (1, 2):
+        raise at_user_line(RuntimeError, f"prob_dist must be 1 or 2 dim, got shape "
+                                         f"{list(input.shape)}")
+    if not input.dtype.is_floating:
+        raise at_user_line(RuntimeError, f"multinomial only supports floating-point dtypes "
+                                         f"for input, got {input.dtype.name}")
+    n = input.shape[-1]
+    if num_samples <= 0:
+        raise at_user_line(RuntimeError, f"cannot sample n_sample <= 0 samples "
+                                         f"(got {num_samples})")
+    if not replacement and num_samples > n:
+        raise at_user_line(RuntimeError, "cannot sample n_sample > prob_dist.size(-1) "
+                                         "samples without replacement")
+    if not replacement and num_samples > 1:
+        raise at_user_line(NotImplementedError, "graphc.multinomial draws several samples "
+                                                "without replacement only with a sort, which "
+                                                "graphc does not have yet; use "
+                                                "replacement=True or one sample")
+    rows = input.reshape(1, n) if input.ndim == 1 else input
+    weights = rows._cast(dt.float64)
+    cdf = cumsum(weights, -1)                                        # [R, n]
+    u = _rand((rows.shape[0], num_samples), dtype=dt.float64, generator=generator)
+    u = u * cdf[:, n - 1:]                                           # [R, k]
+    below = le(cdf.unsqueeze(1), u.unsqueeze(2))                     # [R, k, n]
+    idx = minimum(sum(below._cast(dt.int64), -1), full((), n - 1, dtype=dt.int64))
+    return idx.reshape(num_samples) if input.ndim == 1 else idx
+
+
 def _bernoulli_(self, p=0.5, *, generator=None):
     if _is_scalar(p) and not 0 <= p <= 1:
         raise at_user_line(RuntimeError, f"bernoulli_ expects p to be in [0, 1], but got "
@@ -1961,7 +1997,7 @@ _METHODS = dict(
     atan2=atan2, arctan2=atan2, copysign=copysign, hypot=hypot, fmod=fmod,
     flip=lambda self, *dims: flip(self, dims[0] if len(dims) == 1 and
                                   not isinstance(dims[0], int) else dims),
-    fliplr=fliplr, flipud=flipud,
+    fliplr=fliplr, flipud=flipud, multinomial=multinomial,
 )
 
 for _name, _fn in _METHODS.items():

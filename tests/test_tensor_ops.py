@@ -1324,3 +1324,27 @@ def test_new_math_in_place_and_errors_like_torch():
     x = gc.tensor([1.0, 2.0, 3.0], requires_grad=True)
     (gc.flip(x, 0) * gc.tensor([1.0, 10.0, 100.0])).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [100.0, 10.0, 1.0])
+
+
+def test_multinomial_draws_with_the_weights_frequencies_and_torchs_shapes():
+    weights = np.array([[0.1, 0.0, 0.6, 0.3], [5.0, 1.0, 0.0, 4.0]], np.float32)
+    gc.manual_seed(0)
+    draws = gc.multinomial(gc.tensor(weights), 20000, replacement=True).numpy()
+    assert draws.shape == (2, 20000) and draws.dtype == np.int64
+    for row, w in zip(draws, weights):
+        freq = np.bincount(row, minlength=4) / row.size
+        np.testing.assert_allclose(freq, w / w.sum(), atol=0.015)
+        assert freq[w == 0].sum() == 0                    # weight 0: never drawn
+    gc.manual_seed(0)
+    again = gc.tensor(weights).multinomial(20000, replacement=True).numpy()
+    np.testing.assert_array_equal(again, draws)           # reproducible under the seed
+    for shape, k in (((4,), 1), ((3, 4), 1), ((4,), 3)):
+        w = np.ones(shape, np.float32)
+        repl = k > 1
+        assert tuple(gc.multinomial(gc.tensor(w), k, replacement=repl).shape) == \
+            tuple(torch.multinomial(torch.tensor(w), k, replacement=repl).shape)
+    for lib in (torch, gc):
+        with pytest.raises(RuntimeError, match="cannot sample n_sample > prob_dist"):
+            lib.multinomial(lib.ones(3), 4)
+        with pytest.raises(RuntimeError, match="prob_dist must be 1 or 2 dim"):
+            lib.multinomial(lib.ones(2, 2, 2), 1)
