@@ -858,3 +858,20 @@ def test_interpolate_errors(rng):
         nn.functional.interpolate(x, scale_factor=2, align_corners=True)
     with pytest.raises(NotImplementedError, match="needs 3D input"):
         nn.functional.interpolate(x, scale_factor=2, mode="linear")
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=2, padding=1), dict(kernel_size=3, stride=2,
+                                                                     padding=1, ceil_mode=True)])
+def test_max_pool_never_picks_padding_like_torch(kw):
+    """Windows whose inputs are all -inf: PyTorch picks the first input of the window,
+    never the padding, for the gradient and return_indices."""
+    x = np.full((1, 1, 4, 5), -np.inf, np.float32)
+    x[0, 0, 1, 1], x[0, 0, 3, 4] = 1.0, 2.0
+    results = []
+    for lib in (torch, gc):
+        t = lib.tensor(x, requires_grad=True)
+        out, idx = lib.nn.functional.max_pool2d(t, return_indices=True, **kw)
+        out.sum().backward()        # -inf, but each output's gradient is 1
+        results.append((out.detach().numpy(), idx.numpy(), t.grad.numpy()))
+    for ours, theirs in zip(results[1], results[0]):
+        np.testing.assert_array_equal(ours, theirs)

@@ -27,7 +27,7 @@ from ..autograd import literal_scalars, no_grad
 from ..ir import dtypes as dt
 from ..ir import ops_nn
 from ..ir.errors import ShapeError, at_user_line
-from ..tensor import Tensor, broadcast_shapes, ones_like, rand, tensor, zeros_like
+from ..tensor import Tensor, broadcast_shapes, ones, ones_like, rand, tensor, zeros_like
 
 
 def _ntuple(v, n, name="argument"):
@@ -643,7 +643,16 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     # NaN: the first maximum wins ties, and the last NaN wins a window holding any
     # (argmax alone would pick the first NaN).
     positions = T.arange_like(stacked.shape[-1])
-    first_max = stacked.argmax(-1, keepdim=True)
+    if any(p) or ceil_mode:
+        # a window may hold padding: PyTorch only ever picks an input position, so in a
+        # window whose inputs are all -inf the first input, not the padding before it,
+        # takes the gradient (and return_indices names it)
+        plane = ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype)
+        real = _windows(plane, k, s, p, d, ceil_mode, None)[0] > 0   # [1, 1, Ho, Wo, K]
+        top = stacked.amax(-1, keepdim=True)
+        first_max = (real & (stacked == top)).argmax(-1, keepdim=True)
+    else:
+        first_max = stacked.argmax(-1, keepdim=True)
     with literal_scalars():
         last_nan = T.where(stacked.isnan(), positions, -1).amax(-1, keepdim=True)
         winner = T.where(last_nan >= 0, last_nan, first_max)
