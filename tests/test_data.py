@@ -475,3 +475,12 @@ def test_custom_collate_fn():
     tds = gud.TensorDataset(gc.arange(5))
     got = list(gud.DataLoader(tds, batch_size=2, collate_fn=lambda s: [int(x) for (x,) in s]))
     assert got == [[0, 1], [2, 3], [4]]
+
+
+def test_tensors_the_prefetch_thread_builds_name_no_stdlib_line():
+    """A batch stacked in the loader's background thread has no user frame on its stack:
+    its location is none, not Python's concurrent/futures/thread.py."""
+    ds = gc.utils.data.TensorDataset(gc.arange(12).reshape(6, 2).float())
+    for (batch,) in gc.utils.data.DataLoader(ds, batch_size=3):
+        loc = batch._node.loc
+        assert loc is None or ("concurrent" not in loc and "threading" not in loc), loc

@@ -8,8 +8,10 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import sysconfig
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_STDLIB_DIR = os.path.abspath(sysconfig.get_paths()["stdlib"])
 
 
 class GraphcError(Exception):
@@ -42,12 +44,21 @@ def _inside_package(filename: str) -> bool:
     return os.path.abspath(filename).startswith(_PACKAGE_DIR + os.sep)
 
 
+@functools.lru_cache(maxsize=4096)
+def _inside_stdlib(filename: str) -> bool:
+    # Python's own modules are nobody's user code: a tensor the DataLoader's prefetch
+    # thread stacks was reported "at concurrent/futures/thread.py:58"
+    return os.path.abspath(filename).startswith(_STDLIB_DIR + os.sep) and \
+        "site-packages" not in filename
+
+
 def user_location(skip_internal=True) -> str | None:
-    """file:line of the innermost stack frame outside the graphc package."""
+    """file:line of the innermost stack frame outside the graphc package and the
+    standard library (None when there is none: a value built in a library thread)."""
     f = sys._getframe(1)
     while f is not None:
         fn = f.f_code.co_filename
-        if not (skip_internal and _inside_package(fn)):
+        if not (skip_internal and (_inside_package(fn) or _inside_stdlib(fn))):
             return f"{fn}:{f.f_lineno}"
         f = f.f_back
     return None
