@@ -710,7 +710,6 @@ def _prod_vjp(c, g):
 
 
 def _minmax_reduce_vjp(c, g):
-    T = _tensor_mod()
     x = c.inputs[0]
     mask = (x == _out_back(c)).to(x.dtype)
     # PyTorch's amax/amin: the gradient is shared evenly among tied maxima.
