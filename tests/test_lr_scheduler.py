@@ -335,13 +335,26 @@ def test_compiled_step_with_a_warmup_from_zero_traces_once_and_matches_torch(opt
                                                                              kwargs):
     """LambdaLR warm-up from lr = 0: the lr going from zero to non-zero is a value change
     (a runtime input), not a change of the update's structure; no retrace."""
-    rng = np.random.default_rng(2)
+    results, fn = _compiled_runs_with_scheduler(
+        2, lambda lib, w: getattr(lib.optim, opt_name)([w], lr=0.05, **kwargs),
+        lambda lib, opt: lib.optim.lr_scheduler.LambdaLR(opt, lambda e: min(1.0, e / 4)),
+        lambda opt: opt.param_groups[0]["lr"])
+    assert fn.stats == {"traces": 1, "replays": 8, "eager_calls": 1}
+    assert results[gc][1] == results[torch][1]
+    np.testing.assert_allclose(results[gc][0], results[torch][0], rtol=1e-5, atol=1e-6)
+
+
+def _compiled_runs_with_scheduler(seed, make_opt, make_sched, record, steps=10):
+    """({lib: (final weights, recorded values per step)}, graphc's compiled step): the
+    same least-squares problem trained by torch eagerly and by a graphc.compile'd step,
+    the scheduler stepped after each step."""
+    rng = np.random.default_rng(seed)
     w0, x, y = (rng.standard_normal(s).astype(np.float32) for s in ((4, 3), (8, 4), (8, 3)))
     results = {}
     for lib in (torch, gc):
         w = lib.tensor(w0.copy(), requires_grad=True)
-        opt = getattr(lib.optim, opt_name)([w], lr=0.05, **kwargs)
-        sched = lib.optim.lr_scheduler.LambdaLR(opt, lambda e: min(1.0, e / 4))
+        opt = make_opt(lib, w)
+        sched = make_sched(lib, opt)
         xt, yt = lib.tensor(x), lib.tensor(y)
 
         def step(x, y):
@@ -352,16 +365,13 @@ def test_compiled_step_with_a_warmup_from_zero_traces_once_and_matches_torch(opt
             return loss
 
         fn = gc.compile(step) if lib is gc else step
-        lrs = []
-        for _ in range(10):
+        seen = []
+        for _ in range(steps):
             fn(xt, yt)
             sched.step()
-            lrs.append(opt.param_groups[0]["lr"])
-        results[lib] = (w.detach().numpy(), lrs)
-        if lib is gc:
-            assert fn.stats == {"traces": 1, "replays": 8, "eager_calls": 1}
-    assert results[gc][1] == results[torch][1]
-    np.testing.assert_allclose(results[gc][0], results[torch][0], rtol=1e-5, atol=1e-6)
+            seen.append(record(opt))
+        results[lib] = (w.detach().numpy(), seen)
+    return results, fn
 
 
 def test_cyclic_lr_per_group_values_match_torch():
@@ -420,30 +430,10 @@ def test_compiled_new_optimizers_with_new_schedulers_trace_once_and_match_torch(
                                                                                 sched):
     """A graphc.compile'd step with NAdam / RAdam / Adamax under a scheduler that moves
     lr (and beta1) every step: one trace, the same parameters as torch's eager run."""
-    rng = np.random.default_rng(5)
-    w0, x, y = (rng.standard_normal(s).astype(np.float32) for s in ((4, 3), (8, 4), (8, 3)))
-    results = {}
-    for lib in (torch, gc):
-        w = lib.tensor(w0.copy(), requires_grad=True)
-        opt = getattr(lib.optim, opt_name)([w], lr=0.01, betas=(0.9, 0.9))
-        s = sched(lib.optim.lr_scheduler, opt)
-        xt, yt = lib.tensor(x), lib.tensor(y)
-
-        def step(x, y):
-            opt.zero_grad()
-            loss = ((x @ w - y) ** 2).mean()
-            loss.backward()
-            opt.step()
-            return loss
-
-        fn = gc.compile(step) if lib is gc else step
-        lrs = []
-        for _ in range(10):
-            fn(xt, yt)
-            s.step()
-            lrs.append((opt.param_groups[0]["lr"], opt.param_groups[0]["betas"]))
-        results[lib] = (w.detach().numpy(), lrs)
-        if lib is gc:
-            assert fn.stats["traces"] == 1, fn.stats
+    results, fn = _compiled_runs_with_scheduler(
+        5, lambda lib, w: getattr(lib.optim, opt_name)([w], lr=0.01, betas=(0.9, 0.9)),
+        lambda lib, opt: sched(lib.optim.lr_scheduler, opt),
+        lambda opt: (opt.param_groups[0]["lr"], opt.param_groups[0]["betas"]))
+    assert fn.stats["traces"] == 1, fn.stats
     assert results[gc][1] == results[torch][1]
     np.testing.assert_allclose(results[gc][0], results[torch][0], rtol=1e-5, atol=1e-6)
