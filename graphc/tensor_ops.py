@@ -1683,9 +1683,7 @@ def scatter(input, dim, index, src=None, value=None, *, reduce=None):
     if reduce == "add":
         return scatter_add(input, d, index, src)
     from .indexing import write_positions
-    pos = _positions(input)  # a 0-d input has one position (its index must be 0)
-    return write_positions(input, gather(pos, d, index) if input.ndim else pos, src,
-                           unique=False)
+    return write_positions(input, gather(_positions(input), d, index), src, unique=False)
 
 
 def _check_scatter_shapes(input, d, index, src):

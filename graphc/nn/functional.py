@@ -792,14 +792,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         var = (centered * centered).mean(dims, keepdim=True)
         _update_running_stats(running_mean, running_var, lambda: mean.detach().reshape(C),
                               lambda: var.detach().reshape(C), n, momentum)
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError("batch_norm: running_mean and running_var are required when "
+        return _scale_shift(centered * T.rsqrt(var + eps), weight, bias, shape)
+    return _by_running_stats(input, running_mean, running_var, weight, bias, eps, shape,
+                             "batch_norm: running_mean and running_var are required when "
                              "not training")
-        mean = running_mean.reshape(shape)
-        var = running_var.reshape(shape)
-        centered = input - mean
-    return _scale_shift(centered * T.rsqrt(var + eps), weight, bias, shape)
 
 
 def _update_running_stats(running_mean, running_var, batch_mean, batch_var, n, momentum):
@@ -817,6 +813,16 @@ def _update_running_stats(running_mean, running_var, batch_mean, batch_var, n, m
             with literal_scalars():
                 unbiased = batch_var() * (n / (n - 1))
             running_var.copy_(running_var * keep + unbiased * m)
+
+
+def _by_running_stats(input, running_mean, running_var, weight, bias, eps, shape, missing):
+    """The batch and instance norms without batch statistics: normalised by the running
+    buffers (`missing`: PyTorch's message when they are absent)."""
+    if running_mean is None or running_var is None:
+        raise ValueError(missing)
+    centered = input - running_mean.reshape(shape)
+    y = centered * T.rsqrt(running_var.reshape(shape) + eps)
+    return _scale_shift(y, weight, bias, shape)
 
 
 def _scale_shift(y, weight, bias, shape):
@@ -907,14 +913,10 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         _update_running_stats(running_mean, running_var,
                               lambda: mean.detach().reshape(N, C).mean(0),
                               lambda: var.detach().reshape(N, C).mean(0), n, momentum)
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError("Expected running_mean and running_var to be defined when "
+        return _scale_shift(centered * T.rsqrt(var + eps), weight, bias, shape)
+    return _by_running_stats(input, running_mean, running_var, weight, bias, eps, shape,
+                             "Expected running_mean and running_var to be defined when "
                              "use_input_stats is false")
-        mean = running_mean.reshape(shape)
-        var = running_var.reshape(shape)
-        centered = input - mean
-    return _scale_shift(centered * T.rsqrt(var + eps), weight, bias, shape)
 
 
 def normalize(input, p=2.0, dim=1, eps=1e-12):
