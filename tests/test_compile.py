@@ -142,9 +142,9 @@ def test_warmup_call_is_interpreted_and_only_the_step_is_compiled(monkeypatch):
     used = []
     compiled_for = runtime.compiled_for
 
-    def recording(graph, backend_name=None):
+    def recording(graph, backend_name=None, **kwargs):
         used.append(backend_name or "default")
-        return compiled_for(graph, backend_name)
+        return compiled_for(graph, backend_name, **kwargs)
     monkeypatch.setattr(runtime, "compiled_for", recording)
     w1, w2, x, y = _make_problem(1)
     params = [gc.tensor(w1, requires_grad=True), gc.tensor(w2, requires_grad=True)]

@@ -334,6 +334,19 @@ def test_round_trip_of_a_graph_without_outputs_and_of_numpy_scalar_attributes():
     assert_round_trip(Graph([x, r], [x], [r]))
 
 
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_graphs(), st.randoms(use_true_random=False))
+def test_structure_key_of_is_the_key_of_the_graph_from_outputs(g, rnd):
+    """Lazy realization keys its cache with `structure_key_of` and copies the graph only
+    on a miss: the two must agree on every graph and every choice of boundary."""
+    cut = {id(n) for n in g.nodes if n.op == "input" or rnd.random() < 0.25}
+    boundary = lambda n: id(n) in cut  # noqa: E731
+    key, boundary_nodes = Graph.structure_key_of(g.outputs, boundary)
+    copy, copied_boundary = Graph.from_outputs(g.outputs, boundary=boundary)
+    assert key == copy.structure_key()
+    assert [id(n) for n in boundary_nodes] == [id(n) for n in copied_boundary]
+
+
 def test_input_names_are_labels_not_structure():
     def graph(name):
         x = Node("input", (), {"name": name}, TensorType((2,), dt.float32))
