@@ -53,6 +53,39 @@ def test_read_realizes_all_pending_tensors_in_one_graph():
     assert runtime.stats["realizations"] == before + 1
 
 
+def test_table_of_pending_tensors_stays_bounded_without_reads():
+    """Dead tensors leave their entry in the pending table until it is read; a loop that
+    only builds tensors must not grow it without bound."""
+    x = gc.tensor([1.0, 2.0]) + 1
+    x.tolist()
+    for _ in range(3 * (1 << 16)):
+        x + 1
+    assert len(runtime._pending) <= 2 * (1 << 16) + 1
+    kept = [x * k for k in range(3)]
+    assert {id(t) for t in runtime.pending_tensors()} == {id(t) for t in kept}
+
+
+def test_graph_of_a_realization_does_not_depend_on_the_pending_table_order():
+    """The table of pending tensors is keyed by id(), and ids are reused in whatever order
+    the allocator likes: the graph realized (its outputs' order, so its cache key) must
+    follow the order the values were made in, or a training loop recompiles each step."""
+    x = gc.tensor([1.0, 2.0]) + 0
+    x.tolist()
+
+    def build():
+        return [x * 2, x + 3, x.exp()]
+    first = build()
+    first[0].tolist()
+    before = runtime.stats["compiles"]
+    second = build()
+    entries = list(runtime._pending.items())
+    runtime._pending.clear()
+    runtime._pending.update(reversed(entries))
+    second[0].tolist()
+    assert runtime.stats["compiles"] == before
+    np.testing.assert_array_equal([t.numpy() for t in second], [t.numpy() for t in first])
+
+
 def test_failing_pending_value_does_not_break_other_reads():
     good = gc.tensor([1.0, 2.0]) + 1
     bad = gc.tensor([0, 1]).gather(0, gc.tensor([5]))   # index out of range: fails at run

@@ -532,7 +532,7 @@ class _ValueReadHook:
               "for every input")
         # realize() computes what is asked and every pending live tensor (runtime.py).
         targets = [t._node for t in tensors] + \
-            [t._node for t in list(runtime._pending.values())]
+            [t._node for t in runtime.pending_tensors()]
         recipes = [(n, n.inputs) for n in targets if n.data is None]
         self.original(*tensors)
         for node, inputs in recipes:
