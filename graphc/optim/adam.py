@@ -45,11 +45,22 @@ class Adam(Optimizer):
         beta2 = self._hyper(index, "betas", 1)
         eps = self._hyper(index, "eps")
         use_wd = group["weight_decay"] != 0
+        decoupled = group["decoupled_weight_decay"]
         if use_wd:
             wd = self._hyper(index, "weight_decay")
             decay_factor = 1 - lr * wd  # decoupled (AdamW): p *= 1 - lr * wd
+        in_dtype = {}
+
+        def group_scalars(d):
+            # the group's scalars in a parameter's dtype, cast once per group and dtype:
+            # per parameter they were a fifth of the nodes a step records
+            if d not in in_dtype:
+                in_dtype[d] = ((1 - beta1).to(d), beta2.to(d), (1 - beta2).to(d), eps.to(d),
+                               (decay_factor if decoupled else wd).to(d) if use_wd else None)
+            return in_dtype[d]
         for p in params:
             d = p.dtype
+            one_minus_beta1, beta2_d, one_minus_beta2, eps_d, wd_d = group_scalars(d)
             state = self.state[p]
             if len(state) == 0:
                 state["step"] = self._new_step()
@@ -61,13 +72,13 @@ class Adam(Optimizer):
             step_t = state["step"]
             step_t.add_(1)
             if use_wd:
-                if group["decoupled_weight_decay"]:
-                    p.mul_(decay_factor.to(d))
+                if decoupled:
+                    p.mul_(wd_d)
                 else:
-                    grad = grad + p * wd.to(d)
+                    grad = grad + p * wd_d
             exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-            exp_avg.lerp_(grad, (1 - beta1).to(d))
-            exp_avg_sq.mul_(beta2.to(d)).add_((1 - beta2).to(d) * grad * grad)
+            exp_avg.lerp_(grad, one_minus_beta1)
+            exp_avg_sq.mul_(beta2_d).add_(one_minus_beta2 * grad * grad)
 
             step = step_t.to(dt.float64)
             bias_correction1 = 1 - beta1 ** step
@@ -80,7 +91,7 @@ class Adam(Optimizer):
                 second = max_sq
             else:
                 second = exp_avg_sq
-            denom = second.sqrt() / bias_correction2_sqrt.to(d) + eps.to(d)
+            denom = second.sqrt() / bias_correction2_sqrt.to(d) + eps_d
             p.sub_(step_size.to(d) * exp_avg / denom)
 
     def _after_load(self):
