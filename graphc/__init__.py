@@ -17,6 +17,8 @@ from .tensor import (Generator, Size, Tensor, arange, empty, empty_like, eye,  #
 from . import tensor_ops as _ops
 from .tensor_ops import *  # noqa: F401,F403
 from .tensor_ops import (abs, all, any, max, min, pow, round, sum)  # noqa: F401
+from .sorting import (argsort, kthvalue, median, msort, nanmedian, sort,  # noqa: F401
+                      topk)
 
 float32 = float = _dt.float32
 float64 = double = _dt.float64

@@ -1123,3 +1123,4 @@ def randperm(n, *, generator=None, dtype=None):
 # The ops themselves (operators, math, reductions, shapes) are attached to Tensor in
 # tensor_ops.py, which also defines the module-level function forms.
 from . import tensor_ops  # noqa: E402,F401
+from . import sorting  # noqa: E402,F401  (sort, topk, median ... and their methods)

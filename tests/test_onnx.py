@@ -298,6 +298,11 @@ def reductions(x, t):
             Tensor._apply("argmax", x.sum(), dim=0, keepdim=False))
 
 
+def sorting(x, t):
+    # argsort is TopK (ties: lower index first); tests/test_sort.py covers more
+    return (gc.sort(x, 1).indices, gc.argsort(t, 0, descending=True), gc.topk(x, 2).values)
+
+
 def convolutions(x, w, wt):
     return (F.conv2d(x, w, stride=2, padding=1, dilation=1),
             F.conv2d(x, w, padding=2, dilation=2),
@@ -343,6 +348,7 @@ def _op_inputs(rng):
         (compare_and_logic, [x_cmp, y_cmp, p, q]),
         (movement, [f(2, 3, 4), idx, f(3, 5), sidx]),
         (reductions, [f(2, 3, 4), tied]),
+        (sorting, [f(3, 5), tied]),
         (convolutions, [f(1, 2, 7, 7), f(4, 2, 3, 3), f(2, 3, 3, 3)]),
     ]
 

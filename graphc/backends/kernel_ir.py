@@ -11,8 +11,9 @@ A kernel is a loop nest over *index variables* (`Var`, each with an extent):
 
 Outer points are independent (so any split of v0 is legal) unless `parallel` is false.
 A `Reduce` stage's result is an outer-level scalar that later stages read with
-`AccRef`. `MatmulKernel` is the one opaque kernel: a batched GEMM over strided views
-of buffers (a transposed view is a stride, never a copy).
+`AccRef`. `MatmulKernel` and `SortKernel` are the opaque kernels: a batched GEMM, and a
+stable argsort of each row, both over strided views of buffers (a transposed view is a
+stride, never a copy).
 
 Index expressions are integer linear forms over atoms (`Lin`): a constant plus
 coefficient * atom, where an atom is a `Var`, a floor-division or modulo of a linear
@@ -712,3 +713,53 @@ class MatmulKernel:
         def view(v):
             return f"{v.buffer.name}[off {v.offset}, strides {list(v.strides)}, shape {list(v.shape)}]"
         return f"kernel {self.name} matmul\n  {self.out.name} = {view(self.a)} @ {view(self.b)}"
+
+
+@dataclass
+class SortKernel:
+    """out[row..., :] = the stable sort order of x[row..., :] along `dim` (argsort).
+
+    `x` is a strided view of a buffer with out's shape (a permuted or sliced operand is
+    strides, never a copy); `out` is a contiguous int64 buffer. Rows (every point of the
+    dims other than `dim`, in row-major order) are independent: `outer` is one loop
+    over them, which the executor may split across threads. The order is PyTorch's:
+    ascending or descending, ties in index order, NaN above every number, -0.0 == 0.0
+    (kernel-independent keys: ir/ops.py `sort_keys`)."""
+    name: str
+    x: StridedView
+    out: Buffer
+    dim: int
+    descending: bool
+    dtype: dt.DType          # x's dtype
+    nodes: list = field(default_factory=list)
+
+    kind = "sort"
+    parallel = True
+
+    @property
+    def size(self):
+        """Elements per row (the sorted dim's extent)."""
+        return self.out.shape[self.dim] if self.out.shape else 1
+
+    @property
+    def outer(self):
+        rows = self.out.numel // self.size if self.size else 0
+        return (Var(f"{self.name}row", rows),)
+
+    def reads(self):
+        return [self.x.buffer]
+
+    def writes(self):
+        return [self.out]
+
+    def work(self):
+        """Comparisons, about n log2 n per row."""
+        n = self.size
+        return self.outer[0].extent * n * max(1, (n - 1).bit_length())
+
+    def __str__(self):
+        v = self.x
+        return (f"kernel {self.name} argsort over {[f'{self.outer[0].name}<{self.outer[0].extent}']}"
+                f"\n  {self.out.name} = argsort({v.buffer.name}[off {v.offset}, strides "
+                f"{list(v.strides)}, shape {list(v.shape)}], dim={self.dim}, "
+                f"{'descending' if self.descending else 'ascending'}, stable)")

@@ -13,7 +13,7 @@ import json
 from .entry import STATUS_MESSAGES
 from .signature import C_TYPES
 
-STATUS_NAMES = {0: "OK", 1: "INDEX_OUT_OF_RANGE", 2: "NULL_ARGUMENT"}
+STATUS_NAMES = {0: "OK", 1: "INDEX_OUT_OF_RANGE", 2: "NULL_ARGUMENT", 3: "NO_MEMORY"}
 MANIFEST_FORMAT, MANIFEST_VERSION = "graphc.export", 1
 
 
@@ -121,7 +121,7 @@ def header_text(name, signature, info) -> str:
         "",
         "/* One forward pass: reads the inputs, writes every output. Returns a "
         f"{P}_STATUS_* code;",
-        f" * after {P}_STATUS_INDEX_OUT_OF_RANGE the outputs hold unspecified values. */",
+        " * after any other code the outputs hold unspecified values. */",
         f"int {name}_run({name}_model *model" + "".join(f", {p}" for p in params) + ");",
         "",
         f"/* The same, with inputs[{P}_NUM_INPUTS] and outputs[{P}_NUM_OUTPUTS] as arrays "

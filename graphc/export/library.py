@@ -102,7 +102,7 @@ class ExportedLibrary:
             status = self._run(self._handle, in_ptrs, out_ptrs)
         if status:
             message = self._message(status).decode()
-            raise (IndexError if status == 1 else ValueError)(
+            raise {1: IndexError, 3: MemoryError}.get(status, ValueError)(
                 f"{self.name}: run returned status {status}: {message}")
         return outs
 

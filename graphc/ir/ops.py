@@ -881,3 +881,49 @@ register(OpDef("matmul", _matmul_infer,
                lambda attrs, a, b: np.matmul(_contiguous(a), _contiguous(b)),
                _matmul_vjp,
                F.OPAQUE, 2, "batched [..., M, K] @ [..., K, N]; batch dims equal"))
+
+# ---------------------------------------------------------------------------- sorting
+
+
+def _argsort_infer(types, attrs):
+    (t,) = types
+    d = attrs["dim"]
+    if not 0 <= d < max(t.ndim, 1):
+        raise _shape_err(f"argsort: dim {d} out of range for shape {list(t.shape)}")
+    return TensorType(t.shape, dt.int64)
+
+
+def sort_keys(x, descending):
+    """uint64 keys whose unsigned order is argsort's order for the values of `x`.
+
+    Floats: -0.0 becomes +0.0 (they compare equal), the IEEE bits are mapped to an
+    unsigned integer that increases with the value (negative numbers: every bit flipped;
+    others: the sign bit set), and every NaN gets the largest key, so NaN sorts after
+    +inf. Signed integers: the sign bit flipped. Descending order flips every bit of the
+    key, which keeps equal keys equal, so a stable sort of the keys is still stable
+    (negating the values instead would not be: -x is not monotone for NaN or INT_MIN).
+    The LLVM kernel computes the same keys (at 32 bits for types of up to 32 bits)."""
+    x = np.asarray(x)
+    if x.dtype.kind == "f":
+        f = x.astype(np.float64)
+        f = np.where(f == 0, 0.0, f)
+        bits = f.view(np.uint64)
+        neg = (bits >> np.uint64(63)).astype(bool)
+        keys = np.where(neg, ~bits, bits | np.uint64(1 << 63))
+        keys = np.where(np.isnan(f), np.uint64(0xFFFFFFFFFFFFFFFF), keys)
+    elif x.dtype.kind == "i":
+        keys = x.astype(np.int64).view(np.uint64) ^ np.uint64(1 << 63)
+    else:   # bool, uint8
+        keys = x.astype(np.uint64)
+    return ~keys if descending else keys
+
+
+def _argsort_np(attrs, x):
+    if x.ndim == 0:
+        return np.zeros((), np.int64)
+    keys = sort_keys(x, attrs["descending"])
+    return np.argsort(keys, axis=attrs["dim"], kind="stable").astype(np.int64)
+
+
+register(OpDef("argsort", _argsort_infer, _argsort_np, None, F.OPAQUE, 1,
+               "stable sort order (i64 indices) along `dim`; NaN largest, -0.0 == 0.0"))

@@ -60,6 +60,13 @@ class Builder:
         self._records.append((op_type, list(inputs), [out], attrs))
         return out
 
+    def op_outputs(self, op_type: str, inputs, n_outputs: int, **attrs) -> list:
+        """Add one node with `n_outputs` outputs (TopK's values and indices); returns
+        their names."""
+        outs = [self.fresh() for _ in range(n_outputs)]
+        self._records.append((op_type, list(inputs), outs, attrs))
+        return outs
+
     def mark(self) -> int:
         """A position in the node list (see `produced_since`)."""
         return len(self._records)

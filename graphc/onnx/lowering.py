@@ -505,3 +505,27 @@ def _conv2d(b, node, args):
 def _conv_transpose2d(b, node, args):
     return b.op("ConvTranspose", args, output_padding=list(node.attrs["output_padding"]),
                 **_conv_attrs(node))
+
+
+# ============================================================================ sorting
+
+@lowering("argsort")
+def _argsort(b, node, args):
+    """TopK with K = the dim's size, `sorted`: its Indices output. ONNX specifies that
+    of two equal elements the lower index comes first, in either direction, which is
+    graphc's stable order; onnxruntime also orders NaN above +inf and -0.0 equal to
+    0.0, as graphc does (tests/test_sort.py checks both). TopK takes no bool and
+    onnxruntime no 16-bit floats or bytes everywhere: those are widened first, which
+    keeps every order and tie."""
+    (x,) = args
+    t = _in_type(node)
+    if not t.ndim:
+        return b.const(np.zeros((), np.int64))
+    if t.dtype.short in ("b8", "u8"):
+        x = b.op("Cast", [x], to=onnx_elem_type(dt.int32))
+    elif t.dtype.short in ("f16", "bf16"):
+        x = b.op("Cast", [x], to=onnx_elem_type(dt.float32))
+    d = node.attrs["dim"]
+    _values, indices = b.op_outputs("TopK", [x, b.ints([t.shape[d]])], 2, axis=d,
+                                    largest=int(bool(node.attrs["descending"])), sorted=1)
+    return indices

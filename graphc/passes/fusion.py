@@ -4,8 +4,9 @@ The algorithm, in three steps.
 
 1. Decide which values are *materialized*: computed at kernel level rather than
    inlined (recomputed) into every expression that uses them. Materialized are graph
-   outputs, reductions (they are accumulators), opaque ops (matmul, scatter_add) and
-   the operands of a matmul that cannot be handed to BLAS as a strided view. Every
+   outputs, reductions (they are accumulators), opaque ops (matmul, scatter_add,
+   argsort) and the operands of a matmul that cannot be handed to BLAS as a strided
+   view (of an argsort: that are not a strided view of a value in memory). Every
    other value (elementwise ops, movement ops, sources such as const/iota/rand, gather)
    is inlined: a movement op becomes index arithmetic on its operand, never a copy.
 
@@ -25,7 +26,7 @@ The algorithm, in three steps.
    each other in a cycle: DEPENDENCY). A value that fits nowhere starts a new kernel:
    a reduction kernel over (kept dims) x (reduced dims), a pointwise kernel over its
    shape (collapsed to one loop when every access stays division-free), a matmul
-   kernel, or a serial scatter kernel.
+   kernel, a sort kernel (argsort), or a serial scatter kernel.
 
    Only the newest few kernels at or after the value's dependencies are tried, which
    keeps placement linear in practice.
@@ -73,9 +74,10 @@ class Reason(enum.Enum):
     GRAPH_INPUT = "value is a graph input: read from memory"
     GRAPH_OUTPUT = "value is a graph output: written to memory"
     REDUCTION = "reduction result read by another kernel: written to memory"
-    OPAQUE = "matmul/scatter is a kernel of its own; its result goes through memory"
+    OPAQUE = "matmul/scatter/argsort is a kernel of its own; its result goes through memory"
     OPAQUE_OPERAND = "matmul operand is not a BLAS-compatible strided view: materialized"
-    STRIDED_VIEW = "movement ops feeding the matmul became strides/transpose flags"
+    STRIDED_VIEW = "movement ops feeding the matmul/argsort became strides/transpose flags"
+    SORT_OPERAND = "argsort operand is not a strided view of a value in memory: materialized"
     LAID_OUT = ("stored with its dims permuted, so that a matmul reads it as a strided "
                 "view instead of a copy")
     SHARED_EXPENSIVE = "expensive value used by several kernels: computed once and stored"
@@ -105,7 +107,7 @@ _MAX_LAYOUT_RANK = 5      # dim orders of at most 5! are tried for a stored valu
 class KernelPlan:
     """A kernel being assembled: its domain and the materialized values placed in it."""
     index: int
-    kind: str                       # "reduce", "pointwise", "matmul", "scatter"
+    kind: str                       # "reduce", "pointwise", "matmul", "scatter", "sort"
     full_shape: tuple = ()
     dims: tuple = ()                # reduced dims of full_shape ("reduce" kernels)
     outer: tuple = ()               # Vars
@@ -332,6 +334,9 @@ class _Fuser:
                                        and n.dtype.short in _BLAS_DTYPES])
         for x in operands:
             self._plan_matmul_operand(x)
+        for n in graph.nodes:
+            if n.op == "argsort":
+                self._plan_sort_operand(n.inputs[0])
 
     def _is_mat(self, n):
         return n.op == "input" or id(n) in self.reason
@@ -403,6 +408,22 @@ class _Fuser:
             self.views[id(x)] = view
         else:
             self.reason[id(x)] = Reason.OPAQUE_OPERAND
+            self.views[id(x)] = (x, 0, K.Buffer("v", x.shape, x.dtype).strides())
+
+    def _plan_sort_operand(self, x):
+        """The sort kernel reads its keys through strides (a permuted, sliced or
+        broadcast value in memory costs no copy); anything else is stored first. A
+        view already planned for a matmul is a strided view too."""
+        if id(x) in self.views:
+            return
+        view = _strided_view(x, self._is_mat, lambda n: self.layout.get(id(n)))
+        if view is not None:
+            base = view[0]
+            if not self._is_mat(base):
+                self.reason[id(base)] = Reason.SORT_OPERAND
+            self.views[id(x)] = view
+        else:
+            self.reason[id(x)] = Reason.SORT_OPERAND
             self.views[id(x)] = (x, 0, K.Buffer("v", x.shape, x.dtype).strides())
 
     # ------------------------------------------------------------------ placement
@@ -478,6 +499,8 @@ class _Fuser:
             if n.dtype.short in _BLAS_DTYPES:
                 return self._new_kernel(n, "matmul")
             return self._place_reduction_like(n)
+        if n.op == "argsort":
+            return self._new_kernel(n, "sort")
         if fc is FusionClass.OPAQUE and not _onehot_scatter(n):
             return self._new_kernel(n, "scatter")
         if fc is FusionClass.REDUCTION:
@@ -595,9 +618,9 @@ class _Fuser:
             if twin is not None:   # the kernel is skipped; n is read from twin's buffer
                 kp.alias_of = twin
                 self.buffers[id(n)] = self._buffer_for(twin)
-        elif kind == "matmul":
+        elif kind in ("matmul", "sort"):
             self.kernels.append(kp)
-            kp.entries.append((n, "matmul", None))
+            kp.entries.append((n, kind, None))
         elif kind == "scatter":
             self.kernels.append(kp)
             x, idx_node, src = n.inputs
@@ -897,8 +920,8 @@ class _Fuser:
         for o in self.graph.outputs:
             if o.op != "input":
                 self._buffer_for(o)
-        for kp in self.kernels:   # matmul operands are read from memory
-            if kp.kind == "matmul":
+        for kp in self.kernels:   # matmul and sort operands are read from memory
+            if kp.kind in ("matmul", "sort"):
                 for x in kp.entries[0][0].inputs:
                     base = self.views[id(x)][0]
                     if base.op != "input":
@@ -991,6 +1014,15 @@ class _Fuser:
             kp.kernel = K.MatmulKernel(name, views[0], views[1], self._buffer_for(n),
                                        n.dtype, names)
             return kp.kernel
+        if kp.kind == "sort":
+            n = kp.entries[0][0]
+            x = n.inputs[0]
+            base, off, strides = self.views[id(x)]
+            view = K.StridedView(self._buffer_for(base) if base.op != "input"
+                                 else self.buffers[id(base)], off, strides, x.shape)
+            kp.kernel = K.SortKernel(name, view, self._buffer_for(n), n.attrs["dim"],
+                                     bool(n.attrs["descending"]), x.dtype, names)
+            return kp.kernel
         stages = []
         for n, kind, payload in kp.entries:
             buf = self.buffers.get(id(n))
@@ -1055,7 +1087,8 @@ class _Fuser:
                 if p.op == "input":
                     out.append((p, c, False, Reason.GRAPH_INPUT))
                     continue
-                if c.op == "matmul" and id(p) in self.views and self.views[id(p)][0] is not p:
+                if c.op in ("matmul", "argsort") and id(p) in self.views and \
+                        self.views[id(p)][0] is not p:
                     out.append((p, c, True, Reason.STRIDED_VIEW))
                     continue
                 if not self._is_mat(p):

@@ -25,6 +25,8 @@ def fingerprint(plan, memory) -> str:
         if isinstance(k, K.MatmulKernel):
             parts.append(f"dtype {k.dtype.short} a {k.a.offset} {k.a.strides} {k.a.shape} "
                          f"b {k.b.offset} {k.b.strides} {k.b.shape}")
+        elif isinstance(k, K.SortKernel):
+            parts.append(f"dtype {k.dtype.short} x {k.x.offset} {k.x.strides} {k.x.shape}")
         else:
             vs = list(k.outer) + [v for st in k.stages for v in st.inner]
             parts.append(" ".join(f"{v.name}<{v.extent}" for v in vs) +
@@ -97,7 +99,7 @@ def _cost(kernel) -> int:
     """A kernel's share of LLVM's work, roughly: its stages (each a loop nest) and the
     IR values it computes. Counted, not printed: printing every kernel again would cost
     a noticeable part of what the split saves."""
-    if isinstance(kernel, K.MatmulKernel):
+    if isinstance(kernel, (K.MatmulKernel, K.SortKernel)):
         return 10
     return 10 * len(kernel.stages) + len(kernel.nodes)
 

@@ -115,6 +115,10 @@ class ModuleBuilder:
             from .blas_codegen import emit_matmul
             emit_matmul(self, kernel, name)
             return name
+        if isinstance(kernel, K.SortKernel):
+            from .sort_codegen import emit_sort
+            emit_sort(self, kernel, name)
+            return name
         bufs = kernel_buffers(kernel)
         bases = buffer_bases(kernel)
         key = body_key(kernel, bufs, bases)

@@ -30,6 +30,7 @@ import numpy as np
 from .. import index_error_message, kernel_ir as K
 from ..interp import round_to_bfloat16
 from . import blas_threads
+from .sort_codegen import STATUS_NO_MEMORY
 
 # A worker thread needs the GIL to enter its ctypes call; while another Python thread
 # (a DataLoader prefetcher, say) runs, that hand-off can wait for the interpreter's 5 ms
@@ -304,6 +305,9 @@ class Executable:
                     entry[0] += time.perf_counter() - started
                     entry[1] += 1
             if self.status[0]:
-                self.status[0] = 0
+                code, self.status[0] = self.status[0], 0
+                if code == STATUS_NO_MEMORY:
+                    raise MemoryError("graphc: a sort kernel could not allocate its "
+                                      "scratch rows")
                 raise IndexError(index_error_message(self.plan.graph))
             return [keep[k] if kind == "input" else fresh[k] for kind, k in self._outputs]

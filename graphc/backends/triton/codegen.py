@@ -200,6 +200,12 @@ class Generator:
 
     def run(self) -> Generated:
         for k in self.plan.kernels:
+            if isinstance(k, K.SortKernel):
+                raise TritonUnsupported(
+                    f"triton backend: sorting is not implemented (kernel {k.name}: argsort "
+                    f"along dim {k.dim} of {k.dtype.name}{list(k.x.shape)}); sort, argsort, "
+                    f"topk, kthvalue and median run on the CPU backends "
+                    f"(GRAPHC_BACKEND=llvm or interp)")
             if isinstance(k, K.MatmulKernel):
                 gemm.matmul_kernel(self, k)
             elif not k.parallel and sweep_as_reduction(k) is not None:
