@@ -905,8 +905,20 @@ def _scalar_node(value, dtype):
     elif dtype.is_floating:
         v = float(value)
     else:
-        v = int(value)
+        v = _wrapped_int(int(value), dtype)
     return Tensor._apply("const", value=v, dtype=dtype)
+
+
+def _wrapped_int(v, dtype):
+    """A Python int as a value of integer `dtype`, wrapped modulo 2**bits as PyTorch
+    converts a scalar operand (int32 tensor + 2**40 adds 0); beyond int64, PyTorch's
+    error."""
+    if not -(1 << 63) <= v < (1 << 63):
+        raise at_user_line(RuntimeError, f"value cannot be converted to type int64 without "
+                                         f"overflow: {v}")
+    bits = 8 * dtype.itemsize
+    v &= (1 << bits) - 1
+    return v - (1 << bits) if dtype.is_signed and v >= 1 << (bits - 1) else v
 
 
 def scalar_input(value, dtype=None, source=None):

@@ -26,7 +26,7 @@ from .einsum import einsum as _einsum
 from .ir import dtypes as dt
 from .ir.errors import DTypeError, ShapeError, at_user_line
 from .tensor import (Size, Tensor, _as_view, _contiguous_strides, _norm_dim, _norm_dims,
-                     _scalar_node, broadcast_shapes, full, tensor, zeros)
+                     _scalar_node, broadcast_shapes, full, full_like, tensor, zeros)
 from .tensor import rand as _rand, randn as _randn
 
 _apply = Tensor._apply
@@ -76,10 +76,55 @@ def _float_compute(*operands):
     return d if d.is_floating else dt.DEFAULT_FLOAT
 
 
+# float16 and bfloat16: PyTorch's CPU kernels compute their ops in float32 ("opmath")
+# and round the result once
+_REDUCED_FLOATS = frozenset({dt.float16, dt.bfloat16})
+
+
+def _in_float32(fn, input, *args, **kwargs):
+    """fn(input, ...) computed in float32 and rounded once to input's dtype when that is
+    float16 or bfloat16, as PyTorch's composite kernels (mean, var, softmax, layer_norm,
+    lerp) keep their intermediates in float32. In the half type itself, n = 65536 is
+    already inf (a float16 mean of 256x256 values was 0 or nan) and every intermediate
+    rounds."""
+    if not isinstance(input, Tensor) or input.dtype not in _REDUCED_FLOATS:
+        return fn(input, *args, **kwargs)
+    return fn(input._cast(dt.float32), *args, **kwargs)._cast(input.dtype)
+
+
+def _is_cpu_scalar(x):
+    """A Python number or a 0-d tensor: what PyTorch's CPU kernels treat as a scalar."""
+    return _is_scalar(x) or (isinstance(x, Tensor) and x.ndim == 0)
+
+
+def _scalar_opmath(op, input, other):
+    """`op(input, other)` as PyTorch's CPU mul, div and floor-division kernels compute it
+    when `other` is a scalar (a Python number on either side, as Python's reflected
+    operators put it second in PyTorch; a 0-d tensor second) and the result is float16 or
+    bfloat16: the scalar unrounded, in float32, the op in float32, the result rounded
+    once (0.5 * 70000.0 is 35008 in float16, not inf; 2.0 / 1e5 is not 0). None when
+    that does not apply."""
+    if not (getattr(input, "dtype", None) in _REDUCED_FLOATS
+            or getattr(other, "dtype", None) in _REDUCED_FLOATS):
+        return None   # the common case, decided before any conversion
+    a, b = _as_tensor_operand(input), _as_tensor_operand(other)
+    if _is_scalar(a) and isinstance(b, Tensor) and op == "mul":
+        a, b = b, a
+    if not (isinstance(a, Tensor) and _is_cpu_scalar(b)):
+        return None
+    d = result_type(a, b)
+    if d not in _REDUCED_FLOATS:
+        return None
+    b = b._cast(dt.float32) if isinstance(b, Tensor) else _scalar_node(b, dt.float32)
+    return _elementwise(op, a._cast(dt.float32), b)._cast(d)
+
+
 # ---------------------------------------------------------------------------- arithmetic
 
 def add(input, other, *, alpha=1):
     if alpha != 1:
+        if _dtype_of(input) is dt.bool_ and _dtype_of(other) is dt.bool_:
+            alpha = bool(alpha)   # PyTorch: a bool add reads alpha as a bool
         other = mul(other, alpha)
     return _elementwise("add", input, other)
 
@@ -103,19 +148,43 @@ def _dtype_of(x):
 def mul(input, other):
     if _dtype_of(input) is dt.bool_ and _dtype_of(other) is dt.bool_:
         return logical_and(input, other)
-    return _elementwise("mul", input, other)
+    r = _scalar_opmath("mul", input, other)
+    return r if r is not None else _elementwise("mul", input, other)
 
 
 def div(input, other, *, rounding_mode=None):
     if rounding_mode == "floor":
         return floor_divide(input, other)
     if rounding_mode == "trunc":
-        q = div(input, other)  # floating: truncate it, then cast to the promoted type
         d = result_type(_as_tensor_operand(input), _as_tensor_operand(other))
-        return trunc(q)._cast(d)
-    return _elementwise("div", input, other,
-                        compute_dtype=_float_compute(_as_tensor_operand(input),
-                                                     _as_tensor_operand(other)))
+        if not d.is_floating:
+            return _int_trunc_divide(input, other, d)
+        if d in _REDUCED_FLOATS:   # truncate the float32 quotient, then round once
+            a, b = (x._cast(dt.float32) if isinstance(x, Tensor) else x
+                    for x in (_as_tensor_operand(input), _as_tensor_operand(other)))
+            return trunc(div(a, b))._cast(d)
+        return trunc(div(input, other))._cast(d)
+    if rounding_mode is not None:
+        raise at_user_line(RuntimeError, f"div expected rounding_mode to be one of None, "
+                                         f"'trunc', or 'floor' but found '{rounding_mode}'")
+    r = _scalar_opmath("div", input, other)
+    return r if r is not None else _elementwise(
+        "div", input, other, compute_dtype=_float_compute(_as_tensor_operand(input),
+                                                          _as_tensor_operand(other)))
+
+
+def _int_trunc_divide(input, other, d):
+    """Integer division rounded toward zero, in integers: the floor quotient, plus one
+    where the remainder is non-zero and the signs differ. (Through a float, quotients
+    above 2**24 lost their low bits.) Division by zero gives 0, as `//` does here."""
+    a = _as_tensor_operand(input)
+    b = _as_tensor_operand(other)
+    a = a._cast(d) if isinstance(a, Tensor) else _scalar_node(a, d)
+    b = b._cast(d) if isinstance(b, Tensor) else _scalar_node(b, d)
+    q = floor_divide(a, b)
+    with autograd.literal_scalars():
+        inexact = logical_and(ne(remainder(a, b), 0), ne(lt(a, 0), lt(b, 0)))
+        return where(inexact, q + 1, q)
 
 
 true_divide = divide = div
@@ -124,7 +193,8 @@ subtract = sub
 
 
 def floor_divide(input, other):
-    return _elementwise("floordiv", input, other)
+    r = _scalar_opmath("floordiv", input, other)
+    return r if r is not None else _elementwise("floordiv", input, other)
 
 
 def remainder(input, other):
@@ -145,6 +215,8 @@ def pow(input, exponent):
             return mul(x, x)
         if exponent == 1 and isinstance(exponent, int):
             return input._cast(d).clone()
+        if exponent is False:   # bool ** False: every element True (x ** 0 == 1)
+            return full_like(input, True, dtype=dt.bool_)
         if exponent == 0.5:
             d = _float_compute(input)
             return _apply("sqrt", input._cast(d))
@@ -192,11 +264,20 @@ def clamp(input, min=None, max=None):
     # torch.clamp(x, min, max) = min(max(x, min), max), the dtype promoted with the bounds.
     # Written with `where`, not maximum/minimum: PyTorch passes the whole gradient to x
     # where x equals a bound (maximum/minimum would split it in half at the tie).
+    # A NaN bound gives NaN, as in PyTorch (a comparison with NaN alone would keep x).
     if min is not None:
-        out = where(lt(out, min), min, out)
+        out = where(_or_nan_bound(lt(out, min), min), min, out)
     if max is not None:
-        out = where(gt(out, max), max, out)
+        out = where(_or_nan_bound(gt(out, max), max), max, out)
     return out
+
+
+def _or_nan_bound(beyond, bound):
+    if isinstance(bound, Tensor) and bound.dtype.is_floating:
+        return logical_or(beyond, isnan(bound))
+    if isinstance(bound, float) and math.isnan(bound):
+        return full_like(beyond, True)
+    return beyond
 
 
 clip = clamp
@@ -425,8 +506,11 @@ def round(input, decimals=0):
     if decimals == 0:
         return _apply("round", input)
     scale = 10.0 ** decimals
-    with autograd.literal_scalars():
-        return _apply("round", input * scale) / scale
+
+    def scaled(x):
+        with autograd.literal_scalars():
+            return _apply("round", x * scale) / scale
+    return _in_float32(scaled, input)   # 1000.12 * 100 overflows float16
 
 
 def trunc(input):
@@ -448,7 +532,7 @@ def isinf(input):
 
 
 def square(input):
-    return mul(input, input)
+    return pow(input, 2)   # bool -> int64, as PyTorch
 
 
 def _finfo_max(dtype):
@@ -473,6 +557,10 @@ def nan_to_num(input, nan=0.0, posinf=None, neginf=None):
 
 
 def lerp(input, end, weight):
+    if isinstance(input, Tensor) and input.dtype in _REDUCED_FLOATS:
+        # float32 intermediates, one rounding (the weight is not rounded to the half type)
+        w = weight._cast(dt.float32) if isinstance(weight, Tensor) else weight
+        return lerp(input._cast(dt.float32), end._cast(dt.float32), w)._cast(input.dtype)
     return input + weight * (end - input)
 
 
@@ -551,6 +639,8 @@ def mean(input, dim=None, keepdim=False, *, dtype=None):
         raise at_user_line(RuntimeError, "mean(): could not infer output dtype. Input dtype "
                                          f"must be either a floating point or complex dtype. "
                                          f"Got: {input.dtype.name}")
+    if input.dtype in _REDUCED_FLOATS:
+        return _in_float32(mean, input, dim, keepdim)
     n = _count(input, dim)
     with autograd.literal_scalars():
         return sum(input, dim, keepdim) / float(n) if n else sum(input, dim, keepdim) * math.nan
@@ -611,6 +701,8 @@ def argmin(input, dim=None, keepdim=False):
 def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     if correction is None:
         correction = 1 if unbiased is None or unbiased else 0
+    if input.dtype in _REDUCED_FLOATS:
+        return _in_float32(var, input, dim, keepdim=keepdim, correction=correction)
     n = _count(input, dim)
     with autograd.literal_scalars():
         mu = mean(input, dim, keepdim=True)
@@ -646,6 +738,10 @@ def count_nonzero(input, dim=None):
 
 def logsumexp(input, dim, keepdim=False):
     _check_dims(dim, input.ndim)
+    if not input.dtype.is_floating:    # PyTorch: integers and bools in the default float
+        input = input._cast(dt.DEFAULT_FLOAT)
+    if input.dtype in _REDUCED_FLOATS:
+        return _in_float32(logsumexp, input, dim, keepdim)
     if input.numel() == 0:  # log of an empty sum: -inf, as PyTorch gives
         with autograd.literal_scalars():
             return full(_reduced_shape(input, dim, keepdim), -math.inf, dtype=input.dtype)
@@ -668,6 +764,11 @@ def softmax(input, dim, dtype=None):
     if dtype is not None:
         input = input._cast(dt.to_dtype(dtype))
     _require_float("softmax", input)
+    if input.numel() == 0:
+        _norm_dim(dim, input.ndim)
+        return input.clone()
+    if input.dtype in _REDUCED_FLOATS:
+        return _in_float32(softmax, input, dim)
     with autograd.literal_scalars():
         e = exp(input - amax(input, dim, keepdim=True).detach())
         # one reciprocal per row and a multiply per element, as PyTorch's CPU kernel
@@ -679,6 +780,11 @@ def log_softmax(input, dim, dtype=None):
     if dtype is not None:
         input = input._cast(dt.to_dtype(dtype))
     _require_float("log_softmax", input)
+    if input.numel() == 0:
+        _norm_dim(dim, input.ndim)
+        return input.clone()
+    if input.dtype in _REDUCED_FLOATS:
+        return _in_float32(log_softmax, input, dim)
     with autograd.literal_scalars():
         shifted = input - amax(input, dim, keepdim=True).detach()
         return shifted - sum(exp(shifted), dim, keepdim=True).log()
@@ -739,12 +845,13 @@ def _masked_prefix(x, reduce, identity, strict):
     """out[..., i] = reduce of x[..., j] over j <= i (j < i if `strict`), along the last
     dim: one reduction over a broadcast (n, n) triangle (inlined into the reduction's
     loop, never stored by the compiled backends)."""
+    # Selected with `where`, not multiplied by a 0/1 triangle (a matmul): inf * 0 is nan,
+    # which put nan before every inf or nan of a cumsum.
     n = x.shape[-1]
-    if reduce == "sum":  # a matmul with the triangle: BLAS where the backend has it
-        return matmul(x, _tri_mask(n, n, -1 if strict else 0)._cast(x.dtype).mT)
     keep = _tri_mask(n, n, -1 if strict else 0)
     rows = x.reshape(tuple(x.shape[:-1]) + (1, n))
-    return prod(where(keep, rows, _scalar_node(identity, x.dtype)), -1)
+    return (sum if reduce == "sum" else prod)(
+        where(keep, rows, _scalar_node(identity, x.dtype)), -1)
 
 
 def _blocked_scan(x, reduce, identity):

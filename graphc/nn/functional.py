@@ -301,6 +301,20 @@ def _check_norm_dtypes(name, input, **params):
                                              f"{list(input.shape)}, {what} {t.dtype.name})")
 
 
+def _norm_operands(input, *params):
+    """A norm's input and affine parameters as it computes with them, and the dtype of
+    its result: float16/bfloat16 go to float32, as in PyTorch's CPU kernels, which
+    compute the statistics and the normalised values in float and round the result
+    once, to the input's dtype (also when the parameters are float32). In the half type
+    itself the statistics lose digits (a float16 layer_norm over 76,800 features was nan:
+    the count overflowed)."""
+    out_dtype = input.dtype
+    if out_dtype not in T._REDUCED_FLOATS:
+        return (input, *params, out_dtype)
+    as_float = [None if t is None else t._cast(dt.float32) for t in params]
+    return (input._cast(dt.float32), *as_float, out_dtype)
+
+
 def _check_conv_dtypes(input, weight, bias):
     """PyTorch's convolutions need the weight and bias in the input's dtype."""
     for what, t in (("weight", weight), ("bias", bias)):
@@ -782,6 +796,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                                            f"{list(input.shape)}: dim 1 holds the features)")
     dims = (0,) + tuple(range(2, input.ndim))
     shape = (1, C) + (1,) * (input.ndim - 2)
+    input, weight, bias, out_dtype = _norm_operands(input, weight, bias)
     if training:
         n = input.numel() // C
         if n <= 1:
@@ -792,10 +807,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         var = (centered * centered).mean(dims, keepdim=True)
         _update_running_stats(running_mean, running_var, lambda: mean.detach().reshape(C),
                               lambda: var.detach().reshape(C), n, momentum)
-        return _scale_shift(centered * T.rsqrt(var + eps), weight, bias, shape)
+        return _scale_shift(centered * T.rsqrt(var + eps), weight, bias, shape)._cast(out_dtype)
     return _by_running_stats(input, running_mean, running_var, weight, bias, eps, shape,
                              "batch_norm: running_mean and running_var are required when "
-                             "not training")
+                             "not training")._cast(out_dtype)
 
 
 def _update_running_stats(running_mean, running_var, batch_mean, batch_var, n, momentum):
@@ -846,6 +861,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
                                        f"input of size{list(input.shape)}")
     _check_norm_dtypes("layer_norm", input, weight=weight, bias=bias)
     dims = tuple(range(input.ndim - k, input.ndim))
+    input, weight, bias, out_dtype = _norm_operands(input, weight, bias)
     mean = input.mean(dims, keepdim=True)
     centered = input - mean
     var = (centered * centered).mean(dims, keepdim=True)
@@ -854,7 +870,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         y = y * weight
     if bias is not None:
         y = y + bias
-    return y
+    return y._cast(out_dtype)
 
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
@@ -880,12 +896,13 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
                                              f"to the number of channels in input, but got "
                                              f"{name} of shape {list(t.shape)} and input of "
                                              f"shape {list(input.shape)}")
+    input, weight, bias, out_dtype = _norm_operands(input, weight, bias)
     grouped = input.reshape(N, num_groups, -1)
     mean = grouped.mean(-1, keepdim=True)
     centered = grouped - mean
     var = (centered * centered).mean(-1, keepdim=True)
     y = (centered * T.rsqrt(var + eps)).reshape(input.shape)
-    return _scale_shift(y, weight, bias, (1, C) + (1,) * (input.ndim - 2))
+    return _scale_shift(y, weight, bias, (1, C) + (1,) * (input.ndim - 2))._cast(out_dtype)
 
 
 def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
@@ -901,6 +918,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     _check_norm_dtypes("instance_norm", input, running_mean=running_mean,
                        running_var=running_var, weight=weight, bias=bias)
     shape = (1, C) + (1,) * (input.ndim - 2)
+    input, weight, bias, out_dtype = _norm_operands(input, weight, bias)
     if use_input_stats:
         n = math.prod(input.shape[2:])
         if n <= 1:
@@ -913,10 +931,10 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         _update_running_stats(running_mean, running_var,
                               lambda: mean.detach().reshape(N, C).mean(0),
                               lambda: var.detach().reshape(N, C).mean(0), n, momentum)
-        return _scale_shift(centered * T.rsqrt(var + eps), weight, bias, shape)
+        return _scale_shift(centered * T.rsqrt(var + eps), weight, bias, shape)._cast(out_dtype)
     return _by_running_stats(input, running_mean, running_var, weight, bias, eps, shape,
                              "Expected running_mean and running_var to be defined when "
-                             "use_input_stats is false")
+                             "use_input_stats is false")._cast(out_dtype)
 
 
 def normalize(input, p=2.0, dim=1, eps=1e-12):
