@@ -372,9 +372,22 @@ def _cast_np(attrs, x):
     if d.is_bool:
         return x != 0
     if not d.is_floating and x.dtype.kind == "f":
-        with np.errstate(invalid="ignore"):
-            return np.trunc(x).astype(d.np)  # PyTorch truncates toward zero
+        return _float_to_int_np(x, d)
     return x.astype(d.np)
+
+
+def _float_to_int_np(x, d):
+    """float -> integer as PyTorch's CPU kernels do it on x86, spelled out rather than
+    left to numpy's astype (which is x86's answer only on x86, and converts to uint8
+    through int32): truncate toward zero; NaN, +-inf and values whose truncation the
+    converting type cannot hold give that type's minimum (cvtt*'s "integer
+    indefinite"). int32 converts as int32; int64 and uint8 as int64, uint8 then keeping
+    the low byte (PyTorch casts to uint8 through int64: float64 -2**31-1 gives 255)."""
+    wide = np.int32 if d.short == "i32" else np.int64
+    x64 = x.astype(np.float64)   # exact for every float dtype; 2**31 overflows float16
+    ok = np.abs(x64) < 2.0 ** (8 * np.dtype(wide).itemsize - 1)   # False for NaN
+    i = np.trunc(np.where(ok, x64, 0.0)).astype(wide)
+    return np.where(ok, i, np.iinfo(wide).min).astype(d.np)
 
 
 def _cast_vjp(c, g):

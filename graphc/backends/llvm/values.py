@@ -5,7 +5,8 @@ kernel's builder `self.b`, `self.math` (mathlib) and `self.mb` (module helpers).
 
 Semantics that differ from a plain C translation, all matching the interpreter:
 integer division or modulo by zero gives 0 (and INT_MIN // -1 wraps); float -> int
-truncates, NaN and out-of-range give INT64_MIN (x86's answer, which numpy returns);
+truncates, NaN and out-of-range give the minimum of int32 (int32) or int64 (int64,
+uint8: its low byte), PyTorch's x86 answer (`float_to_int`);
 min/max propagate NaN; sign(nan) = 0; float16 results are rounded after every op.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from llvmlite import ir
 
 from .. import kernel_ir as K
 from ...ir import dtypes as dt
-from .types import F16, F32, F64, I1, I8, I32, I64, c64 as _c64, compute_type, suffix as _suffix
+from .types import F16, F32, F64, I1, I8, I32, I64, c64 as _c64, compute_type
 
 
 # unary float ops lowered to the libm function of the same name (tanf for float32)
@@ -92,19 +93,34 @@ class ValueLowering:
             else:
                 x = b.uitofp(x, tt)
             return self.round(x, dst)
-        if src.is_floating:   # truncate toward zero; nan/out of range give INT64_MIN (x86)
-            fn = self.math.declare(f"llvm.fptosi.sat.i64.{_suffix(st)}", I64, [st])
-            i = b.call(fn, [x])
-            lim = ir.Constant(st, 9.2233720368547758e18)
-            bad = b.or_(b.fcmp_unordered("uno", x, x),
-                        b.fcmp_ordered(">=", b.call(self.math.intrinsic("llvm.fabs", st), [x]), lim))
-            i = b.select(bad, _c64(-(1 << 63)), i)
-            return b.trunc(i, tt) if tt.width < 64 else i
+        if src.is_floating:
+            return self.float_to_int(x, st, dst)
         if tt.width < st.width:
             return b.trunc(x, tt)
         if tt.width > st.width:
             return b.sext(x, tt) if src.is_signed else b.zext(x, tt)
         return x
+
+    def float_to_int(self, x, st, dst: dt.DType):
+        """float -> integer as PyTorch's CPU kernels do it on x86: truncate toward zero,
+        and NaN, +-inf and values whose truncation the converting type cannot hold give
+        that type's minimum (cvtt*'s "integer indefinite"). int32 converts as int32 (3e9
+        gives INT32_MIN, not the low half of the int64 3000000000); int64 and uint8 as
+        int64, uint8 then keeping the low byte (PyTorch casts to uint8 through int64).
+        fptosi of an out-of-range value is poison, so it only ever sees values in range:
+        the others are replaced by 0 before it and by the minimum after it."""
+        b = self.b
+        wide = I32 if dst is dt.int32 else I64
+        lim = ir.Constant(st, float(1 << (wide.width - 1)))   # 2**31 or 2**63: exact
+        ax = b.call(self.math.intrinsic("llvm.fabs", st), [x])
+        ok = b.fcmp_ordered("<", ax, lim)   # false for NaN
+        # llvm.fptosi.sat with the same select is as well defined, but LLVM (22) leaves it
+        # scalar (cvttss2si per element); this form vectorises to one masked vcvttps2dq
+        # merging into the minimum, 16 per instruction
+        i = b.fptosi(b.select(ok, x, ir.Constant(st, 0.0)), wide)
+        i = b.select(ok, i, ir.Constant(wide, -(1 << (wide.width - 1))))
+        tt = compute_type(dst)
+        return b.trunc(i, tt) if tt.width < wide.width else i
 
     # -------------------------------------------------------------- elementwise ops
     def compute(self, v: K.Compute, args):

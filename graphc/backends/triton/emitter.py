@@ -414,7 +414,7 @@ class Scope:
 
     def convert(self, x, src, dst) -> str:
         """The cast semantics of graphc/ir/ops.py: float->int truncates (NaN and out of
-        range give INT64_MIN before narrowing, as the LLVM backend), x->bool is x != 0,
+        range give the converting type's minimum, as the LLVM backend), x->bool is x != 0,
         float16 from wider types rounds once, bfloat16 via float32 as numpy does."""
         if src is dst:
             return x
@@ -435,10 +435,17 @@ class Scope:
                 return x
             return self.emit(f"{x}.to({compute_type(dst)})", axes)
         if src.is_floating:
-            bad = self.emit(f"({x} != {x}) | (tl.abs({x}) >= 9.2233720368547758e18)", axes)
-            safe = self.emit(f"tl.where({bad}, 0.0, {x})", axes)
-            i = self.emit(f"tl.where({bad}, _GC_I64_MIN, {safe}.to(tl.int64))", axes)
-            return i if dst is dt.int64 else self.emit(f"{i}.to({compute_type(dst)})", axes)
+            # PyTorch's x86 results (see llvm/values.py float_to_int): int32 converts as
+            # int32, int64 and uint8 as int64; out of that range or NaN gives its minimum.
+            # The conversion only sees values in range, so the GPU's saturating cvt.rzi
+            # and the interpreter's numpy astype agree with it.
+            wide, lim, low = (("tl.int32", "2147483648.0", "_GC_I32_MIN") if dst is dt.int32
+                              else ("tl.int64", "9223372036854775808.0", "_GC_I64_MIN"))
+            ok = self.emit(f"tl.abs({x}) < {lim}", axes)   # False for NaN
+            safe = self.emit(f"tl.where({ok}, {x}, 0.0)", axes)
+            i = self.emit(f"tl.where({ok}, {safe}.to({wide}), {low})", axes)
+            return i if wide == compute_type(dst) else self.emit(f"{i}.to({compute_type(dst)})",
+                                                                 axes)
         return self.emit(f"{x}.to({compute_type(dst)})", axes)
 
     # -------------------------------------------------------------- elementwise ops

@@ -30,6 +30,7 @@ _GC_GOLDEN = tl.constexpr(0x9E3779B97F4A7C15)
 _GC_MIX1 = tl.constexpr(0xBF58476D1CE4E5B9)
 _GC_MIX2 = tl.constexpr(0x94D049BB133111EB)
 _GC_I64_MIN = tl.constexpr(-9223372036854775807 - 1)
+_GC_I32_MIN = tl.constexpr(-2147483647 - 1)
 _GC_I64_MAX = tl.constexpr(9223372036854775807)
 '''
 
