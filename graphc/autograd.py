@@ -4,6 +4,7 @@ from, not of graphc's own code)."""
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 
 _state = threading.local()
@@ -36,12 +37,43 @@ class set_grad_enabled:
     def __call__(self, fn):
         _set_mode(self._prev)  # as a decorator it changes the mode only inside `fn`
         mode = self.mode
+        return _decorate(fn, lambda: set_grad_enabled(mode))
 
+
+def _decorate(fn, make_context):
+    """`fn` run inside `make_context()`. A generator function's body runs at each resume,
+    not when it is called, so each resume (the first `next`, every `send`/`throw`/
+    `close`) enters the context, as PyTorch's decorators do: a token-by-token generation
+    loop under @no_grad must not build graphs."""
+    if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with set_grad_enabled(mode):
-                return fn(*args, **kwargs)
-        return wrapper
+        def generator_wrapper(*args, **kwargs):
+            gen = fn(*args, **kwargs)
+            try:
+                with make_context():
+                    response = gen.send(None)
+                while True:
+                    try:
+                        request = yield response
+                    except GeneratorExit:
+                        with make_context():
+                            gen.close()
+                        raise
+                    except BaseException as e:
+                        with make_context():
+                            response = gen.throw(e)
+                    else:
+                        with make_context():
+                            response = gen.send(request)
+            except StopIteration as stop:
+                return stop.value
+        return generator_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with make_context():
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def location_override():
@@ -67,11 +99,7 @@ class _GradModeContext:
         return False
 
     def __call__(self, fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with type(self)():
-                return fn(*args, **kwargs)
-        return wrapper
+        return _decorate(fn, type(self))
 
 
 class no_grad(_GradModeContext):
@@ -115,12 +143,7 @@ class inference_mode(_GradModeContext):
 
     def __call__(self, fn):
         inference = self.inference
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with inference_mode(inference):
-                return fn(*args, **kwargs)
-        return wrapper
+        return _decorate(fn, lambda: inference_mode(inference))
 
 
 class _LocationContext:

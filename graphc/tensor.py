@@ -207,6 +207,20 @@ class Tensor:
                                f"{list(value.shape)} vs {list(self.shape)}")
         self._set_grad(value)
 
+    def _accumulate_grad(self, g, create_graph):
+        """Add `g` to .grad. Without create_graph the existing .grad tensor is updated in
+        place, as in PyTorch (a reference kept to it sees the sum); a compile trace
+        records the sum as a new .grad, which its replay writes back."""
+        old = self._grad
+        if old is None:
+            self._set_grad(g)
+        elif create_graph or runtime.tracer is not None or old.shape != g.shape \
+                or old.dtype is not g.dtype:
+            self._set_grad(old + g)
+        else:
+            with autograd.no_grad():
+                old.add_(g)
+
     def _set_grad(self, value):
         if runtime.tracer is not None:
             runtime.tracer.on_grad(self)
@@ -477,21 +491,31 @@ class Tensor:
             raise at_user_line(RuntimeError, f"Mismatch in shape: grad_output has a shape of "
                                              f"{list(gradient.shape)} and output has a shape of "
                                              f"{list(self.shape)}")
+        gradient = gradient._cast(self.dtype)   # PyTorch converts it to the output's dtype
         if not create_graph:
             gradient = gradient.detach()
+        if isinstance(inputs, Tensor):
+            inputs = [inputs]
+        if inputs is not None and len(inputs) == 0:
+            raise at_user_line(RuntimeError, "'inputs' argument to backward() cannot be empty.")
         retained = {id(t._node): t for t in list(_retaining.values())
                     if t._retains_grad and not t._is_leaf and t.requires_grad}
+        # a non-leaf named in `inputs` gets its .grad like a retained one; a leaf not named
+        # gets nothing (a retained non-leaf on the way still does, as in PyTorch)
+        wanted = None if inputs is None else {id(t._node): t for t in inputs}
+        if wanted is not None:
+            retained.update((k, t) for k, t in wanted.items() if not t._is_leaf)
         leaves = backward_nodes([self._node], [gradient], create_graph=create_graph,
                                 retain=retained.keys())
-        wanted = None if inputs is None else {id(t._node) for t in inputs}
         for node, g in leaves.values():
             owner = node.leaf() if node.leaf is not None else retained.get(id(node))
-            if owner is None or (wanted is not None and id(node) not in wanted):
+            if owner is None or (wanted is not None and node.leaf is not None
+                                 and id(node) not in wanted):
                 continue
             gt = Tensor._wrap(g)
             if not create_graph:
                 gt._is_leaf = True
-            owner._set_grad(gt if owner._grad is None else owner._grad + gt)
+            owner._accumulate_grad(gt, create_graph)
 
     # ----------------------------------------------------------------- conversion
     def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):

@@ -19,13 +19,13 @@ import warnings
 
 import numpy as np
 
-from . import autograd
+from . import autograd, runtime
 # Load the einsum submodule now: importing it for the first time later (inside `einsum`)
 # would rebind the package attribute `graphc.einsum` from this function to the module.
 from .einsum import einsum as _einsum
 from .ir import dtypes as dt
 from .ir.errors import DTypeError, ShapeError, at_user_line
-from .tensor import (Size, Tensor, _as_view, _contiguous_strides, _norm_dim, _norm_dims,
+from .tensor import (_ALIAS, Size, Tensor, _as_view, _contiguous_strides, _norm_dim, _norm_dims,
                      _scalar_node, broadcast_shapes, full, full_like, tensor, zeros)
 from .tensor import rand as _rand, randn as _randn
 
@@ -664,7 +664,9 @@ def _minmax(kind, input, dim=None, keepdim=False):
         return (maximum if kind == "max" else minimum)(input, dim)
     _check_nonempty(kind, input, dim)
     if dim is None:
-        return _reduce(kind, input, None, False)
+        if input.ndim == 0:
+            return input.clone()
+        return _apply(kind, input, dims=tuple(range(input.ndim)), keepdim=False, nan_grad=True)
     d = _norm_dim(dim, input.ndim)
     idx = (argmax if kind == "max" else argmin)(input, d, keepdim=True)
     values = input.gather(d, idx) if input.ndim else input
@@ -2111,13 +2113,70 @@ for _name, _fn in _METHODS.items():
 for _name in ("add", "sub", "mul", "div", "pow", "clamp", "clamp_min", "clamp_max", "neg",
               "exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh", "floor", "ceil", "round",
               "masked_fill", "scatter_add", "lerp", "reciprocal", "sign", "square",
-              "true_divide", "remainder", "floor_divide", "maximum", "minimum", "t",
-              "transpose", "unsqueeze", "squeeze", "logical_not", "clip", "addcmul",
+              "true_divide", "remainder", "floor_divide", "maximum", "minimum",
+              "logical_not", "clip", "addcmul",
               "addcdiv", "nan_to_num", "cumsum", "cumprod", "tril", "triu", "index_add",
               "index_copy", "index_fill", "scatter", "tan", "asin", "acos", "atan", "sinh",
               "cosh", "asinh", "acosh", "atanh", "log2", "log10", "exp2", "atan2",
               "copysign", "hypot", "fmod", "sin", "cos", "log1p", "expm1", "rsqrt", "erf"):
     setattr(Tensor, _name + "_", _inplace(globals().get(_name) or _METHODS[_name]))
+
+
+def _reshaping_inplace(name):
+    """t_, transpose_, unsqueeze_, squeeze_: the tensor itself takes the new shape, as a
+    PyTorch tensor changes its view metadata: its values are the out-of-place op's, its
+    gradient path goes through the op, and views stay views. A view's link to its base
+    gets the op composed in; a live view *of* this tensor reads it through the inverse
+    op. (Aliases made by detach()/.data are refused: their writes cut the history,
+    which a reshaped link cannot express.)"""
+    fn = _METHODS.get(name) or globals()[name]
+
+    def method(self, *args, **kwargs):
+        if self._is_leaf and self.requires_grad and autograd.is_grad_enabled():
+            raise at_user_line(RuntimeError, "a leaf Variable that requires grad is being used "
+                                             "in an in-place operation.")
+        old_shape = tuple(self.shape)
+        new = fn(self, *args, **kwargs)
+        if new is self:
+            return self
+
+        def forward(t):
+            return fn(t, *args, **kwargs)
+
+        def inverse(t):   # transposes are their own inverse; the others only reshape
+            return fn(t, *args, **kwargs) if name in ("t", "transpose") else \
+                t.reshape(old_shape)
+        children = [v for v in (r() for r in self._views or ()) if v is not None and
+                    v._base is self]
+        if builtins.any(v._view_wb is _ALIAS for v in children) or self._view_wb is _ALIAS:
+            raise at_user_line(RuntimeError, f"{name}_(): graphc cannot change the shape of "
+                                             f"a detach()/.data alias, or of a tensor that "
+                                             f"has one, in place; use {name}() instead")
+        stride = new._strides()
+        if self._base is not None:
+            old_fn, old_wb = self._view_fn, self._view_wb
+            self._view_fn = lambda b: forward(old_fn(b))
+            self._view_wb = None if old_wb is None else \
+                (lambda b, value: old_wb(b, inverse(value)))
+            self._node = new._node
+            runtime.track(self)
+        else:
+            if runtime.tracer is not None:
+                runtime.tracer.on_assign(self)
+            self._set_node(new)
+        self._stride = None if stride == _contiguous_strides(self.shape) else stride
+        for v in children:
+            child_fn, child_wb = v._view_fn, v._view_wb
+            v._view_fn = lambda b, f=child_fn: f(inverse(b))
+            v._view_wb = None if child_wb is None else \
+                (lambda b, value, w=child_wb: forward(w(inverse(b), value)))
+        return self
+    method.__name__ = name + "_"
+    return method
+
+
+for _name in ("t", "transpose", "unsqueeze", "squeeze"):
+    setattr(Tensor, _name + "_", _reshaping_inplace(_name))
 
 Tensor.__add__ = add
 Tensor.__radd__ = _rev(add)

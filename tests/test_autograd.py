@@ -522,3 +522,127 @@ def test_inference_mode_restores_after_exception():
         with gc.inference_mode():
             raise ValueError
     assert gc.is_grad_enabled() and not gc.is_inference_mode_enabled()
+
+
+# ---------------------------------------------------------------- found by an autograd sweep
+
+@pytest.mark.parametrize("lib", [gc, torch], ids=["graphc", "torch"])
+def test_grad_mode_decorators_apply_to_every_resume_of_a_generator(lib):
+    @lib.no_grad()
+    def generate(x):
+        for _ in range(2):
+            yield lib.is_grad_enabled(), (x * 2).requires_grad
+
+    @lib.enable_grad()
+    def wants_grad():
+        yield lib.is_grad_enabled()
+
+    @lib.inference_mode()
+    def echo():
+        received = yield lib.is_grad_enabled()
+        yield received
+    assert list(generate(lib.ones(2, requires_grad=True))) == [(False, False)] * 2
+    with lib.no_grad():
+        assert list(wants_grad()) == [True]
+    it = echo()
+    assert next(it) is False and it.send(5) == 5 and lib.is_grad_enabled()
+
+
+def _inputs_case(lib, which):
+    a = lib.tensor([1.0, 2.0], requires_grad=True)
+    b = lib.tensor([3.0, 4.0], requires_grad=True)
+    if which == "bare tensor":
+        (a * b).sum().backward(inputs=a)
+        return [a.grad, b.grad]
+    if which == "non-leaf":
+        m = a * 2
+        (m * b).sum().backward(inputs=[m])
+        return [m.grad, a.grad, b.grad]
+    m = a * 2
+    m.retain_grad()
+    (m ** 2).sum().backward(inputs=[a])
+    return [m.grad, a.grad, b.grad]
+
+
+@pytest.mark.parametrize("which", ["bare tensor", "non-leaf", "retained on the way"])
+def test_backward_inputs_accumulate_only_into_what_they_name(which):
+    got, want = _inputs_case(gc, which), _inputs_case(torch, which)
+    for g, w in zip(got, want):
+        assert (g is None) == (w is None)
+        if w is not None:
+            np.testing.assert_array_equal(g.numpy(), w.numpy())
+    with pytest.raises(RuntimeError, match="cannot be empty"):
+        (gc.ones(2, requires_grad=True) * 2).sum().backward(inputs=[])
+
+
+def test_backward_gradient_of_another_float_dtype_is_converted():
+    for lib in (gc, torch):
+        x = lib.tensor([1.0, 2.0], requires_grad=True)
+        (x * 2).backward(gradient=lib.tensor([1.0, 3.0], dtype=lib.float64))
+        assert x.grad.dtype == lib.float32 and x.grad.tolist() == [2.0, 6.0]
+        y = lib.tensor([1.0, 2.0], dtype=lib.float64, requires_grad=True)
+        (y * 3).sum().backward(lib.tensor(2.0))
+        assert y.grad.tolist() == [6.0, 6.0]
+
+
+def test_gradient_accumulates_into_the_existing_grad_tensor():
+    w = gc.tensor([1.0, 2.0], requires_grad=True)
+    (w * 3).sum().backward()
+    kept = w.grad
+    (w * 3).sum().backward()
+    assert kept is w.grad and kept.tolist() == [6.0, 6.0]
+
+
+@pytest.mark.parametrize("case", ["max", "min", "amax", "maximum", "minimum", "max ties"])
+def test_gradients_at_nan_and_ties_follow_torch(case):
+    def run(lib):
+        nan = float("nan")
+        x = lib.tensor([1.0, 3.0, 3.0] if case == "max ties" else [1.0, nan, 3.0],
+                       requires_grad=True)
+        y = lib.tensor([2.0, 2.0, 2.0], requires_grad=True)
+        if case in ("maximum", "minimum"):
+            getattr(lib, case)(x, y).sum().backward()
+            return [x.grad, y.grad]
+        getattr(x, case.split()[0])().backward()
+        return [x.grad]
+    for g, w in zip(run(gc), run(torch)):
+        np.testing.assert_array_equal(g.numpy(), w.numpy())
+
+
+def _reshaping_inplace_story(lib):
+    a = lib.ones(3, 1)
+    out = [tuple(a.t_().shape), a.stride(), a.is_contiguous()]
+    b = lib.ones(3, 1)
+    b.unsqueeze_(0)
+    out.append(tuple(b.shape))
+    b.squeeze_(2)
+    out.append(tuple(b.shape))
+    b.squeeze_()
+    out.append(tuple(b.shape))
+    c = lib.arange(6.0).reshape(2, 3)      # a view of the arange
+    c.transpose_(0, 1)
+    out += [c.tolist(), c.stride()]
+    x = lib.ones(2, 3, requires_grad=True)
+    y = x * 2
+    y.t_()
+    (y * lib.arange(6.0).reshape(3, 2)).sum().backward()
+    out.append(x.grad.tolist())
+    base = lib.zeros(2, 3)
+    v = base[1]
+    v.unsqueeze_(0)
+    v.fill_(7)                              # a reshaped view still writes its base
+    out += [base.tolist(), tuple(v.shape)]
+    base = lib.zeros(2, 3)
+    v = base[:, 1]
+    base.t_()                               # a live view reads its base through the change
+    v.fill_(5)
+    out.append(base.tolist())
+    base.add_(1)
+    out.append(v.tolist())
+    return out
+
+
+def test_in_place_shape_changes_match_torch():
+    assert _reshaping_inplace_story(gc) == _reshaping_inplace_story(torch)
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        gc.ones(3, 1, requires_grad=True).t_()

@@ -217,14 +217,15 @@ def _pow_vjp(c, g):
 
 
 def _minmax_vjp(is_max):
+    # PyTorch's rule: a tie shares the gradient, and each side gets it unless it lost.
+    # With a NaN neither side lost, so both get it (the NaN is what the result is).
     def vjp(c, g):
         a, b = c.inputs
         T = _tensor_mod()
-        win = (a > b) if is_max else (a < b)
-        tie = a == b
-        half, zero = g * 0.5, _zeros(g)
-        ga = T.where(win, g, T.where(tie, half, zero))
-        gb = T.where(win, zero, T.where(tie, half, g))
+        share = T.where(a == b, g * 0.5, g)
+        zero = _zeros(g)
+        ga = T.where((a < b) if is_max else (a > b), zero, share)
+        gb = T.where((a > b) if is_max else (a < b), zero, share)
         return (ga, gb)
     return vjp
 
@@ -724,7 +725,13 @@ def _prod_vjp(c, g):
 
 def _minmax_reduce_vjp(c, g):
     x = c.inputs[0]
-    mask = (x == _out_back(c)).to(x.dtype)
+    out = _out_back(c)
+    match = x == out
+    if c.attrs.get("nan_grad"):
+        # max()/min() without a dim (PyTorch's evenly_distribute_backward): a NaN result's
+        # gradient is shared by the NaN inputs; amax/amin's is NaN, as in PyTorch
+        match = match | (x.isnan() & out.isnan())
+    mask = match.to(x.dtype)
     # PyTorch's amax/amin: the gradient is shared evenly among tied maxima.
     count = mask.sum(c.attrs["dims"], keepdim=True).expand(*x.shape)
     return (_expand_back(c, g) * mask / count,)
