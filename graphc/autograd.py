@@ -181,3 +181,99 @@ class _LiteralContext:
     def __exit__(self, *exc):
         _state.literals -= 1
         return False
+
+
+# ---------------------------------------------------------------------------- functions
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         only_inputs=True, allow_unused=None, is_grads_batched=False,
+         materialize_grads=False):
+    """torch.autograd.grad: the gradients of sum(output * grad_output) with respect to
+    each of `inputs`, returned (not accumulated into .grad). With create_graph the
+    result has its own gradient path (gradient penalties, Hessian-vector products).
+    Graphs are values here, so retain_graph changes nothing (see docs/coverage.md)."""
+    from .passes.autodiff import backward_nodes
+    from .tensor import Tensor, ones_like_node, zeros_like
+    outputs, inputs, grad_outputs = _grad_arguments(outputs, inputs, grad_outputs,
+                                                    is_grads_batched)
+    seeds = []
+    for out, g in zip(outputs, grad_outputs):
+        if g is None:
+            with literal_scalars():
+                g = ones_like_node(out)
+        g = g._cast(out.dtype)
+        seeds.append(g if create_graph else g.detach())
+    retain = {id(t._node) for t in inputs if not t._is_leaf}
+    found = backward_nodes([o._node for o in outputs], seeds, create_graph=create_graph,
+                           retain=retain)
+    if allow_unused is None:
+        allow_unused = materialize_grads
+    result = []
+    for t in inputs:
+        hit = found.get(id(t._node))
+        if hit is None:
+            if materialize_grads:
+                result.append(zeros_like(t))
+                continue
+            if not allow_unused:
+                raise RuntimeError("One of the differentiated Tensors appears to not have been "
+                                   "used in the graph. Set allow_unused=True if this is the "
+                                   "desired behavior.")
+            result.append(None)
+            continue
+        g = Tensor._wrap(hit[1])
+        if not create_graph:
+            g._is_leaf = True
+        result.append(g)
+    return tuple(result)
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False,
+             inputs=None):
+    """torch.autograd.backward: `tensors[k].backward(grad_tensors[k])` for every k, the
+    gradients summed into .grad."""
+    from .tensor import Tensor
+    tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    if grad_tensors is None or isinstance(grad_tensors, Tensor):
+        grad_tensors = [grad_tensors] * len(tensors) if grad_tensors is None \
+            else [grad_tensors]
+    if len(grad_tensors) != len(tensors):
+        raise RuntimeError(f"grad can be implicitly created only for scalar outputs: got "
+                           f"{len(tensors)} tensors and {len(grad_tensors)} gradients")
+    for t, g in zip(tensors, grad_tensors):
+        t.backward(g, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
+
+
+def _grad_arguments(outputs, inputs, grad_outputs, is_grads_batched):
+    """autograd.grad's arguments as lists, with PyTorch's checks and messages."""
+    from .ir.errors import at_user_line
+    from .tensor import Tensor
+
+    def as_list(x):
+        return [x] if isinstance(x, Tensor) or x is None else list(x)
+    if is_grads_batched:
+        raise at_user_line(NotImplementedError, "autograd.grad(is_grads_batched=True): "
+                                                "graphc has no vmap; loop over the batch")
+    outputs, inputs = as_list(outputs), as_list(inputs)
+    grad_outputs = [None] * len(outputs) if grad_outputs is None else as_list(grad_outputs)
+    if not inputs:
+        raise at_user_line(RuntimeError, "grad requires non-empty inputs.")
+    if len(grad_outputs) != len(outputs):
+        raise at_user_line(RuntimeError, f"grad_outputs must have the same length as outputs "
+                                         f"(got {len(grad_outputs)} and {len(outputs)})")
+    for k, (out, g) in enumerate(zip(outputs, grad_outputs)):
+        if not out.requires_grad:
+            raise at_user_line(RuntimeError, f"element {k} of tensors does not require grad "
+                                             f"and does not have a grad_fn")
+        if g is None and out.numel() != 1:
+            raise at_user_line(RuntimeError, f"grad can be implicitly created only for scalar "
+                                             f"outputs (shape {list(out.shape)})")
+        if g is not None and tuple(g.shape) != tuple(out.shape):
+            raise at_user_line(RuntimeError, f"Mismatch in shape: grad_output[{k}] has a shape "
+                                             f"of {list(g.shape)} and output[{k}] has a shape "
+                                             f"of {list(out.shape)}")
+    for t in inputs:
+        if not t.requires_grad:
+            raise at_user_line(RuntimeError, "One of the differentiated Tensors does not "
+                                             "require grad")
+    return outputs, inputs, grad_outputs

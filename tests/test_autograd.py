@@ -646,3 +646,46 @@ def test_in_place_shape_changes_match_torch():
     assert _reshaping_inplace_story(gc) == _reshaping_inplace_story(torch)
     with pytest.raises(RuntimeError, match="leaf Variable"):
         gc.ones(3, 1, requires_grad=True).t_()
+
+
+def _autograd_functions_story(lib):
+    x = lib.tensor([1.0, 2.0, 3.0], dtype=lib.float64, requires_grad=True)
+    w = lib.tensor([0.5, -1.0, 2.0], dtype=lib.float64, requires_grad=True)
+    (g,) = lib.autograd.grad(lib.tanh(x * w).sum(), x, create_graph=True)
+    ((g.norm() - 1) ** 2).backward()               # a gradient penalty, WGAN-GP style
+    out = [g.tolist(), x.grad.tolist(), w.grad.tolist()]
+    v = lib.tensor([1.0, 2.0], dtype=lib.float64, requires_grad=True)
+    (gv,) = lib.autograd.grad((v ** 3).sum(), [v], create_graph=True)
+    (hvp,) = lib.autograd.grad(gv, v, grad_outputs=lib.tensor([1.0, 0.5], dtype=lib.float64))
+    out.append(hvp.tolist())
+    m = v * 2                                      # a non-leaf input
+    (gm,) = lib.autograd.grad((m * m).sum(), m)
+    out.append(gm.tolist())
+    u = lib.tensor([1.0], dtype=lib.float64, requires_grad=True)
+    unused = lib.autograd.grad((v * 2).sum(), [v, u], allow_unused=True)
+    zeros = lib.autograd.grad((v * 2).sum(), [u, v], materialize_grads=True)
+    out += [unused[1], [t.tolist() for t in zeros], v.grad]
+    a = lib.tensor([1.0, 2.0], dtype=lib.float64, requires_grad=True)
+    lib.autograd.backward([(a * 3).sum(), a * a], [None, lib.tensor([1.0, 1.0],
+                                                                    dtype=lib.float64)])
+    out.append(a.grad.tolist())
+    return out
+
+
+def test_autograd_grad_and_backward_functions_match_torch():
+    got, want = _autograd_functions_story(gc), _autograd_functions_story(torch)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        if w is None:
+            assert g is None
+        else:
+            np.testing.assert_allclose(np.array(g, dtype=object).astype(float) if not
+                                       isinstance(g[0], list) else np.concatenate(g),
+                                       np.array(w, dtype=object).astype(float) if not
+                                       isinstance(w[0], list) else np.concatenate(w),
+                                       rtol=1e-10, atol=1e-15)
+    v = gc.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="appears to not have been used"):
+        gc.autograd.grad((v * 2).sum(), [v, gc.tensor([1.0], requires_grad=True)])
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        gc.autograd.grad((v * 2).sum(), [gc.tensor([1.0])])
