@@ -252,7 +252,10 @@ class Tensor:
         """Take `value`'s values without its autograd history, keeping this tensor's
         leaf status and requires_grad (the `.data =` rule)."""
         keep = self.requires_grad
-        self._node = value._node if value._node.data is not None else _detached_node(value)
+        node = value._node if value._node.data is not None else _detached_node(value)
+        if not self._is_leaf and keep and self._node.requires_grad:
+            node = _new_values_same_history(self, node)
+        self._node = node
         if self._is_leaf:
             self._become_leaf(keep)
         runtime.track(self)
@@ -701,6 +704,19 @@ def _contiguous_strides(shape):
 
 
 builtins_max = max
+
+
+def _new_values_same_history(t, values_node):
+    """`values_node`'s values with `t`'s gradient path: what `m.data = v` or
+    `m.detach().mul_(10)` leaves in a non-leaf m, whose gradient PyTorch keeps (only
+    the values change). values - (t.detach() - t): the subtracted term is +0.0 (so -0.0
+    and nan values stay as they are) and has derivative -1 with respect to t; it is 0
+    where t is not finite (inf - inf would be nan)."""
+    from .tensor_ops import where
+    with autograd.enable_grad(), autograd.literal_scalars():
+        old = Tensor._wrap(t._node)
+        ghost = where(old.isfinite(), old.detach() - old, 0.0)
+        return (Tensor._wrap(values_node) - ghost)._node
 
 
 def _detached_node(t):

@@ -689,3 +689,24 @@ def test_autograd_grad_and_backward_functions_match_torch():
         gc.autograd.grad((v * 2).sum(), [v, gc.tensor([1.0], requires_grad=True)])
     with pytest.raises(RuntimeError, match="does not require grad"):
         gc.autograd.grad((v * 2).sum(), [gc.tensor([1.0])])
+
+
+def _write_through_alias_story(lib):
+    x = lib.tensor([1.0, 2.0], dtype=lib.float64, requires_grad=True)
+    m = x * 2
+    m.detach().mul_(10)                     # new values, the same gradient path
+    (m * x).sum().backward()
+    out = [x.grad.tolist(), m.requires_grad, m.detach().tolist()]
+    x = lib.tensor([1.0, 2.0], dtype=lib.float64, requires_grad=True)
+    m = x * 2
+    m.data = lib.ones(2, dtype=lib.float64)
+    (m * x).sum().backward()
+    out += [x.grad.tolist(), m.requires_grad]
+    m = lib.tensor([1.0, 2.0], requires_grad=True) * 2
+    m.data.fill_(-0.0)
+    out.append(str(m.detach().tolist()))     # the sign of zero survives
+    return out
+
+
+def test_writing_a_non_leaf_through_detach_or_data_keeps_its_history():
+    assert _write_through_alias_story(gc) == _write_through_alias_story(torch)
