@@ -1757,6 +1757,31 @@ def index_fill(input, dim, index, value):
     return where(mask, value, input)
 
 
+def index_put(input, indices, values, accumulate=False):
+    """torch.index_put: input with input[indices] = values, or (accumulate) += values
+    with repeated positions adding up, as PyTorch's accumulate=True does (plain
+    `x[idx] += v` does not: each repeat writes once). `indices` is a tuple of index
+    tensors, as in input[indices]."""
+    if not isinstance(indices, (tuple, list)) or not builtins.all(
+            isinstance(i, Tensor) or i is None for i in indices):
+        raise at_user_line(TypeError, "index_put(): argument 'indices' must be a tuple of "
+                                      "Tensors")
+    values = values if isinstance(values, Tensor) else tensor(values, dtype=input.dtype)
+    if values.dtype is not input.dtype:
+        raise at_user_line(RuntimeError, f"Index put requires the source and destination "
+                                         f"dtypes match, got {_TORCH_NAMES[input.dtype.name]} "
+                                         f"for the destination and "
+                                         f"{_TORCH_NAMES[values.dtype.name]} for the source.")
+    key = tuple(indices) if len(indices) != 1 else indices[0]
+    if not accumulate:
+        from .indexing import setitem
+        return setitem(input, key, values)
+    sel = _positions(input)[key]        # the flat positions indexed, in the result's shape
+    v = values._expand_to(tuple(sel.shape))
+    flat = input.reshape(-1).scatter_add(0, sel.reshape(-1), v.reshape(-1))
+    return flat.reshape(tuple(input.shape))
+
+
 def _positions(x):
     """Each element's flat (row-major) position in x, in x's shape."""
     pos = _apply("iota", shape=(x.numel(),), dim=0, dtype=dt.int64)
@@ -2096,6 +2121,7 @@ _METHODS = dict(
     cumprod=cumprod, select=select, tril=tril, triu=triu, roll=roll, diagonal=diagonal,
     diag=diag, diag_embed=diag_embed, tile=tile, repeat_interleave=repeat_interleave,
     unfold=_unfold_view, take_along_dim=take_along_dim, index_add=index_add, index_copy=index_copy,
+    index_put=index_put,
     index_fill=index_fill, scatter=scatter, is_nonzero=is_nonzero, bernoulli=bernoulli,
     type=_type, uniform_=_uniform_, normal_=_normal_, bernoulli_=_bernoulli_,
     random_=_random_, fill_diagonal_=_fill_diagonal_,
@@ -2116,6 +2142,7 @@ for _name in ("add", "sub", "mul", "div", "pow", "clamp", "clamp_min", "clamp_ma
               "true_divide", "remainder", "floor_divide", "maximum", "minimum",
               "logical_not", "clip", "addcmul",
               "addcdiv", "nan_to_num", "cumsum", "cumprod", "tril", "triu", "index_add",
+              "index_put",
               "index_copy", "index_fill", "scatter", "tan", "asin", "acos", "atan", "sinh",
               "cosh", "asinh", "acosh", "atanh", "log2", "log10", "exp2", "atan2",
               "copysign", "hypot", "fmod", "sin", "cos", "log1p", "expm1", "rsqrt", "erf"):

@@ -10,6 +10,7 @@ import gc as pygc
 
 import numpy as np
 import pytest
+import torch
 
 import graphc as gc
 from conftest import run_both
@@ -224,3 +225,24 @@ def test_advanced_index_is_a_copy():
         c.zero_()
         return a, c
     run_both(fn)
+
+
+def _index_put_story(lib):
+    x = lib.zeros(3, 4)
+    out = [lib.index_put(x, (lib.tensor([0, 0, 2]),), lib.tensor(1.0), accumulate=True),
+           x.index_put((lib.tensor([0, 2]), lib.tensor([1, 3])), lib.tensor([5.0, 6.0]))]
+    y = lib.zeros(3, 4)
+    y.index_put_((lib.tensor([1, 1]), lib.tensor([2, 2])), lib.tensor([1.0, 2.0]),
+                 accumulate=True)
+    out.append(y)
+    w = lib.ones(3, requires_grad=True)
+    v = lib.tensor([1.0, 2.0], requires_grad=True)
+    put = lib.index_put(w * 1, (lib.tensor([0, 0]),), v * 3, accumulate=True)
+    (put * lib.tensor([1.0, 2.0, 3.0])).sum().backward()
+    return [t.tolist() for t in out] + [w.grad.tolist(), v.grad.tolist()]
+
+
+def test_index_put_with_and_without_accumulate_matches_torch():
+    assert _index_put_story(gc) == _index_put_story(torch)
+    with pytest.raises(RuntimeError, match="dtypes match"):
+        gc.zeros(3).index_put((gc.tensor([0]),), gc.tensor([1], dtype=gc.int64))
