@@ -1998,11 +1998,12 @@ def bernoulli(input, p=None, *, generator=None):
 def multinomial(input, num_samples, replacement=False, *, generator=None):
     """Category indices drawn with the probabilities in the last dim of `input` (weights
     need not sum to 1), by inverse CDF: a uniform draw times the row's total, counted
-    against the running sum (a category of weight 0 is never drawn). Without
-    replacement only one sample per row is supported (that is what sampling a next
-    token asks for); more would need a sort (top-k of Gumbel keys), which graphc lacks.
-    Invalid weights (negative, inf, nan, all zero) are data: unlike PyTorch, graphc
-    cannot check them when the op is built."""
+    against the running sum (a category of weight 0 is never drawn). Several samples
+    without replacement are the top k of Gumbel-perturbed log weights (log w - log(-log
+    u)), which draws k distinct categories with the probabilities of drawing them one
+    after another without replacement. Invalid weights (negative, inf, nan, all zero,
+    or fewer non-zero weights than samples without replacement) are data: unlike
+    PyTorch, graphc cannot check them when the op is built."""
     if input.ndim not in (1, 2):
         raise at_user_line(RuntimeError, f"prob_dist must be 1 or 2 dim, got shape "
                                          f"{list(input.shape)}")
@@ -2016,12 +2017,16 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
     if not replacement and num_samples > n:
         raise at_user_line(RuntimeError, "cannot sample n_sample > prob_dist.size(-1) "
                                          "samples without replacement")
-    if not replacement and num_samples > 1:
-        raise at_user_line(NotImplementedError, "graphc.multinomial draws several samples "
-                                                "without replacement only with a sort, which "
-                                                "graphc does not have yet; use "
-                                                "replacement=True or one sample")
     rows = input.reshape(1, n) if input.ndim == 1 else input
+    if not replacement and num_samples > 1:
+        from .sorting import topk
+        u = _rand(tuple(rows.shape), dtype=dt.float64, generator=generator)
+        with autograd.literal_scalars():
+            # u in [0, 1): -log(-log(u)) is the Gumbel noise (u = 0 gives -inf, never drawn
+            # ahead of a category with a finite key)
+            keys = log(rows._cast(dt.float64)) - log(-log(u))
+        idx = topk(keys, num_samples, dim=-1).indices
+        return idx.reshape(num_samples) if input.ndim == 1 else idx
     weights = rows._cast(dt.float64)
     cdf = cumsum(weights, -1)                                        # [R, n]
     u = _rand((rows.shape[0], num_samples), dtype=dt.float64, generator=generator)

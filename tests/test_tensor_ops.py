@@ -1348,3 +1348,22 @@ def test_multinomial_draws_with_the_weights_frequencies_and_torchs_shapes():
             lib.multinomial(lib.ones(3), 4)
         with pytest.raises(RuntimeError, match="prob_dist must be 1 or 2 dim"):
             lib.multinomial(lib.ones(2, 2, 2), 1)
+
+
+def test_multinomial_without_replacement_draws_distinct_categories_sequentially():
+    """Several samples without replacement: the top k of Gumbel keys. The first sample is
+    distributed as the weights, each pair {i, j} as drawing i then j or j then i without
+    replacement, a weight-0 category is never drawn, and every row is distinct."""
+    w = np.array([0.1, 0.0, 0.6, 0.3])
+    gc.manual_seed(1)
+    draws = gc.multinomial(gc.tensor(np.tile(w, (20000, 1)).astype(np.float32)), 2).numpy()
+    assert draws.shape == (20000, 2) and (draws[:, 0] != draws[:, 1]).all()
+    assert not (draws == 1).any()
+    np.testing.assert_allclose(np.bincount(draws[:, 0], minlength=4) / 20000, w, atol=0.015)
+    for i, j in ((0, 2), (0, 3), (2, 3)):
+        want = w[i] * w[j] / (1 - w[i]) + w[j] * w[i] / (1 - w[j])
+        got = np.mean((np.minimum(draws[:, 0], draws[:, 1]) == i) &
+                      (np.maximum(draws[:, 0], draws[:, 1]) == j))
+        assert abs(got - want) < 0.015, (i, j, got, want)
+    one_row = gc.multinomial(gc.tensor([1.0, 2.0, 3.0, 4.0]), 4).numpy()
+    assert sorted(one_row.tolist()) == [0, 1, 2, 3]
