@@ -40,12 +40,20 @@ GRAPHC_LOG=recompiles, logs why.
 Limits (stated, not hidden): reading a value inside the step (`.item()`, `print`) cannot
 be replayed and raises; return the tensor instead. Python floats created inside the step
 without a source are fixed at their traced value. Tensors returned by a replay carry no
-autograd history.
+autograd history, so a function whose results require grad and that does not call
+`backward()` itself (`graphc.compile(model)` with the backward pass outside) is not
+replayed while grad mode is on: it runs lazily, with a warning (under `no_grad` it
+replays). A guard that fails keeps its program (up to 8 per signature), so states that
+alternate (a `.grad` that is None after `zero_grad()` and set after one micro-batch of
+gradient accumulation) each get a program; `requires_grad_` calls inside the step are
+guarded by each flag's value when the step began, and flags it leaves changed are set
+again after each replay.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import warnings
 import weakref
 
 import numpy as np
@@ -71,6 +79,9 @@ class Tracer:
         self.grad_set: dict[int, tuple[Tensor, bool]] = {}  # id -> (tensor, had grad before)
         self.old_grads: dict[int, Tensor] = {}  # id(node of a previous .grad) -> its owner
         self.optimizers: dict[int, tuple] = {}  # id -> (weakref optimizer, its _structure())
+        # id -> (tensor, requires_grad when the step began) of tensors whose flag the step
+        # changes (a GAN's generator step freezes the discriminator, then unfreezes it)
+        self.requires_grad_at_entry: dict[int, tuple[Tensor, bool]] = {}
         # Every object whose id() keys a table above, held until the trace is bound: an
         # id is unique only among live objects, and a node dropped mid-trace (the old
         # .grad that zero_grad() discards) would hand its id to a node created later,
@@ -92,6 +103,10 @@ class Tracer:
 
     def on_assign(self, t: Tensor):
         self.mutated.setdefault(id(t), t)
+
+    def on_requires_grad(self, t: Tensor):
+        if id(t) not in self.requires_grad_at_entry and id(t) not in self.created:
+            self.requires_grad_at_entry[id(t)] = (t, t.requires_grad)
 
     def on_grad(self, t: Tensor):
         if id(t) not in self.grad_set:
@@ -265,8 +280,11 @@ class _Program:
     """One traced step: how to bind its inputs and where its outputs go."""
 
     def __init__(self, exe, bindings, writes, grad_writes, result_spec, result_types, guards,
-                 modes=None):
+                 modes=None, flags=()):
         self.modes = modes if modes is not None else _ModuleModes()
+        # (weakref tensor, requires_grad): flags the step leaves changed, re-applied after
+        # each replay like the module modes (a replay runs no Python)
+        self.flags = flags
         self.exe = exe
         self.bindings = bindings          # callables returning each input array
         self.writes = writes              # (weakref tensor, output index)
@@ -290,6 +308,10 @@ class _Program:
 
     def _finish(self, outs):
         self.modes.replay_switches()
+        for ref, flag in self.flags:
+            t = ref()
+            if t is not None and t.requires_grad != flag:
+                t.requires_grad_(flag)
         for ref, k in self.writes:
             t = ref()
             if t is None:
@@ -323,6 +345,8 @@ class CompiledFunction:
         self._programs: dict = {}
         self._seen: set = set()
         self._retrace: set = set()   # keys whose guard failed and that ran eagerly since
+        # keys whose traced results need autograd (see _needs_autograd): they run lazily
+        self._lazy: set = set()
         self.__wrapped__ = fn
         self.stats = {"traces": 0, "replays": 0, "eager_calls": 0}
 
@@ -338,20 +362,21 @@ class CompiledFunction:
         key = _signature_of(arg_tensors, spec, self._mode_key())
         # One program per combination of module modes seen for this signature, so a
         # model switched between train() and eval() traces each mode once.
+        if key in self._lazy:
+            self.stats["eager_calls"] += 1
+            return self.fn(*args, **kwargs)
         progs = self._programs.get(key)
         reason = None
         if progs:
+            # A guard that fails (a .grad that is None in one call of a gradient
+            # accumulation and not in the next) keeps its program: the state may come
+            # back, and each state gets a program of its own.
             for prog in progs:
-                reason = prog.modes.mismatch()
-                if reason is not None:
-                    continue
-                reason = prog.check()
+                reason = prog.modes.mismatch() or prog.check()
                 if reason is None:
                     runtime.realize(*arg_tensors)
                     self.stats["replays"] += 1
                     return prog.run([t._node.data for t in arg_tensors])
-                progs.remove(prog)   # state it reads is gone or changed: trace again
-                break
             if key not in self._retrace:   # logged once: the eager call, then the trace
                 runtime.log_recompile(f"graphc.compile: retracing {self._name()}: {reason}")
         # The first call for a signature, and the first call after a failed guard, run
@@ -397,6 +422,17 @@ class CompiledFunction:
         self.stats["traces"] += 1
         res_tensors: list[Tensor] = []
         result_spec = _flatten(result, res_tensors)
+        if _needs_autograd(res_tensors, tracer):
+            self._lazy.add(key)
+            self._programs.pop(key, None)
+            message = (f"graphc.compile: {self._name()} returns tensors that require grad and "
+                       f"does not call backward() itself, so a replay (which has no autograd "
+                       f"history) would cut the gradient of whatever the caller computes from "
+                       f"them; it runs lazily instead, op by op. Compile the whole training "
+                       f"step (forward, backward() and optimizer.step()) to replay it.")
+            runtime.log_recompile(message)
+            warnings.warn(message, stacklevel=3)
+            return result
         outputs = [t._node for t in res_tensors]
         writes, grad_writes = [], []
         for t in tracer.mutated.values():
@@ -424,10 +460,20 @@ class CompiledFunction:
             guards.append(lambda ref=ref, had=had: None if ref() is not None and
                           (ref()._grad is not None) == had else
                           "a parameter's .grad changed between None and a tensor")
+        for t, entry in tracer.requires_grad_at_entry.values():
+            ref = weakref.ref(t)
+            guards.append(lambda ref=ref, entry=entry: None if ref() is None or
+                          ref().requires_grad == entry else
+                          "a tensor the step reads changed requires_grad")
+        flags = [(weakref.ref(t), t.requires_grad)
+                 for t, entry in tracer.requires_grad_at_entry.values()
+                 if t.requires_grad != entry]
         exe = runtime.compiled_for(graph, self.backend)
         prog = _Program(exe, bindings, writes, grad_writes, result_spec,
-                        [t._node.type for t in res_tensors], guards, modes)
-        self._programs.setdefault(key, []).append(prog)
+                        [t._node.type for t in res_tensors], guards, modes, flags)
+        progs = self._programs.setdefault(key, [])
+        progs.append(prog)
+        del progs[:-_MAX_PROGRAMS_PER_SIGNATURE]
         return prog._finish(exe([n.data for n in boundary]))
 
     @staticmethod
@@ -444,6 +490,8 @@ class CompiledFunction:
         ref = tracer.readers.get(id(n))
         if ref is not None and ref() is not None:
             ty, rg = n.type, n.requires_grad
+            if id(ref()) in tracer.requires_grad_at_entry:
+                rg = None   # its flag at entry is guarded in _trace
 
             def state(args, ref=ref):
                 t = ref()
@@ -456,12 +504,26 @@ class CompiledFunction:
                           "a tensor the step reads was freed or changed shape/dtype")
             # requires_grad decides which gradients backward() computes (unfreezing a
             # layer must not replay the program that kept it frozen)
-            guards.append(lambda ref=ref, rg=rg: None if ref() is None or
-                          ref().requires_grad == rg else
-                          "a tensor the step reads changed requires_grad")
+            if rg is not None:
+                guards.append(lambda ref=ref, rg=rg: None if ref() is None or
+                              ref().requires_grad == rg else
+                              "a tensor the step reads changed requires_grad")
             return state
         value = n.data   # a value made outside any live tensor: fixed in the program
         return lambda args, value=value: value
+
+
+_MAX_PROGRAMS_PER_SIGNATURE = 8
+
+
+def _needs_autograd(results, tracer) -> bool:
+    """Whether the caller will differentiate through the step's results: a result
+    requires grad and the step computed no gradient itself (graphc.compile(model) with
+    backward() outside). A replay returns values without history, so such a step must
+    run lazily. (A training step returns its loss, which requires grad too, but it has
+    called backward() already.)"""
+    return autograd.is_grad_enabled() and not tracer.grad_set and \
+        any(t.requires_grad for t in results)
 
 
 def _grad_value(t):

@@ -177,6 +177,8 @@ class Tensor:
         if requires_grad and not self.dtype.is_floating:
             raise at_user_line(RuntimeError, "only Tensors of floating point dtype can require "
                                              f"gradients (got {self.dtype.name})")
+        if runtime.tracer is not None:
+            runtime.tracer.on_requires_grad(self)
         self._become_leaf(bool(requires_grad))
         return self
 

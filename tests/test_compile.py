@@ -178,7 +178,8 @@ def _bn_models(seed=0):
 def test_a_compiled_function_follows_train_eval_switches_of_the_modules_it_calls(
         capfd, monkeypatch):
     """The step is a function (not the module): model.train()/eval() outside it must
-    still pick the right program, as the eager model would."""
+    still pick the right program, as the eager model would. (Under no_grad: a forward
+    whose results need autograd runs lazily, see the test below.)"""
     monkeypatch.setenv("GRAPHC_LOG", "recompiles")
     t, g, x = _bn_models()
     fn = gc.compile(lambda x: g(x))
@@ -186,8 +187,9 @@ def test_a_compiled_function_follows_train_eval_switches_of_the_modules_it_calls
         getattr(t, mode)()
         getattr(g, mode)()
         want = t(torch.tensor(x)).detach().numpy()
-        np.testing.assert_allclose(fn(gc.tensor(x)).detach().numpy(), want,
-                                   rtol=1e-5, atol=1e-5)
+        with gc.no_grad():
+            got = fn(gc.tensor(x))
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
     # running statistics were updated by the train-mode calls, as in torch
     np.testing.assert_allclose(g[1].running_mean.numpy(), t[1].running_mean.numpy(),
                                rtol=1e-5, atol=1e-6)
@@ -205,7 +207,8 @@ def test_changing_a_layer_setting_retraces_and_matches_torch(capfd, monkeypatch)
         if step == 3:
             t[1].momentum = g[1].momentum = 0.7
         t(torch.tensor(x))
-        fn(gc.tensor(x))
+        with gc.no_grad():
+            fn(gc.tensor(x))
     np.testing.assert_allclose(g[1].running_mean.numpy(), t[1].running_mean.detach().numpy(),
                                rtol=1e-5, atol=1e-6)
     assert "BatchNorm1d.momentum (a plain attribute the step read as a constant) was " \
@@ -256,7 +259,8 @@ def test_train_and_eval_calls_inside_compiled_steps_match_torch():
             train_step(xt, yt)
             train_step(xt, yt)
             log.append(model.training)
-            log.append(eval_step(xt).detach().numpy().copy())
+            with lib.no_grad():
+                log.append(eval_step(xt).detach().numpy().copy())
             log.append(model.training)
         log += [v.detach().numpy() for v in model.state_dict().values()]
         results[lib] = log
@@ -403,3 +407,80 @@ def test_changing_the_default_dtype_selects_another_program():
             assert fn(x32).dtype is gc.float64
     finally:
         gc.set_default_dtype(old)
+
+
+# ------------------------------------------------- found by a sweep of real training scripts
+
+def test_compiled_module_with_backward_outside_keeps_the_gradient_path():
+    """graphc.compile(model) with loss.backward() outside: a replay's values carry no
+    autograd history, so with an extra differentiable term (an L2 penalty) the data
+    loss's gradient was silently dropped. Such a forward runs lazily, with a warning;
+    under no_grad it still replays."""
+    def run(compiled):
+        gc.manual_seed(0)
+        m = gc.nn.Linear(4, 1)
+        f = gc.compile(m) if compiled else m
+        opt = gc.optim.SGD(m.parameters(), lr=0.1)
+        x, y = gc.randn(8, 4), gc.randn(8, 1)
+        losses = []
+        for _ in range(4):
+            opt.zero_grad()
+            loss = ((f(x) - y) ** 2).mean() + 1e-3 * sum((p ** 2).sum() for p in m.parameters())
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses, f, x
+    eager, _, _ = run(False)
+    with pytest.warns(UserWarning, match="runs lazily"):
+        compiled, f, x = run(True)
+    np.testing.assert_allclose(compiled, eager, rtol=1e-6)
+    with gc.no_grad():
+        for _ in range(3):
+            f(x)
+    assert f.stats["replays"] >= 1
+
+
+def test_gradient_accumulation_steps_replay_with_and_without_existing_grads():
+    """Micro-steps alternate between .grad None (after zero_grad) and present: each state
+    gets a program instead of evicting the other's."""
+    gc.manual_seed(0)
+    m = gc.nn.Linear(4, 2)
+    opt = gc.optim.SGD(m.parameters(), lr=0.1)
+
+    def micro(x, y):
+        loss = ((m(x) - y) ** 2).mean() / 2
+        loss.backward()
+        return loss
+    step = gc.compile(micro)
+    x = gc.randn(8, 4)
+    for _ in range(10):
+        step(x, gc.randn(8, 2))
+        step(x, gc.randn(8, 2))
+        opt.step()
+        opt.zero_grad()
+    assert step.stats["traces"] == 2 and step.stats["replays"] == 16
+
+
+def test_requires_grad_toggled_inside_a_step_replays():
+    """A GAN generator step freezes the discriminator and unfreezes it at the end: the
+    guard compares each flag with its value when the step began, so every call after
+    the trace replays (it used to retrace every call, growing memory)."""
+    gc.manual_seed(0)
+    D, G = gc.nn.Linear(4, 1), gc.nn.Linear(2, 4)
+    opt = gc.optim.Adam(G.parameters(), lr=1e-3)
+
+    def g_step(z):
+        for p in D.parameters():
+            p.requires_grad_(False)
+        opt.zero_grad()
+        loss = -D(G(z)).mean()
+        loss.backward()
+        opt.step()
+        for p in D.parameters():
+            p.requires_grad_(True)
+        return loss
+    step = gc.compile(g_step)
+    for _ in range(10):
+        step(gc.randn(8, 2))
+    assert step.stats == {"traces": 1, "replays": 8, "eager_calls": 1}
+    assert all(p.requires_grad for p in D.parameters()) and D.weight.grad is None
