@@ -1579,13 +1579,32 @@ def _check_index(name, index, expected="int64"):
                                          f"(got {got})")
 
 
+def _nonnegative(index, size):
+    """PyTorch's gather, scatter, index_select, index_add/copy and embedding take indices
+    in 0..size-1 only; the IR's gather and scatter_add count a negative index from the
+    end, as indexing does. A negative index is mapped past the end, so that the range
+    check of every backend reports it (an IndexError naming the op and the user's line)
+    instead of reading the last elements (a -1 padding label trained on the last
+    class)."""
+    index = index._cast(dt.int64)
+    with autograd.literal_scalars():
+        return where(lt(index, 0), _scalar_node(builtins.max(size, 1), dt.int64), index)
+
+
+def _counted_from_the_end(index, size):
+    """take_along_dim (with a dim) and index_fill count a negative index from the end."""
+    index = index._cast(dt.int64)
+    with autograd.literal_scalars():
+        return where(lt(index, 0), index + size, index)
+
+
 def gather(input, dim, index):
     _check_index("gather", index)
     d = _norm_dim(dim, input.ndim)
     if input.ndim == 0:   # PyTorch indexes a 0-d tensor as one of size 1
-        flat = index._cast(dt.int64).reshape(-1)
+        flat = _nonnegative(index.reshape(-1), 1)
         return _apply("gather", input.reshape(1), flat, dim=0).reshape(tuple(index.shape))
-    return _apply("gather", input, index._cast(dt.int64), dim=d)
+    return _apply("gather", input, _nonnegative(index, input.shape[d]), dim=d)
 
 
 def scatter_add(input, dim, index, src):
@@ -1596,11 +1615,12 @@ def scatter_add(input, dim, index, src):
                                          f"{src.dtype.name})")
     d = _norm_dim(dim, input.ndim)
     if input.ndim == 0:   # PyTorch indexes a 0-d tensor as one of size 1
-        flat = index._cast(dt.int64).reshape(-1)
+        flat = _nonnegative(index.reshape(-1), 1)
         n = flat.shape[0]
         values = src._cast(input.dtype).reshape(-1)[:n]
         return _apply("scatter_add", input.reshape(1), flat, values, dim=0).reshape(())
-    return _apply("scatter_add", input, index._cast(dt.int64), src._cast(input.dtype), dim=d)
+    return _apply("scatter_add", input, _nonnegative(index, input.shape[d]),
+                  src._cast(input.dtype), dim=d)
 
 
 def index_select(input, dim, index):
@@ -1643,7 +1663,7 @@ def take_along_dim(input, indices, dim=None):
         raise at_user_line(RuntimeError, f"torch.take_along_dim(): dtype of indices should be "
                                          f"Long but got {_TORCH_NAMES.get(got, got)}")
     if dim is None:
-        return gather(input.reshape(-1), 0, indices.reshape(-1))
+        return gather(input.reshape(-1), 0, indices.reshape(-1))   # PyTorch: no -1 here
     if input.ndim != indices.ndim:
         raise at_user_line(RuntimeError, f"torch.take_along_dim(): input and indices should "
                                          f"have the same number of dimensions, but got "
@@ -1654,7 +1674,7 @@ def take_along_dim(input, indices, dim=None):
     want = list(input.shape)
     want[d] = indices.shape[d]
     shape = list(broadcast_shapes(tuple(want), tuple(indices.shape)))
-    idx = indices._expand_to(tuple(shape))
+    idx = _counted_from_the_end(indices._expand_to(tuple(shape)), input.shape[d])
     shape[d] = input.shape[d]
     return gather(input._expand_to(tuple(shape)), d, idx)
 
@@ -1746,8 +1766,8 @@ def index_fill(input, dim, index, value):
                                          f"dimension(s).")
     n = input.shape[d] if input.ndim else 1
     with autograd.literal_scalars():
-        hit = zeros(n, dtype=dt.int32).scatter_add(0, index, full((index.shape[0],), 1,
-                                                                  dtype=dt.int32))
+        hit = zeros(n, dtype=dt.int32).scatter_add(0, _counted_from_the_end(index, n),
+                                                   full((index.shape[0],), 1, dtype=dt.int32))
     view = [1] * input.ndim
     if input.ndim:
         view[d] = n

@@ -255,7 +255,7 @@ def test_outputs_not_written_by_kernels_and_gather_status(tmp_path):
     gc.manual_seed(3)
     rng = np.random.default_rng(3)
     x = rng.standard_normal((5, 4))
-    idx = rng.integers(-4, 4, size=(5, 4))
+    idx = rng.integers(0, 4, size=(5, 4))
     # a module (not a trace) with example inputs; generic CPU; BLAS used in place
     model = _Mixed()
     paths = gc.export(model, (gc.tensor(x), gc.tensor(idx)), out_dir=tmp_path,
@@ -272,7 +272,7 @@ def test_outputs_not_written_by_kernels_and_gather_status(tmp_path):
         np.testing.assert_array_equal(got[0], x)
         np.testing.assert_array_equal(got[4], idx * 2)
         bad = idx.copy()
-        bad[2, 1] = 4          # dimension 1 has 4 entries: valid indices are -4..3
+        bad[2, 1] = 4          # dimension 1 has 4 entries: valid indices are 0..3
         with pytest.raises(IndexError, match="out of range"):
             lib(x, bad)
         np.testing.assert_allclose(lib(x, idx)[2], expected[2], rtol=RTOL)  # recovers

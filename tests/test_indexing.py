@@ -246,3 +246,45 @@ def test_index_put_with_and_without_accumulate_matches_torch():
     assert _index_put_story(gc) == _index_put_story(torch)
     with pytest.raises(RuntimeError, match="dtypes match"):
         gc.zeros(3).index_put((gc.tensor([0]),), gc.tensor([1], dtype=gc.int64))
+
+
+_NEGATIVE_INDEX_CASES = {
+    # PyTorch refuses a negative index here...
+    "gather": (lambda L, x: L.gather(x, 1, L.tensor([[-1], [0]])), False),
+    "index_select": (lambda L, x: x.index_select(1, L.tensor([-1])), False),
+    "scatter_add": (lambda L, x: L.zeros(3).scatter_add(0, L.tensor([-1]), L.ones(1)), False),
+    "index_add": (lambda L, x: L.zeros(3).index_add(0, L.tensor([-1]), L.ones(1)), False),
+    "index_copy": (lambda L, x: L.zeros(3).index_copy(0, L.tensor([-1]), L.ones(1)), False),
+    "scatter": (lambda L, x: L.zeros(3).scatter(0, L.tensor([-1]), L.ones(1)), False),
+    "embedding": (lambda L, x: L.nn.functional.embedding(L.tensor([-1]), x), False),
+    "cross_entropy": (lambda L, x: L.nn.functional.cross_entropy(L.tensor([[0.0, 1.0, 5.0]]),
+                                                                 L.tensor([-1])), False),
+    "nll_loss": (lambda L, x: L.nn.functional.nll_loss(L.tensor([[-1.0, -2.0, -3.0]]),
+                                                       L.tensor([-2])), False),
+    # ... and counts it from the end here
+    "take_along_dim": (lambda L, x: L.take_along_dim(x, L.tensor([[-1], [0]]), 1), True),
+    "take_along_dim flat": (lambda L, x: L.take_along_dim(x, L.tensor([-1])), False),
+    "index_fill": (lambda L, x: L.zeros(3).index_fill(0, L.tensor([-1]), 1.0), True),
+    "indexing": (lambda L, x: x[:, L.tensor([-1])], True),
+    "cross_entropy ignore_index=-1": (
+        lambda L, x: L.nn.functional.cross_entropy(L.tensor([[0.0, 1.0, 5.0], [1.0, 2.0, 3.0]]),
+                                                   L.tensor([-1, 2]), ignore_index=-1), True),
+}
+
+
+@pytest.mark.parametrize("case", list(_NEGATIVE_INDEX_CASES))
+def test_negative_indices_are_refused_or_counted_from_the_end_as_in_torch(case):
+    """The IR's gather counts -1 from the end; gather, index_select, embedding and the
+    loss targets must refuse it as PyTorch does (a -1 padding label trained on the last
+    class, silently)."""
+    fn, accepted = _NEGATIVE_INDEX_CASES[case]
+    if accepted:
+        got = fn(gc, gc.arange(6.0).reshape(2, 3))
+        want = fn(torch, torch.arange(6.0).reshape(2, 3))
+        np.testing.assert_allclose(np.asarray(got.tolist()), np.asarray(want.tolist()),
+                                   rtol=1e-6)
+        return
+    with pytest.raises((IndexError, RuntimeError)):
+        fn(torch, torch.arange(6.0).reshape(2, 3))
+    with pytest.raises(IndexError, match=r"valid indices: 0\.\."):
+        fn(gc, gc.arange(6.0).reshape(2, 3)).tolist()

@@ -875,3 +875,66 @@ def test_max_pool_never_picks_padding_like_torch(kw):
         results.append((out.detach().numpy(), idx.numpy(), t.grad.numpy()))
     for ours, theirs in zip(results[1], results[0]):
         np.testing.assert_array_equal(ours, theirs)
+
+
+# ---------------------------------------------------------------- found by an options sweep
+
+def _fully_masked_attention(L):
+    q = L.arange(8.0).reshape(1, 2, 4).requires_grad_()
+    k = (L.arange(12.0).reshape(1, 3, 4) / 10).requires_grad_()
+    v = (L.arange(12.0).reshape(1, 3, 4) / 7).requires_grad_()
+    mask = L.tensor([[True, True, True], [False, False, False]])   # row 1 sees no key
+    o = L.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    (o * L.arange(8.0).reshape(1, 2, 4)).sum().backward()
+    m = L.nn.MultiheadAttention(4, 1)
+    with L.no_grad():
+        for p in m.parameters():
+            p.copy_(L.arange(p.numel() * 1.0).reshape(p.shape) / 50)
+    x = L.ones(3, 1, 4)
+    a = m(x, x, x, key_padding_mask=L.tensor([[True, True, True]]), need_weights=False)[0]
+    return [t.detach().numpy() for t in (o, q.grad, k.grad, v.grad, a)]
+
+
+def test_attention_rows_with_every_key_masked_give_zeros_not_nan():
+    """PyTorch (since 2.5) gives 0 for such a row in scaled_dot_product_attention and in
+    MultiheadAttention(need_weights=False); a nan spread to every gradient."""
+    for got, want in zip(_fully_masked_attention(gc), _fully_masked_attention(torch)):
+        assert not np.isnan(got).any()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    q = gc.ones(1, 2, 4)
+    with pytest.raises(RuntimeError, match="attn_mask should not be set when is_causal"):
+        gc.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=gc.ones(2, 2),
+                                                      is_causal=True)
+
+
+_OPTION_ERRORS = {
+    "pool stride 0": lambda L: L.nn.MaxPool2d(2, stride=0)(L.ones(1, 1, 4, 4)),
+    "divisor_override=0": lambda L: L.nn.functional.avg_pool2d(L.ones(1, 1, 2, 2), 2,
+                                                               divisor_override=0),
+    "adaptive output_size of 1": lambda L: L.nn.AdaptiveAvgPool2d((3,))(L.ones(1, 1, 4, 4)),
+    "nll weight length": lambda L: L.nn.functional.nll_loss(
+        L.tensor([[-1.0, -2.0, -3.0]]), L.tensor([1]), weight=L.ones(5)),
+    "cross_entropy weight length": lambda L: L.nn.functional.cross_entropy(
+        L.zeros(2, 4), L.tensor([0, 1]), weight=L.ones(3)),
+    "probability targets with ignore_index": lambda L: L.nn.functional.cross_entropy(
+        L.tensor([[0.0, 1.0, 2.0]]), L.tensor([[0.0, 1.0, 0.0]]), ignore_index=1),
+}
+
+
+@pytest.mark.parametrize("case", list(_OPTION_ERRORS))
+def test_invalid_layer_options_raise_torchs_error(case):
+    with pytest.raises(RuntimeError) as theirs:
+        _OPTION_ERRORS[case](torch)
+    with pytest.raises(RuntimeError) as ours:
+        _OPTION_ERRORS[case](gc)
+    assert str(theirs.value).split("\n")[0][:40] in str(ours.value)
+
+
+def test_integer_average_pooling_truncates_and_empty_adaptive_output():
+    for x in (np.arange(16).reshape(1, 1, 4, 4), -np.arange(16).reshape(1, 1, 4, 4)):
+        for args in ((2,), (3, 1, 1)):
+            got = gc.nn.functional.avg_pool2d(gc.tensor(x), *args)
+            want = torch.nn.functional.avg_pool2d(torch.tensor(x), *args)
+            assert got.dtype is gc.int64
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+    assert gc.nn.AdaptiveAvgPool2d((0, 2))(gc.ones(1, 1, 4, 4)).shape == (1, 1, 0, 2)

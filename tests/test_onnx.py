@@ -324,7 +324,7 @@ def _op_inputs(rng):
     y_cmp = np.array([1.0, 1.0, 4.0, -2.0], np.float32)
     p = np.array([True, True, False, False])
     q = np.array([True, False, True, False])
-    idx = rng.integers(-4, 4, size=(2, 2, 3)).astype(np.int64)
+    idx = rng.integers(0, 4, size=(2, 2, 3)).astype(np.int64)   # torch.gather: 0..size-1
     sidx = np.array([[0, 2, 2], [1, 1, 0]], np.int64)
     tied = np.array([[1, 3, 3, 0], [2, 2, 1, 2]], np.float32)
     specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 2.5, -3.0],

@@ -57,8 +57,10 @@ def index_error_message(graph) -> str:
     for n in graph.nodes:
         if n.op in ("gather", "scatter_add"):
             size = n.inputs[0].shape[n.attrs["dim"]]
+            # the IR op would count -size..-1 from the end, but every user-facing op
+            # maps what PyTorch refuses past the end first (tensor_ops._nonnegative)
             where.append(f"{n.op} over a dim of size {size} (valid indices: "
-                         f"{-size}..{size - 1})" + (f" at {n.loc}" if n.loc else ""))
+                         f"0..{size - 1})" + (f" at {n.loc}" if n.loc else ""))
     text = "graphc: an index value is out of range for the dimension it indexes"
     if len(where) == 1:
         return f"{text}: {where[0]}"

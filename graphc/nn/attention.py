@@ -130,7 +130,9 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
     scores = T.matmul(q, k.transpose(-2, -1))
     if attn_mask is not None:
         scores = scores + attn_mask
-    weights = T.softmax(scores, -1)
+    # PyTorch computes need_weights=False through scaled_dot_product_attention, whose
+    # fully masked rows give 0; with the weights asked for, a plain softmax (nan)
+    weights = T.softmax(scores, -1) if need_weights else F.safe_softmax(scores, -1)
     if training and dropout_p > 0.0:
         weights = F.dropout(weights, dropout_p)
     out = T.matmul(weights, v)                                   # [N*heads, L, head_dim]

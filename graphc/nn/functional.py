@@ -586,6 +586,8 @@ def _pool_args(input, kernel_size, stride, padding, dilation, name):
     s = k if stride is None or (not isinstance(stride, int) and len(stride) == 0) \
         else _pair(stride, "stride")
     p, d = _pair(padding, "padding"), _pair(dilation, "dilation")
+    if 0 in s:
+        raise at_user_line(RuntimeError, "stride should not be zero")
     # PyTorch checks the padding against the effective (dilated) kernel, then against
     # the kernel itself: with dilation the second, stricter check is the one that bites
     for kk, pp, dd in zip(k, p, d):
@@ -716,14 +718,19 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                                           "avg_pool2d")
     stacked, out = _windows(x, k, s, p, d, ceil_mode, None)
     total = stacked.sum(-1) if stacked.shape[-1] > 1 else stacked.squeeze(-1)
+    if divisor_override is not None and divisor_override == 0:
+        raise at_user_line(RuntimeError, "divisor must be not zero")
     if divisor_override:
-        divisor = float(divisor_override)
+        divisor = divisor_override
     else:
         div = _avg_divisor(x.shape[2], x.shape[3], out, k, s, p, count_include_pad)
-        divisor = float(div.flat[0]) if (div == div.flat[0]).all() else \
-            tensor(div, dtype=x.dtype)
+        divisor = int(div.flat[0]) if (div == div.flat[0]).all() else \
+            tensor(div, dtype=x.dtype if x.dtype.is_floating else dt.int64)
     with literal_scalars():
-        y = total / divisor
+        if x.dtype.is_floating:
+            y = total / (float(divisor) if not isinstance(divisor, Tensor) else divisor)
+        else:   # PyTorch's integer average truncates toward zero, in the input's dtype
+            y = T.div(total, divisor, rounding_mode="trunc")._cast(x.dtype)
     return y.squeeze(0) if unbatched else y
 
 
@@ -743,6 +750,8 @@ def _adaptive_avg_dim(x, dim, out):
     if out == n:
         return x
     shape = tuple(x.shape)
+    if out == 0:   # an empty output along dim, as PyTorch gives
+        return x._slice([0] * x.ndim, shape[:dim] + (0,) + shape[dim + 1:], [1] * x.ndim)
     if n % out == 0:
         return x.reshape(shape[:dim] + (out, n // out) + shape[dim + 1:]).mean(dim + 1)
     bins = np.zeros((out, n), dtype=np.float64)
@@ -758,6 +767,8 @@ def adaptive_avg_pool2d(input, output_size):
     x, unbatched = _batched(input, 2, "adaptive_avg_pool2d")
     if isinstance(output_size, numbers.Integral):
         output_size = (output_size, output_size)
+    if len(output_size) != 2:
+        raise at_user_line(RuntimeError, "adaptive_avg_pool2d: output_size must be 2")
     oh, ow = (x.shape[2 + k] if o is None else int(o) for k, o in enumerate(output_size))
     if oh == 1 and ow == 1:
         y = x.mean((2, 3), keepdim=True)
@@ -965,6 +976,9 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                                              f"query heads ({hq}) must be a multiple of the "
                                              f"key/value heads ({hk}, {value.shape[-3]})")
         key, value = (_repeat_heads(t, hq // t.shape[-3]) for t in (key, value))
+    if is_causal and attn_mask is not None:
+        raise at_user_line(RuntimeError, "_scaled_dot_product_attention: Explicit attn_mask "
+                                         "should not be set when is_causal=True")
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = T.matmul(query, key.transpose(-2, -1)) * scale
     if is_causal:
@@ -975,10 +989,21 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
             scores = scores.masked_fill(T.logical_not(attn_mask), -math.inf)
         else:
             scores = scores + attn_mask
-    weights = T.softmax(scores, -1)
+    weights = safe_softmax(scores, -1)
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p)
     return T.matmul(weights, value)
+
+
+def safe_softmax(scores, dim):
+    """softmax whose rows of nothing but -inf (every key masked: padding and causal masks
+    together) give 0 rather than nan, as PyTorch's attention does since 2.5; a nan there
+    would spread to every parameter's gradient. The masked rows are softmaxed as zeros
+    (finite, so their gradient is 0, not nan) and then replaced."""
+    with literal_scalars():
+        dead = T.all(T.eq(scores, -math.inf), dim, keepdim=True)
+        weights = T.softmax(T.where(dead, 0.0, scores), dim)
+        return T.where(dead, 0.0, weights)
 
 
 def multi_head_attention_forward(*args, **kwargs):
@@ -1058,6 +1083,13 @@ def _class_targets(input, target, name):
     return input, target, unbatched
 
 
+def _check_class_weight(weight, classes):
+    if weight is not None and (weight.ndim != 1 or weight.numel() != classes):
+        raise at_user_line(RuntimeError, f"weight tensor should be defined either for all "
+                                         f"{classes} classes or no classes but got weight "
+                                         f"tensor of shape: {list(weight.shape)}")
+
+
 def _target_weights(target, weight, ignore_index, dtype):
     """Per-element weight: weight[target] (or 1), 0 where target == ignore_index; and the
     target with ignored entries replaced by a valid class."""
@@ -1076,6 +1108,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
     input, target, unbatched = _class_targets(input, target, "nll_loss")
+    _check_class_weight(weight, input.shape[1])
     safe, w, valid = _target_weights(target, weight, ignore_index, input.dtype)
     picked = input.gather(1, safe.unsqueeze(1)).squeeze(1)
     loss = T.where(valid, -picked * w, zeros_like(picked))
@@ -1114,6 +1147,10 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
     if target.dtype.is_floating:
+        if ignore_index >= 0:
+            raise at_user_line(RuntimeError, "ignore_index is not supported for floating point "
+                                             "target")
+        _check_class_weight(weight, input.shape[0 if input.ndim == 1 else 1])
         return _cross_entropy_probs(input, target, weight, reduction, label_smoothing)
     cdim = 0 if input.ndim == 1 else 1
     logp = T.log_softmax(input, cdim)
