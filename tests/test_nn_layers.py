@@ -938,3 +938,21 @@ def test_integer_average_pooling_truncates_and_empty_adaptive_output():
             assert got.dtype is gc.int64
             np.testing.assert_array_equal(got.numpy(), want.numpy())
     assert gc.nn.AdaptiveAvgPool2d((0, 2))(gc.ones(1, 1, 4, 4)).shape == (1, 1, 0, 2)
+
+
+def _embedding_options(L, index_dtype):
+    w0 = np.arange(15, dtype=np.float32).reshape(5, 3) / 4
+    e = L.nn.Embedding(5, 3, max_norm=1.5, scale_grad_by_freq=True, padding_idx=0)
+    with L.no_grad():
+        e.weight.copy_(L.tensor(w0))
+    idx = L.tensor([[1, 3, 1], [0, 4, 1]], dtype=getattr(L, index_dtype))
+    out = e(idx)
+    (out * L.arange(18.0).reshape(2, 3, 3)).sum().backward()
+    return [out.detach().numpy(), e.weight.detach().numpy(), e.weight.grad.numpy()]
+
+
+@pytest.mark.parametrize("index_dtype", ["int64", "int32"])
+def test_embedding_max_norm_renormalises_in_place_and_scale_grad_by_freq(index_dtype):
+    for got, want in zip(_embedding_options(gc, index_dtype), _embedding_options(torch,
+                                                                             index_dtype)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

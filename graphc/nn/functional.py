@@ -361,15 +361,18 @@ def dropout(input, p=0.5, training=True, inplace=False):
 
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
               scale_grad_by_freq=False, sparse=False):
-    if max_norm is not None or scale_grad_by_freq:
-        raise ValueError("graphc: embedding's max_norm and scale_grad_by_freq are not "
-                         "supported (they renormalise or rescale by data-dependent counts)")
     if input.dtype.is_floating:
         raise at_user_line(RuntimeError, f"Expected tensor for argument #1 'indices' to have "
                                          f"one of the following scalar types: Long, Int; but "
                                          f"got {input.dtype.name} instead")
     num, dim = weight.shape
-    out = weight.index_select(0, input.reshape(-1)).reshape(tuple(input.shape) + (dim,))
+    flat = input.reshape(-1)
+    if max_norm is not None:
+        _renorm_rows_(weight, flat, max_norm, norm_type)
+    rows = weight.index_select(0, flat)
+    if scale_grad_by_freq:
+        rows = _scale_grad_by_freq(rows, flat, num)
+    out = rows.reshape(tuple(input.shape) + (dim,))
     if padding_idx is not None:
         if padding_idx < 0:
             padding_idx += num
@@ -377,6 +380,29 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
         pad = (input == padding_idx).unsqueeze(-1).expand(out.shape)
         out = T.where(pad, out.detach(), out)
     return out
+
+
+def _renorm_rows_(weight, idx, max_norm, norm_type):
+    """PyTorch's embedding_renorm_: each row looked up whose norm exceeds max_norm is
+    scaled, in place and outside autograd, to max_norm / (norm + 1e-7) of itself (a
+    repeated index writes the same row twice)."""
+    with no_grad(), literal_scalars():
+        rows = weight.index_select(0, idx)
+        norms = T.norm(rows, norm_type, dim=1, keepdim=True)
+        scale = T.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0)
+        weight.index_copy_(0, idx, (rows * scale)._cast(weight.dtype))
+
+
+def _scale_grad_by_freq(rows, idx, num):
+    """`rows`, whose gradient is divided by how often each row's index occurs in the
+    batch (PyTorch's scale_grad_by_freq). rows.detach() + (rows - rows.detach()) * f has
+    rows' values exactly (the difference is 0) and f times its gradient."""
+    with literal_scalars():
+        idx = idx._cast(dt.int64)
+        counts = T.zeros(num, dtype=dt.int64).scatter_add(0, idx, ones_like(idx))
+        f = (1.0 / counts.gather(0, idx)._cast(rows.dtype)).unsqueeze(1)
+        fixed = rows.detach()
+        return fixed + (rows - fixed) * f
 
 
 def one_hot(tensor_, num_classes=-1):
