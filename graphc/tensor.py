@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 import weakref
 
 import numpy as np
@@ -200,6 +201,13 @@ class Tensor:
 
     @property
     def grad(self):
+        if self._grad is None and not self._is_leaf and not self._retains_grad \
+                and self.requires_grad:
+            warnings.warn("The .grad attribute of a Tensor that is not a leaf Tensor is being "
+                          "accessed. Its .grad attribute won't be populated during "
+                          "autograd.backward(). If you indeed want the .grad field to be "
+                          "populated for a non-leaf Tensor, use .retain_grad() on the non-leaf "
+                          "Tensor.", UserWarning, stacklevel=2)
         return self._grad
 
     @grad.setter
@@ -207,6 +215,11 @@ class Tensor:
         if value is not None and tuple(value.shape) != tuple(self.shape):
             raise RuntimeError(f"assigned grad has data of a different size: "
                                f"{list(value.shape)} vs {list(self.shape)}")
+        if value is not None and value.dtype is not self.dtype:
+            raise at_user_line(RuntimeError, f"attempting to assign a gradient with dtype "
+                                             f"'{value.dtype.name}' to a tensor with dtype "
+                                             f"'{self.dtype.name}'. The gradient must match the "
+                                             f"tensor's dtype.")
         self._set_grad(value)
 
     def _accumulate_grad(self, g, create_graph):
@@ -391,6 +404,9 @@ class Tensor:
         return Tensor._wrap(_detached_node(self), is_leaf=True)
 
     def detach_(self):
+        if self._base is not None and self._view_wb is not _ALIAS:
+            raise at_user_line(RuntimeError, "Can't detach views in-place. Use detach() "
+                                             "instead.")
         self._node = _detached_node(self)
         self._is_leaf = True
         return self

@@ -710,3 +710,16 @@ def _write_through_alias_story(lib):
 
 def test_writing_a_non_leaf_through_detach_or_data_keeps_its_history():
     assert _write_through_alias_story(gc) == _write_through_alias_story(torch)
+
+
+def test_grad_checks_and_warnings_follow_torch():
+    x = gc.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="Can't detach views in-place"):
+        x[:2].detach_()
+    x.detach().detach_()                        # an alias, not a view: allowed, as in torch
+    m = x * 2
+    with pytest.warns(UserWarning, match="not a leaf Tensor is being accessed"):
+        assert m.grad is None
+    y = gc.ones(3, dtype=gc.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match="assign a gradient with dtype"):
+        y.grad = gc.ones(3)
