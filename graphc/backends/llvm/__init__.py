@@ -60,9 +60,8 @@ def _module_part(plan, memory, steps, kernel_range, with_drivers):
                 mb.add_driver(f"graphc_run{j}",
                               [(plan.kernels[k], f"graphc_{plan.kernels[k].name}")
                                for k in kidx])
-    tm = jit.target_machine()
-    mb.module.triple = tm.triple
-    mb.module.data_layout = str(tm.target_data)
+    mb.module.triple = jit.triple()
+    mb.module.data_layout = jit.data_layout()
     return mb.module
 
 
@@ -78,7 +77,7 @@ def compile_plan(plan, use_cache=True):
         if objs is not None:
             stats["disk_hits"] += 1
     if objs is None:
-        n_parts = parallel.parts_for(len(plan.kernels))
+        n_parts = parallel.chunks_for(len(plan.kernels))
         ranges = parallel.split([_cost(k) for k in plan.kernels], n_parts)
 
         def build(j):

@@ -228,8 +228,8 @@ def _add_string_attribute(fn, attribute):
 
 
 def _host_is_x86() -> bool:
-    from .jit import target_machine
-    return target_machine().triple.startswith(("x86_64", "i686", "i386"))
+    from .jit import triple
+    return triple().startswith(("x86_64", "i686", "i386"))
 
 
 def streaming_lanes(kernel, st, aligned: bool) -> int:

@@ -19,7 +19,10 @@ def _init():
         llvm.initialize_native_asmprinter()
         cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
         _state["cpu"] = (cpu, features)
-        _state["tm"] = _new_target_machine()
+        _state["tm"] = tm = _new_target_machine()
+        # as plain strings: code generation reads them from several threads while
+        # another one holds llvmlite's lock through a long optimisation (parallel.py)
+        _state["triple"], _state["data_layout"] = tm.triple, str(tm.target_data)
         from . import blas
         try:
             blas.register()
@@ -36,6 +39,14 @@ def _new_target_machine():
 
 def target_machine():
     return _init()["tm"]
+
+
+def triple() -> str:
+    return _init()["triple"]
+
+
+def data_layout() -> str:
+    return _init()["data_layout"]
 
 
 def host_cpu():

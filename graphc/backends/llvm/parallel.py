@@ -3,12 +3,12 @@
 llvmlite serialises every LLVM call of a process behind one lock, so threads cannot
 optimise modules side by side; processes can. A plan with many kernels (an unrolled
 RNN's training step has hundreds) is split into contiguous runs of kernels of about
-equal size, one LLVM module each (`build_modules`). Every module but the first goes to
-a worker process (compile_worker.py, started on first use and kept for the life of
-this process) as soon as its IR is built; this process builds and compiles the first
-module meanwhile, then collects the workers' object code. The objects are loaded into
-one engine, which resolves the calls between them (a driver in one module calling a
-kernel in another).
+equal estimated size, a few per compiling process (`chunks_for`), one LLVM module
+each. The modules are handed out on demand (`compile_modules`): this process and the
+worker processes (compile_worker.py, started on first use and kept for the life of
+this process) each take the next one as soon as they are free, so a badly estimated
+module does not leave a core idle. The objects are loaded into one engine, which
+resolves the calls between them (a driver in one module calling a kernel in another).
 
 Workers are an optimisation, never a dependency: one that cannot start, answers with
 an error or dies is dropped, and its module is compiled here. GRAPHC_COMPILE_WORKERS
@@ -23,6 +23,9 @@ import threading
 
 PARALLEL_MIN_KERNELS = 48   # below this a plan compiles in well under a second here
 MAX_WORKERS = 3
+CHUNKS_PER_COMPILER = 4     # modules per compiling process, handed out on demand
+MIN_CHUNK_KERNELS = 8       # fewer kernels per module: fixed costs would show
+FEEDER_STACK_BYTES = 256 << 20   # virtual, as runtime._on_deep_stack's thread
 
 _pool: list = []
 _pool_lock = threading.Lock()
@@ -39,10 +42,20 @@ def wanted_workers() -> int:
 
 
 def parts_for(n_kernels: int) -> int:
-    """How many modules a plan of `n_kernels` kernels is compiled as."""
+    """How many processes compile a plan of `n_kernels` kernels (this one included)."""
     if n_kernels < PARALLEL_MIN_KERNELS:
         return 1
     return 1 + wanted_workers()
+
+
+def chunks_for(n_kernels: int) -> int:
+    """How many modules a plan of `n_kernels` kernels is compiled as: a few per
+    compiling process, so that they can be handed out as processes become free."""
+    compilers = parts_for(n_kernels)
+    if compilers == 1:
+        return 1
+    return max(compilers, min(CHUNKS_PER_COMPILER * compilers,
+                              n_kernels // MIN_CHUNK_KERNELS))
 
 
 class Worker:
@@ -115,35 +128,86 @@ def split(costs, parts: int) -> list:
 
 def compile_modules(build, n_parts: int, compile_here) -> list:
     """Object code of modules 0..n_parts-1. `build(j)` returns module j's IR text;
-    `compile_here(text)` compiles one in this process. Modules 1.. go to workers."""
-    workers = _take(n_parts - 1) if n_parts > 1 else []
-    healthy = []          # workers to return to the pool: none has an unread answer
-    pending = []          # (worker, module index, text): request sent, answer unread
+    `compile_here(text)` compiles one in this process.
+
+    Modules are handed out one at a time, in order, to whoever is free: this thread
+    (which compiles them here) and one feeder thread per worker (which builds the
+    module's IR, sends it and waits for the object code). So the work balances itself:
+    a module whose LLVM time the cost estimate got wrong (one kernel can take 20x what
+    its size suggests) only delays whoever drew it, and the workers' start-up (about
+    0.3 s) is spent compiling here. The feeders' code generation is Python, run while
+    this thread is inside LLVM (which releases the GIL). A module a worker could not
+    build or compile is done here at the end (so a code generation error is raised
+    here, as without workers)."""
+    workers = _take(min(n_parts - 1, wanted_workers())) if n_parts > 1 else []
     objs = [None] * n_parts
-    try:
-        for j in range(1, n_parts):
-            text = build(j)
-            w = workers[j - 1] if j - 1 < len(workers) else None
-            try:
-                if w is None:
-                    raise OSError("no worker")
-                w.send(text)
-                pending.append((w, j, text))
-            except OSError:
-                objs[j] = compile_here(text)
-        objs[0] = compile_here(build(0))
-        while pending:
-            w, j, text = pending.pop(0)
-            try:
-                objs[j] = w.receive()
+    lock = threading.Lock()
+    state = {"next": 0, "stop": False}
+    redo = []             # (module index, IR text or None) a worker did not compile
+    healthy = []          # workers to return to the pool: none has an unread answer
+    busy = set()          # id() of workers with a request in flight
+
+    def take():
+        with lock:
+            j = state["next"]
+            if state["stop"] or j >= n_parts:
+                return None
+            state["next"] = j + 1
+            return j
+
+    def feed(w):
+        while True:
+            j = take()
+            if j is None:
                 healthy.append(w)
-            except (OSError, RuntimeError):
+                return
+            try:
+                text = build(j)
+            except Exception:   # noqa: BLE001 (rebuilt here, where it raises)
+                redo.append((j, None))
+                healthy.append(w)
+                return
+            try:
+                busy.add(id(w))
+                w.send(text)
+                objs[j] = w.receive()
+                busy.discard(id(w))
+            except (OSError, RuntimeError, ValueError):
                 w.close()
-                objs[j] = compile_here(text)
+                redo.append((j, text))
+                return
+
+    feeders = []
+    old_size = threading.stack_size()
+    threading.stack_size(max(old_size, FEEDER_STACK_BYTES))  # code generation recurses
+    try:
+        for w in workers:
+            t = threading.Thread(target=feed, args=(w,), name="graphc-compile-feeder",
+                                 daemon=True)
+            t.start()
+            feeders.append(t)
     finally:
-        for w, _, _ in pending:      # interrupted: their answers would desync the pipe
-            w.close()
-        busy = {id(w) for w, _, _ in pending} | {id(w) for w in healthy}
-        idle = [w for w in workers if id(w) not in busy and w.proc.poll() is None]
-        _give_back(healthy + idle)
+        threading.stack_size(old_size)
+    done = False
+    try:
+        while True:
+            j = take()
+            if j is None:
+                break
+            objs[j] = compile_here(build(j))
+        for t in feeders:
+            t.join()
+        for j, text in sorted(redo, key=lambda r: r[0]):
+            objs[j] = compile_here(text if text is not None else build(j))
+        done = True
+    finally:
+        if not done:     # interrupted: stop handing out work, drop workers mid-request
+            with lock:
+                state["stop"] = True
+            for w in workers:
+                if id(w) in busy:
+                    w.proc.kill()
+            for t in feeders:
+                t.join()
+        _give_back([w for w in healthy if id(w) not in busy and w.proc.poll() is None])
     return objs
