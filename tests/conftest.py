@@ -111,6 +111,19 @@ def run_both(fn, *inputs, atol=None, rtol=None, check_dtype=True):
     return actual, expected
 
 
+def tensor_graph(fn, arrays):
+    """The graph `fn` builds on tensors of `arrays` (its results as outputs, every
+    realized value an input) and the input values, for backend-against-interpreter
+    tests."""
+    from graphc.ir.graph import Graph
+    ts = [gc.tensor(a) for a in arrays]
+    outs = fn(*ts)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    g, boundary = Graph.from_outputs([o._node for o in outs],
+                                     boundary=lambda n: n.data is not None)
+    return g, [n.data for n in boundary]
+
+
 def numerical_grad(f, arrays, eps=1e-6):
     """d f / d array for each array, by central differences (float64 arrays, scalar f)."""
     grads = []

@@ -27,11 +27,12 @@ from graphc.backends import kernel_ir as K
 from graphc.backends import llvm as L
 from graphc.backends.llvm import cache as disk_cache
 from graphc.ir import dtypes as dt
-from graphc.ir.graph import Graph, TensorType
+from graphc.ir.graph import TensorType
 from graphc.ir.registry import all_ops, get_op
 from graphc.passes.autodiff import grad_graph
 from graphc.passes.fusion import fuse as fuse_plan
 from graphc.testing import DIVMOD_EDGES, data, graph, inp, op, random_graphs
+from conftest import tensor_graph
 
 
 # compiled kernels go to a cache directory of this module's own (tests/conftest.py)
@@ -683,13 +684,6 @@ def test_every_registered_op_is_exercised():
 
 # ----------------------------------------------------------------------------- fwd + bwd graphs
 
-def _tensor_graph(fn, arrays):
-    ts = [gc.tensor(a) for a in arrays]
-    outs = fn(*ts)
-    outs = outs if isinstance(outs, (list, tuple)) else [outs]
-    g, boundary = Graph.from_outputs([o._node for o in outs],
-                                     boundary=lambda n: n.data is not None)
-    return g, [n.data for n in boundary]
 
 
 MODELS = {
@@ -706,7 +700,7 @@ MODELS = {
 def test_forward_and_backward_graphs(name, rng):
     x = rng.standard_normal((6, 8)).astype(np.float32)
     w = rng.standard_normal((8, 5)).astype(np.float32)
-    g, ins = _tensor_graph(MODELS[name], [x, w])
+    g, ins = tensor_graph(MODELS[name], [x, w])
     check(g, ins, 2e-5, 2e-5)
     bg = grad_graph(g)
     seeds = [rng.standard_normal(o.shape).astype(np.float32) for o in g.outputs]

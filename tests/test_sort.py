@@ -12,10 +12,9 @@ import pytest
 import torch
 
 import graphc as gc
-from conftest import numerical_grad
+from conftest import numerical_grad, tensor_graph
 from graphc.backends import interp, kernel_ir as K
 from graphc.backends import llvm as L
-from graphc.ir.graph import Graph
 from graphc.ir.parser import parse
 from graphc.ir.printer import print_graph
 from graphc.passes.fusion import fuse
@@ -323,17 +322,10 @@ def test_gradient_with_ties_goes_to_the_selected_index():
 
 # ============================================================================ backends
 
-def _graph(fn, *arrays):
-    ts = [gc.tensor(a) for a in arrays]
-    outs = fn(*ts)
-    outs = outs if isinstance(outs, (list, tuple)) else [outs]
-    g, boundary = Graph.from_outputs([o._node for o in outs],
-                                     boundary=lambda n: n.data is not None)
-    return g, [n.data for n in boundary]
 
 
 def _llvm_vs_interp(fn, *arrays):
-    g, ins = _graph(fn, *arrays)
+    g, ins = tensor_graph(fn, arrays)
     want = interp.compile(g)(ins)
     got = L.compile(g)(ins)
     for a, b in zip(got, want):
@@ -378,7 +370,7 @@ def test_llvm_sort_threads_split_rows(rng, monkeypatch):
     """A sort worth splitting runs its rows on several threads: same answer."""
     monkeypatch.setenv("GRAPHC_NUM_THREADS", "3")
     x = sample((96, 20000), "float32", rng, special=False)
-    g, ins = _graph(lambda t: gc.argsort(t, 1, descending=True), x)
+    g, ins = tensor_graph(lambda t: gc.argsort(t, 1, descending=True), [x])
     from graphc.backends.llvm.executor import schedule
     plan = fuse(g)
     steps = schedule(plan.kernels)
@@ -388,7 +380,8 @@ def test_llvm_sort_threads_split_rows(rng, monkeypatch):
 
 
 def test_ir_text_round_trip():
-    g, _ = _graph(lambda t: gc.sort(t, 0, descending=True).values, np.ones((3, 2), np.float32))
+    g, _ = tensor_graph(lambda t: gc.sort(t, 0, descending=True).values,
+                        [np.ones((3, 2), np.float32)])
     assert any(n.op == "argsort" for n in g.nodes)
     assert parse(print_graph(g)) == g
     g.lint()
@@ -397,7 +390,7 @@ def test_ir_text_round_trip():
 def test_triton_backend_refuses_sorting_clearly():
     from graphc.backends.triton.codegen import Generator
     from graphc.backends.triton.emitter import TritonUnsupported
-    g, _ = _graph(lambda t: gc.topk(t, 2).values, np.ones((3, 8), np.float32))
+    g, _ = tensor_graph(lambda t: gc.topk(t, 2).values, [np.ones((3, 8), np.float32)])
     with pytest.raises(TritonUnsupported, match="sorting is not implemented.*argsort"):
         Generator(fuse(g)).run()
 
@@ -473,7 +466,7 @@ def test_sort_kernel_is_n_log_n(rng):
     the 256x of a quadratic sort. Best of several runs of the compiled kernel."""
     def best_time(n):
         x = rng.standard_normal((1, n)).astype(np.float32)
-        g, ins = _graph(lambda t: gc.argsort(t, 1), x)
+        g, ins = tensor_graph(lambda t: gc.argsort(t, 1), [x])
         ex = L.compile(g)
         got = ex(ins)[0]
         same(got, np.argsort(x, 1, kind="stable"))

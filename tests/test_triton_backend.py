@@ -35,12 +35,12 @@ from graphc.backends.triton import checks, executor, loader, values  # noqa: E40
 from graphc.backends.triton.devices import InterpreterDevice  # noqa: E402
 from graphc.cuda.allocator import CachingAllocator, size_class  # noqa: E402
 from graphc.ir import dtypes as dt  # noqa: E402
-from graphc.ir.graph import Graph  # noqa: E402
 from graphc.ir.registry import all_ops  # noqa: E402
 from graphc.passes.autodiff import grad_graph  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from graphc.testing import data, graph, inp, op, random_graphs  # noqa: E402
+from conftest import tensor_graph  # noqa: E402
 
 
 def carrier(array, pointer_type):
@@ -101,13 +101,6 @@ def test_every_registered_op_is_in_the_corpus():
 
 # ----------------------------------------------------------------------------- configurations
 
-def _tensor_graph(fn, arrays):
-    ts = [gc.tensor(a) for a in arrays]
-    outs = fn(*ts)
-    outs = outs if isinstance(outs, (list, tuple)) else [outs]
-    g, boundary = Graph.from_outputs([o._node for o in outs],
-                                     boundary=lambda n: n.data is not None)
-    return g, [n.data for n in boundary]
 
 
 MODELS = {
@@ -139,7 +132,7 @@ def _config_cases():
            "cross_entropy": (lambda x: F.cross_entropy(x, gc.tensor(y)), [x])}
     out = []
     for name, (fn, arrays) in fns.items():
-        g, ins = _tensor_graph(fn, arrays)
+        g, ins = tensor_graph(fn, arrays)
         out.append(checks.Case(f"{name}-fwd", g, ins, 2e-5, 2e-5))
         bg = grad_graph(g)
         seeds = [rng.standard_normal(o.shape).astype(np.float32) for o in g.outputs]
@@ -200,7 +193,7 @@ def test_forward_and_backward_graphs(name, device):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((6, 8)).astype(np.float32)
     w = rng.standard_normal((8, 5)).astype(np.float32)
-    g, ins = _tensor_graph(MODELS[name], [x, w])
+    g, ins = tensor_graph(MODELS[name], [x, w])
     run_case(checks.Case(name, g, ins, 2e-5, 2e-5), device)
     bg = grad_graph(g)
     seeds = [rng.standard_normal(o.shape).astype(np.float32) for o in g.outputs]
