@@ -188,17 +188,49 @@ def write_positions(x: Tensor, sel: Tensor, value, unique):
     v = v._cast(x.dtype)._expand_to(tuple(sel.shape))
     v = v._apply("reshape", v, shape=(v.numel(),))
     flat_pos = sel._apply("reshape", sel, shape=(sel.numel(),))
+    if not unique and flat_pos.shape[0] > 1:
+        return _write_last_wins(x, flat_pos, v)
     hit = zeros(n, dtype=dt.int32).scatter_add(0, flat_pos, _ones_int(flat_pos.shape[0]))
-    vals = zeros(n, dtype=x.dtype).scatter_add(0, flat_pos, v)
-    if not unique and not x.dtype.is_bool:
-        # Index arrays may repeat a position; the scatter summed its values. PyTorch
-        # leaves which write wins undefined; dividing by the count makes repeated
-        # writes of one value (x[idx] = 3.0) exact, where the sum would double it.
-        count = hit.clamp(min=1)._cast(x.dtype)
-        vals = vals / count if x.dtype.is_floating else vals // count
+    vals = _scatter_base(n, x.dtype).scatter_add(0, flat_pos, v)
     shape = tuple(x.shape)
     return where(hit._apply("reshape", hit, shape=shape) > 0,
                  vals._apply("reshape", vals, shape=shape), x)
+
+
+def _scatter_base(n, dtype):
+    """What written values are scatter-added onto: -0.0 for floats, the additive
+    identity that keeps a written -0.0 negative (+0.0 + -0.0 is +0.0)."""
+    from .tensor_ops import full, zeros
+    with autograd.literal_scalars():
+        return full((n,), -0.0, dtype=dtype) if dtype.is_floating else zeros(n, dtype=dtype)
+
+
+def _write_last_wins(x: Tensor, flat_pos: Tensor, v: Tensor):
+    """x with v[i] written at flat position flat_pos[i], where a repeated position keeps
+    the last write, as PyTorch's sequential CPU kernels do (it calls the winner
+    undefined, but it is always one of the values written: an average, as this was,
+    is none of them). The positions are stably sorted (the argsort op), and only the
+    last of each run of equal positions writes. The gradient is PyTorch's too: x gets
+    none at written places, and *every* v[i] gets its place's gradient, overwritten
+    or not (scatter's backward gathers): a term of value +0.0 whose derivative
+    scatters v's gradient, subtracted so that a -0.0 stays -0.0."""
+    from .tensor_ops import cat, gather, ne, where, zeros
+    n, k = x.numel(), flat_pos.shape[0]
+    shape = tuple(x.shape)
+    with autograd.literal_scalars():
+        order = Tensor._apply("argsort", flat_pos, dim=0, descending=False)
+        pos = gather(flat_pos, 0, order)
+        after = cat([pos[1:], Tensor._apply("const", value=-1, dtype=dt.int64).reshape(1)])
+        last = ne(pos, after)
+        fixed = gather(v.detach(), 0, order)
+        vals = _scatter_base(n, x.dtype).scatter_add(
+            0, pos, where(last, fixed, zeros((), dtype=x.dtype)))
+        hit = zeros(n, dtype=dt.int32).scatter_add(0, pos, last._cast(dt.int32))
+        out = where(hit.reshape(shape) > 0, vals.reshape(shape), x)
+        if v.requires_grad:
+            ghost = zeros(n, dtype=x.dtype).scatter_add(0, flat_pos, v.detach() - v)
+            out = out - ghost.reshape(shape)
+    return out
 
 
 def _setitem_mask(x: Tensor, mask: Tensor, value):

@@ -288,3 +288,33 @@ def test_negative_indices_are_refused_or_counted_from_the_end_as_in_torch(case):
         fn(torch, torch.arange(6.0).reshape(2, 3))
     with pytest.raises(IndexError, match=r"valid indices: 0\.\."):
         fn(gc, gc.arange(6.0).reshape(2, 3)).tolist()
+
+
+def _repeated_writes_story(L):
+    z = L.zeros(3, dtype=L.float64)
+    s = L.tensor([1.0, 10.0], dtype=L.float64, requires_grad=True)
+    o = L.scatter(z, 0, L.tensor([0, 0]), s)
+    (o * L.tensor([2.0, 3.0, 4.0], dtype=L.float64)).sum().backward()
+    out = [o.tolist(), s.grad.tolist(),
+           z.index_put((L.tensor([0, 0]),), L.tensor([5.0, 7.0], dtype=L.float64)).tolist(),
+           L.index_copy(z, 0, L.tensor([1, 1]), L.tensor([2.0, 9.0], dtype=L.float64)).tolist(),
+           L.zeros(2, dtype=L.int64).index_put((L.tensor([0, 0]),), L.tensor([1, 4])).tolist()]
+    x = L.zeros(4)
+    x[L.tensor([2, 0, 2, 2])] = L.tensor([1.0, 2.0, 3.0, 4.0])
+    b = L.zeros(3, dtype=L.bool)
+    b[L.tensor([1, 1])] = L.tensor([True, False])
+    out += [x.tolist(), b.tolist()]
+    w = L.ones(4, requires_grad=True)
+    v = L.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = (w * 1).index_put((L.tensor([1, 3, 1]),), v * 2)
+    (y * L.arange(4.0)).sum().backward()
+    m = L.full((3,), -0.0)
+    m[L.tensor([0, 0])] = L.tensor([1.0, -0.0])
+    return out + [y.tolist(), w.grad.tolist(), v.grad.tolist(), str(m.tolist())]
+
+
+def test_repeated_index_writes_keep_the_last_value_and_torchs_gradients():
+    """scatter / index_put / index_copy / x[idx] = v with a repeated position: the last
+    write stays (an average of the writes, as before, is none of the values written),
+    every source element gets its place's gradient, and -0.0 survives a write."""
+    assert _repeated_writes_story(gc) == _repeated_writes_story(torch)

@@ -171,6 +171,8 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
         raise ValueError("min_val cannot be greater than max_val")
     # PyTorch's backward passes the gradient only strictly inside (min_val, max_val);
     # clamp's own gradient would also pass it at the bounds
+    if not input.dtype.is_floating:   # PyTorch clamps integers with integer bounds
+        min_val, max_val = int(min_val), int(max_val)
     inside = T.logical_and(input > min_val, input < max_val)
     out = T.where(inside, input, T.clamp(input.detach(), min_val, max_val))
     return _inplace_result(input, out, inplace)
