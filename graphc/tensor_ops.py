@@ -806,7 +806,14 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
         if p == -math.inf:
             return amin(abs(input), () if dim is None else dim, keepdim)
         if p == 0:
-            return sum((input != 0)._cast(input.dtype), dim, keepdim)
+            count = sum((input != 0)._cast(input.dtype), dim, keepdim)
+            if not input.requires_grad:
+                return count
+            # PyTorch's p=0 norm has a gradient, of zeros: a term of value 0 keeps the
+            # path (where, so that an inf element does not make it nan)
+            with autograd.literal_scalars():
+                zero = where(isfinite(input), input - input.detach(), 0.0) * 0.0
+            return count + sum(zero, dim, keepdim)
         return _root_zero_grad_at_zero(sum(abs(input) ** float(p), dim, keepdim),
                                        lambda s: s ** (1.0 / p))
 
@@ -1515,24 +1522,32 @@ def atleast_3d(*tensors):
     return _atleast(3, tensors)
 
 
+def _nonempty_list(name, tensors):
+    tensors = list(tensors)
+    if not tensors:
+        raise at_user_line(RuntimeError, f"{name} expects a non-empty TensorList")
+    return tensors
+
+
 def hstack(tensors):
-    ts = atleast_1d(list(tensors))
+    ts = atleast_1d(_nonempty_list("hstack", tensors))
     return cat(ts, 0 if ts[0].ndim == 1 else 1)
 
 
 def vstack(tensors):
-    return cat(atleast_2d(list(tensors)), 0)
+    return cat(atleast_2d(_nonempty_list("vstack", tensors)), 0)
 
 
 row_stack = vstack
 
 
 def dstack(tensors):
-    return cat(atleast_3d(list(tensors)), 2)
+    return cat(atleast_3d(_nonempty_list("dstack", tensors)), 2)
 
 
 def column_stack(tensors):
-    return cat([x.reshape(x.numel(), 1) if x.ndim <= 1 else x for x in tensors], 1)
+    return cat([x.reshape(x.numel(), 1) if x.ndim <= 1 else x
+                for x in _nonempty_list("column_stack", tensors)], 1)
 
 
 def _unfold_view(input, dimension, size, step):
@@ -1996,6 +2011,9 @@ def _from_to(args, kwargs, default_to):
 def _uniform_(self, *args, generator=None, **kwargs):
     lo, hi = _from_to(args, kwargs, 1.0)
     _require_float_fill("check_uniform_bounds", self)
+    if lo > hi:
+        raise at_user_line(RuntimeError, f"uniform_ expects to return a [from, to) range, but "
+                                         f"found from={lo} > to={hi}")
     u = _rand((self.shape), dtype=self.dtype, generator=generator)
     return self._assign(u * float(hi - lo) + float(lo))
 

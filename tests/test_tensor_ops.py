@@ -1367,3 +1367,14 @@ def test_multinomial_without_replacement_draws_distinct_categories_sequentially(
         assert abs(got - want) < 0.015, (i, j, got, want)
     one_row = gc.multinomial(gc.tensor([1.0, 2.0, 3.0, 4.0]), 4).numpy()
     assert sorted(one_row.tolist()) == [0, 1, 2, 3]
+
+
+def test_small_checks_from_the_extras_sweep():
+    with pytest.raises(RuntimeError, match="non-empty TensorList"):
+        gc.hstack([])
+    with pytest.raises(RuntimeError, match=r"found from=5 > to=2"):
+        gc.zeros(3).uniform_(5, 2)
+    x = gc.tensor([[0.0, 1.0], [3.0, 5.0]], requires_grad=True)
+    n = gc.norm(x, 0)                        # a count, with a (zero) gradient
+    n.backward()
+    assert n.item() == 3.0 and x.grad.tolist() == [[0.0, 0.0], [0.0, 0.0]]
