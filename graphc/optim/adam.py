@@ -9,7 +9,7 @@ in Python doubles), so neither the step count nor a scheduled beta1 changes the 
 from __future__ import annotations
 
 from ..ir import dtypes as dt
-from .optimizer import Optimizer
+from .optimizer import GroupScalars, Optimizer, update_moments
 
 
 def check_adam_arguments(lr, betas, eps, weight_decay):
@@ -46,21 +46,15 @@ class Adam(Optimizer):
         eps = self._hyper(index, "eps")
         use_wd = group["weight_decay"] != 0
         decoupled = group["decoupled_weight_decay"]
+        decay = {}
         if use_wd:
             wd = self._hyper(index, "weight_decay")
-            decay_factor = 1 - lr * wd  # decoupled (AdamW): p *= 1 - lr * wd
-        in_dtype = {}
-
-        def group_scalars(d):
-            # the group's scalars in a parameter's dtype, cast once per group and dtype:
-            # per parameter they were a fifth of the nodes a step records
-            if d not in in_dtype:
-                in_dtype[d] = ((1 - beta1).to(d), beta2.to(d), (1 - beta2).to(d), eps.to(d),
-                               (decay_factor if decoupled else wd).to(d) if use_wd else None)
-            return in_dtype[d]
+            # decoupled (AdamW): p *= 1 - lr * wd; else grad += wd * p
+            decay["wd"] = 1 - lr * wd if decoupled else wd
+        scalars = GroupScalars(one_minus_beta1=1 - beta1, beta2=beta2,
+                               one_minus_beta2=1 - beta2, eps=eps, **decay)
         for p in params:
             d = p.dtype
-            one_minus_beta1, beta2_d, one_minus_beta2, eps_d, wd_d = group_scalars(d)
             state = self.state[p]
             if len(state) == 0:
                 state["step"] = self._new_step()
@@ -73,12 +67,11 @@ class Adam(Optimizer):
             step_t.add_(1)
             if use_wd:
                 if decoupled:
-                    p.mul_(wd_d)
+                    p.mul_(scalars("wd", d))
                 else:
-                    grad = grad + p * wd_d
+                    grad = grad + p * scalars("wd", d)
             exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-            exp_avg.lerp_(grad, one_minus_beta1)
-            exp_avg_sq.mul_(beta2_d).add_(one_minus_beta2 * grad * grad)
+            update_moments(exp_avg, exp_avg_sq, grad, scalars)
 
             step = step_t.to(dt.float64)
             bias_correction1 = 1 - beta1 ** step
@@ -91,7 +84,7 @@ class Adam(Optimizer):
                 second = max_sq
             else:
                 second = exp_avg_sq
-            denom = second.sqrt() / bias_correction2_sqrt.to(d) + eps_d
+            denom = second.sqrt() / bias_correction2_sqrt.to(d) + scalars("eps", d)
             p.sub_(step_size.to(d) * exp_avg / denom)
 
     def _after_load(self):

@@ -21,7 +21,7 @@ from ..autograd import literal_scalars
 from ..ir import dtypes as dt
 from ..tensor import tensor
 from .adam import check_adam_arguments
-from .optimizer import Optimizer
+from .optimizer import GroupScalars, Optimizer, update_moments
 
 
 class _AdamFamily(Optimizer):
@@ -46,8 +46,14 @@ class _AdamFamily(Optimizer):
         state["step"].add_(1)
         return state, (p.grad if not group["maximize"] else -p.grad)
 
-    def _betas(self, index):
-        return self._hyper(index, "betas", 0), self._hyper(index, "betas", 1)
+    def _group_hypers(self, index):
+        """lr, beta1, beta2 (float64 runtime inputs) and the group's scalars cast once per
+        dtype (see GroupScalars)."""
+        lr = self._hyper(index, "lr")
+        beta1, beta2 = self._hyper(index, "betas", 0), self._hyper(index, "betas", 1)
+        scalars = GroupScalars(one_minus_beta1=1 - beta1, beta2=beta2,
+                               one_minus_beta2=1 - beta2, eps=self._hyper(index, "eps"))
+        return lr, beta1, beta2, scalars
 
     def _decayed_grad(self, index, group, p, grad, lr, decoupled):
         """PyTorch's weight decay: p *= 1 - lr * wd (decoupled) or grad += wd * p."""
@@ -79,9 +85,7 @@ class NAdam(_AdamFamily):
         super().__init__(params, defaults)
 
     def _record(self, index, group, params):
-        lr = self._hyper(index, "lr")
-        beta1, beta2 = self._betas(index)
-        eps = self._hyper(index, "eps")
+        lr, beta1, beta2, scalars = self._group_hypers(index)
         momentum_decay = self._hyper(index, "momentum_decay")
         for p in params:
             d = p.dtype
@@ -100,9 +104,8 @@ class NAdam(_AdamFamily):
             mu_product.mul_(mu.to(mu_product.dtype))
             mu_prod = mu_product.to(dt.float64)
             exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-            exp_avg.lerp_(grad, (1 - beta1).to(d))
-            exp_avg_sq.mul_(beta2.to(d)).add_((1 - beta2).to(d) * grad * grad)
-            denom = (exp_avg_sq / bias_correction2.to(d)).sqrt() + eps.to(d)
+            update_moments(exp_avg, exp_avg_sq, grad, scalars)
+            denom = (exp_avg_sq / bias_correction2.to(d)).sqrt() + scalars("eps", d)
             mu_product_next = mu_prod * mu_next
             p.add_((-lr * (1.0 - mu) / (1.0 - mu_prod)).to(d) * grad / denom)
             p.add_((-lr * mu_next / (1.0 - mu_product_next)).to(d) * exp_avg / denom)
@@ -125,17 +128,14 @@ class RAdam(_AdamFamily):
         super().__init__(params, defaults)
 
     def _record(self, index, group, params):
-        lr = self._hyper(index, "lr")
-        beta1, beta2 = self._betas(index)
-        eps = self._hyper(index, "eps")
+        lr, beta1, beta2, scalars = self._group_hypers(index)
         for p in params:
             d = p.dtype
             state, grad = self._begin(group, p, ("exp_avg", "exp_avg_sq"))
             step = state["step"].to(dt.float64)
             grad = self._decayed_grad(index, group, p, grad, lr, group["decoupled_weight_decay"])
             exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-            exp_avg.lerp_(grad, (1 - beta1).to(d))
-            exp_avg_sq.mul_(beta2.to(d)).add_((1 - beta2).to(d) * grad * grad)
+            update_moments(exp_avg, exp_avg_sq, grad, scalars)
             bias_correction1 = 1 - beta1 ** step
             bias_correction2 = 1 - beta2 ** step
             bias_corrected_exp_avg = exp_avg / bias_correction1.to(d)
@@ -147,7 +147,7 @@ class RAdam(_AdamFamily):
             # `where` drops it (no gradient flows through an optimizer update)
             rect = ((rho_t - 4) * (rho_t - 2) * rho_inf
                     / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
-            adaptive = (bias_correction2 ** 0.5).to(d) / (exp_avg_sq.sqrt() + eps.to(d))
+            adaptive = (bias_correction2 ** 0.5).to(d) / (exp_avg_sq.sqrt() + scalars("eps", d))
             update = bias_corrected_exp_avg * lr.to(d)
             update = T.where(rectified, update * adaptive * rect.to(d), update)
             p.sub_(update)
@@ -163,17 +163,15 @@ class Adamax(_AdamFamily):
         super().__init__(params, defaults)
 
     def _record(self, index, group, params):
-        lr = self._hyper(index, "lr")
-        beta1, beta2 = self._betas(index)
-        eps = self._hyper(index, "eps")
+        lr, beta1, beta2, scalars = self._group_hypers(index)
         for p in params:
             d = p.dtype
             state, grad = self._begin(group, p, ("exp_avg", "exp_inf"))
             grad = self._decayed_grad(index, group, p, grad, lr, False)
             exp_avg, exp_inf = state["exp_avg"], state["exp_inf"]
-            exp_avg.lerp_(grad, (1 - beta1).to(d))
+            exp_avg.lerp_(grad, scalars("one_minus_beta1", d))
             # the exponentially weighted infinity norm
-            exp_inf.copy_(T.maximum(exp_inf * beta2.to(d), grad.abs() + eps.to(d)))
+            exp_inf.copy_(T.maximum(exp_inf * scalars("beta2", d), grad.abs() + scalars("eps", d)))
             bias_correction = 1 - beta1 ** state["step"].to(dt.float64)
             clr = lr / bias_correction
             p.sub_(clr.to(d) * exp_avg / exp_inf)

@@ -54,6 +54,33 @@ def _is_number(v):
     return t is not bool and isinstance(v, numbers.Real)
 
 
+class GroupScalars:
+    """A param group's scalar expressions (float64 runtime inputs and arithmetic on them:
+    `1 - beta1`, `eps`), each cast to a parameter's dtype once per dtype and reused for
+    every parameter of that dtype. Cast per parameter, they were a fifth of the nodes an
+    Adam step records, each built, hashed and fused again."""
+
+    def __init__(self, **expressions):
+        self._expressions = expressions
+        self._cast = {}
+
+    def __call__(self, name, dtype):
+        key = (name, dtype)
+        value = self._cast.get(key)
+        if value is None:
+            value = self._cast[key] = self._expressions[name].to(dtype)
+        return value
+
+
+def update_moments(exp_avg, exp_avg_sq, grad, scalars: GroupScalars):
+    """The Adam family's moment updates, op for op as PyTorch: exp_avg moves towards grad
+    by 1 - beta1 (lerp), exp_avg_sq decays by beta2 and gains (1 - beta2) * grad**2.
+    `scalars` holds `one_minus_beta1`, `beta2` and `one_minus_beta2`."""
+    d = grad.dtype
+    exp_avg.lerp_(grad, scalars("one_minus_beta1", d))
+    exp_avg_sq.mul_(scalars("beta2", d)).add_(scalars("one_minus_beta2", d) * grad * grad)
+
+
 class Optimizer:
     """Base class of graphc's optimizers. Subclasses implement `_update_group(index, group,
     params)`, which records the update of `params`: the parameters of param_groups[index]
