@@ -179,10 +179,7 @@ class Graph:
                 continue
             pos[id(n)] = k
             k += 1
-            attrs = n.attrs
-            key.append((n.op, freeze_attrs(attrs) if attrs and n.op != "input" else (),
-                        n.type.shape, n.type.dtype.short,
-                        tuple([pos[id(i)] for i in n.inputs])))
+            key.append(_key_item(n, pos))
         key.append(tuple([pos[id(o)] for o in outputs]))
         return tuple(key), boundary_nodes
 
@@ -219,9 +216,7 @@ class Graph:
         pos = {id(n): k for k, n in enumerate(self.nodes)}
         key = []
         for n in self.nodes:
-            attrs = () if n.op == "input" else freeze_attrs(n.attrs)  # names are labels
-            item = (n.op, attrs, n.type.shape, n.type.dtype.short,
-                    tuple(pos[id(i)] for i in n.inputs))
+            item = _key_item(n, pos)
             key.append(item + ((n.loc,) if with_locs else ()))
         key.append(tuple(pos[id(o)] for o in self.outputs))
         return tuple(key)
@@ -244,6 +239,13 @@ class Graph:
             for i in n.inputs:
                 out[id(i)].append(n)
         return out
+
+
+def _key_item(n: Node, pos: dict) -> tuple:
+    """One node's part of a structure key: op, attrs (an input's name is a label, not
+    structure), type, and the positions of its inputs."""
+    attrs = freeze_attrs(n.attrs) if n.attrs and n.op != "input" else ()
+    return (n.op, attrs, n.type.shape, n.type.dtype.short, tuple([pos[id(i)] for i in n.inputs]))
 
 
 def node_problem(n: Node) -> str | None:
