@@ -11,7 +11,7 @@ from llvmlite import ir
 
 from ...passes.fusion import normalize_matmul_view
 from . import blas
-from .types import F32, F64, I32, I64, KERNEL_TYPE, PTR, c64 as _c64
+from .types import F32, F64, I32, I64, KERNEL_TYPE, PTR, c64 as _c64, counted_loop
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
@@ -54,62 +54,37 @@ def emit_matmul(mb, k, name):
     sa, ta, lda = normalize_matmul_view(k.a.shape, k.a.strides)
     sb, tb, ldb = normalize_matmul_view(k.b.shape, k.b.strides)
 
-    # for p in range(nbatch): decompose p into batch indices and call GEMM
-    pre = b.block
-    head = fn.append_basic_block("batch.head")
-    body = fn.append_basic_block("batch.body")
-    done = fn.append_basic_block("batch.done")
-    b.branch(head)
-    b.position_at_end(head)
-    p = b.phi(I64)
-    p.add_incoming(_c64(0), pre)
-    b.cbranch(b.icmp_signed("<", p, _c64(nbatch)), body, done)
-    b.position_at_end(body)
-    a_off, b_off = _c64(k.a.offset), _c64(k.b.offset)
-    rest = p
-    for d in reversed(range(len(batch))):
-        idx = b.urem(rest, _c64(batch[d]))
-        rest = b.udiv(rest, _c64(batch[d]))
-        a_off = b.add(a_off, b.mul(idx, _c64(sa[d])))
-        b_off = b.add(b_off, b.mul(idx, _c64(sb[d])))
-    c_off = b.mul(p, _c64(m * n))
-    ap = b.gep(a_ptr, [a_off], source_etype=ft)
-    bp = b.gep(b_ptr, [b_off], source_etype=ft)
-    cp = b.gep(c_ptr, [c_off], source_etype=ft)
-
     def c(v, t=it):
         return ir.Constant(t, v)
-    b.call(gemm, [c(ROW_MAJOR, I32), c(TRANS if ta else NO_TRANS, I32),
-                  c(TRANS if tb else NO_TRANS, I32), c(m), c(n), c(kk), ir.Constant(ft, 1.0),
-                  ap, c(lda), bp, c(ldb), ir.Constant(ft, 0.0), cp, c(n)])
-    if k.dtype.short == "bf16":
-        _round_bf16_inplace(b, fn, cp, m * n)
-    nxt = b.add(p, _c64(1))
-    p.add_incoming(nxt, b.block)
-    b.branch(head)
-    b.position_at_end(done)
+    # for p in range(nbatch): decompose p into batch indices and call GEMM
+    with counted_loop(b, _c64(0), _c64(nbatch), name="batch") as p:
+        a_off, b_off = _c64(k.a.offset), _c64(k.b.offset)
+        rest = p
+        for d in reversed(range(len(batch))):
+            idx = b.urem(rest, _c64(batch[d]))
+            rest = b.udiv(rest, _c64(batch[d]))
+            a_off = b.add(a_off, b.mul(idx, _c64(sa[d])))
+            b_off = b.add(b_off, b.mul(idx, _c64(sb[d])))
+        c_off = b.mul(p, _c64(m * n))
+        ap = b.gep(a_ptr, [a_off], source_etype=ft)
+        bp = b.gep(b_ptr, [b_off], source_etype=ft)
+        cp = b.gep(c_ptr, [c_off], source_etype=ft)
+        b.call(gemm, [c(ROW_MAJOR, I32), c(TRANS if ta else NO_TRANS, I32),
+                      c(TRANS if tb else NO_TRANS, I32), c(m), c(n), c(kk),
+                      ir.Constant(ft, 1.0), ap, c(lda), bp, c(ldb), ir.Constant(ft, 0.0), cp,
+                      c(n)])
+        if k.dtype.short == "bf16":
+            _round_bf16_inplace(b, cp, m * n)
     b.ret_void()
 
 
-def _round_bf16_inplace(b, fn, ptr, count):
-    pre = b.block
-    head = fn.append_basic_block("round.head")
-    body = fn.append_basic_block("round.body")
-    done = fn.append_basic_block("round.done")
-    b.branch(head)
-    b.position_at_end(head)
-    i = b.phi(I64)
-    i.add_incoming(_c64(0), pre)
-    b.cbranch(b.icmp_signed("<", i, _c64(count)), body, done)
-    b.position_at_end(body)
-    q = b.gep(ptr, [i], source_etype=F32)
-    x = b.load(q, typ=F32)
-    bits = b.bitcast(x, I32)
-    lsb = b.and_(b.lshr(bits, ir.Constant(I32, 16)), ir.Constant(I32, 1))
-    r = b.and_(b.add(b.add(bits, ir.Constant(I32, 0x7FFF)), lsb), ir.Constant(I32, 0xFFFF0000))
-    y = b.select(b.fcmp_unordered("uno", x, x), x, b.bitcast(r, F32))
-    b.store(y, q)
-    nxt = b.add(i, _c64(1))
-    i.add_incoming(nxt, b.block)
-    b.branch(head)
-    b.position_at_end(done)
+def _round_bf16_inplace(b, ptr, count):
+    with counted_loop(b, _c64(0), _c64(count), name="round") as i:
+        q = b.gep(ptr, [i], source_etype=F32)
+        x = b.load(q, typ=F32)
+        bits = b.bitcast(x, I32)
+        lsb = b.and_(b.lshr(bits, ir.Constant(I32, 16)), ir.Constant(I32, 1))
+        r = b.and_(b.add(b.add(bits, ir.Constant(I32, 0x7FFF)), lsb),
+                   ir.Constant(I32, 0xFFFF0000))
+        y = b.select(b.fcmp_unordered("uno", x, x), x, b.bitcast(r, F32))
+        b.store(y, q)

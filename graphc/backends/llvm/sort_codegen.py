@@ -24,11 +24,10 @@ sized for every row would cost rows times as much. A failed malloc sets status 3
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 from llvmlite import ir
 
-from .types import F32, I1, I32, I64, KERNEL_TYPE, PTR, c64 as _c64, storage_type
+from .types import (F32, I1, I32, I64, KERNEL_TYPE, PTR, c64 as _c64, counted_loop,
+                    storage_type)
 
 RUN = 16               # elements per insertion-sorted run before merging
 # status word value for a failed scratch allocation (1 is an index out of range; an
@@ -38,27 +37,6 @@ STATUS_NO_MEMORY = 3
 
 def _c32(v):
     return ir.Constant(I32, v)
-
-
-@contextmanager
-def _range(b, start, stop, step=None, name="i"):
-    """for i in range(start, stop, step) (i64, signed compare): yields i; the builder
-    continues after the loop."""
-    fn = b.block.function
-    pre = b.block
-    head = fn.append_basic_block(f"{name}.head")
-    body = fn.append_basic_block(f"{name}.body")
-    done = fn.append_basic_block(f"{name}.done")
-    b.branch(head)
-    b.position_at_end(head)
-    i = b.phi(I64, name=name)
-    i.add_incoming(start, pre)
-    b.cbranch(b.icmp_signed("<", i, stop), body, done)
-    b.position_at_end(body)
-    yield i
-    i.add_incoming(b.add(i, step if step is not None else _c64(1)), b.block)
-    b.branch(head)
-    b.position_at_end(done)
 
 
 def _min(b, x, y):
@@ -89,9 +67,9 @@ def _sort_helper(mb, paired):
     b = ir.IRBuilder(fn.append_basic_block("entry"))
 
     # -- insertion sort of each run [s, min(s + RUN, n))
-    with _range(b, _c64(0), n, _c64(RUN), "run") as s:
+    with counted_loop(b, _c64(0), n, _c64(RUN), "run") as s:
         e = _min(b, b.add(s, _c64(RUN)), n)
-        with _range(b, b.add(s, _c64(1)), e, name="ins") as i:
+        with counted_loop(b, b.add(s, _c64(1)), e, name="ins") as i:
             v = b.load(_at(b, keys, i), typ=I64)
             p = b.load(_at(b, idx, i), typ=I64) if paired else None
             pre = b.block
@@ -136,7 +114,7 @@ def _sort_helper(mb, paired):
     dst = b.select(flipped, keys, ktmp)
     isrc = b.select(flipped, itmp, idx) if paired else None
     idst = b.select(flipped, idx, itmp) if paired else None
-    with _range(b, _c64(0), n, b.add(width, width), "merge") as lo:
+    with counted_loop(b, _c64(0), n, b.add(width, width), "merge") as lo:
         mid = _min(b, b.add(lo, width), n)
         hi = _min(b, b.add(mid, width), n)
         # branch-free main loop while both runs have elements
@@ -251,7 +229,7 @@ def emit_sort(mb, k, name):
     itmp = _at(b, mem, _c64(3 * n)) if paired else ir.Constant(PTR, None)
     sorter = _sort_helper(mb, paired)
 
-    with _range(b, lo, hi, name="row") as r:
+    with counted_loop(b, lo, hi, name="row") as r:
         # the row's first element in x and in out
         xoff, ooff, rest = _c64(k.x.offset), _c64(0), r
         for a in reversed(other):
@@ -259,7 +237,7 @@ def emit_sort(mb, k, name):
             rest = b.udiv(rest, _c64(shape[a]))
             xoff = b.add(xoff, b.mul(ia, _c64(k.x.strides[a])))
             ooff = b.add(ooff, b.mul(ia, _c64(out_strides[a])))
-        with _range(b, _c64(0), _c64(n), name="fill") as j:
+        with counted_loop(b, _c64(0), _c64(n), name="fill") as j:
             v = b.load(b.gep(xp, [b.add(xoff, b.mul(j, _c64(xs)))], source_etype=st), typ=st)
             if k.dtype.short == "b8":
                 v = b.icmp_unsigned("!=", v, ir.Constant(st, 0))
@@ -271,7 +249,7 @@ def emit_sort(mb, k, name):
                 b.store(b.or_(b.shl(b.zext(key, I64), _c64(32)), j), _at(b, keys, j))
         flipped = b.call(sorter, [keys, ktmp, idx, itmp, _c64(n)])
         res = b.select(flipped, itmp, idx) if paired else b.select(flipped, ktmp, keys)
-        with _range(b, _c64(0), _c64(n), name="out") as j:
+        with counted_loop(b, _c64(0), _c64(n), name="out") as j:
             word = b.load(_at(b, res, j), typ=I64)
             if not paired:
                 word = b.and_(word, _c64(0xFFFFFFFF))

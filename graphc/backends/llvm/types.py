@@ -1,6 +1,8 @@
 """LLVM types of graphc dtypes and small IR helpers shared by the code generators."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from llvmlite import ir
 
 from ...ir import dtypes as dt
@@ -30,3 +32,24 @@ def suffix(t):
 
 def c64(v):
     return ir.Constant(I64, int(v))
+
+
+@contextmanager
+def counted_loop(b, start, stop, step=None, name="i"):
+    """for i in range(start, stop, step), i an i64 with a signed compare: yields i, and
+    the builder continues after the loop."""
+    fn = b.block.function
+    pre = b.block
+    head = fn.append_basic_block(f"{name}.head")
+    body = fn.append_basic_block(f"{name}.body")
+    done = fn.append_basic_block(f"{name}.done")
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(I64, name=name)
+    i.add_incoming(start, pre)
+    b.cbranch(b.icmp_signed("<", i, stop), body, done)
+    b.position_at_end(body)
+    yield i
+    i.add_incoming(b.add(i, step if step is not None else c64(1)), b.block)
+    b.branch(head)
+    b.position_at_end(done)
