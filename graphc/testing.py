@@ -35,6 +35,18 @@ DIVMOD_EDGES = [(1, 0.1), (-5, np.inf), (5, np.inf), (-5, -np.inf), (-5, 3), (0,
                 (np.inf, 2), (-np.inf, 2), (np.nan, 1), (1, np.nan), (7.5, -2)]
 
 
+# float -> integer cast edges: NaN, +-inf, values just outside and far outside each
+# integer range, in-range values that must truncate toward zero (tests/test_cast_edges.py
+# checks them against PyTorch; the Triton corpus runs them on a GPU)
+CAST_EDGES = [np.nan, np.inf, -np.inf, 0.0, -0.0, 0.5, -0.5, 0.99, -0.99, 1.5, -1.5, 2.9,
+              -2.9, 127.5, 128.0, -128.5, -129.0, 255.5, 256.0, 300.0, -1.0, -255.0,
+              -256.0, 65504.0, -65504.0, 65520.0,
+              2.0 ** 31 - 1, 2.0 ** 31 - 0.5, 2.0 ** 31, 2.0 ** 31 + 256, -2.0 ** 31,
+              -2.0 ** 31 - 0.5, -2.0 ** 31 - 1, -2.0 ** 31 - 256, 3e9, -3e9, 2.0 ** 32 + 5,
+              2.0 ** 62, 2.0 ** 63 - 1024, 2.0 ** 63, -2.0 ** 63, -2.0 ** 63 - 2048,
+              1e19, -1e19, 1e30, -1e30, 3e38, -3e38, 1e300, -1e300]
+
+
 def data(shape, dtype, rng, kind="any") -> np.ndarray:
     """Random values of `dtype` in its storage form. `kind`: 'pos' (> 0.1) or 'gt-1'
     (> -0.9) for ops whose domain needs it."""

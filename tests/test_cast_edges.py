@@ -29,18 +29,11 @@ import torch  # noqa: E402
 from graphc.backends import interp  # noqa: E402
 from graphc.backends import llvm as L  # noqa: E402
 from graphc.ir import dtypes as dt  # noqa: E402
-from graphc.testing import graph, inp, op  # noqa: E402
+from graphc.testing import CAST_EDGES, graph, inp, op  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
-NAN, INF = float("nan"), float("inf")
-EDGES = [NAN, INF, -INF, 0.0, -0.0, 0.5, -0.5, 0.99, -0.99, 1.5, -1.5, 2.9, -2.9,
-         127.5, 128.0, -128.5, -129.0, 255.5, 256.0, 300.0, -1.0, -255.0, -256.0,
-         65504.0, -65504.0, 65520.0,
-         2.0 ** 31 - 1, 2.0 ** 31 - 0.5, 2.0 ** 31, 2.0 ** 31 + 256, -2.0 ** 31,
-         -2.0 ** 31 - 0.5, -2.0 ** 31 - 1, -2.0 ** 31 - 256, 3e9, -3e9, 2.0 ** 32 + 5,
-         2.0 ** 62, 2.0 ** 63 - 1024, 2.0 ** 63, -2.0 ** 63, -2.0 ** 63 - 2048,
-         1e19, -1e19, 1e30, -1e30, 3e38, -3e38, 1e300, -1e300]
+EDGES = [float(v) for v in CAST_EDGES]
 
 FLOATS = [dt.float64, dt.float32, dt.float16, dt.bfloat16]
 TARGETS = [dt.int64, dt.int32, dt.uint8, dt.bool_]

@@ -320,6 +320,19 @@ def test_math_unary_domain_edges():
             assert _bits_equal(got, want) == 0, (name, dtype.name, got, want)
 
 
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: d.name)
+def test_odd_functions_and_roundings_keep_the_sign_of_zero(dtype):
+    """neg(+0.0) is -0.0, tanh(-0.0) -0.0, ceil(-0.5) and round(-0.4) -0.0, as in torch
+    (the Triton corpus has the same case: checks.signed_zero_unary)."""
+    from graphc.backends.triton.checks import SIGNED_ZERO_UNARY, signed_zero_unary
+    case = signed_zero_unary(dtype)
+    (a,) = case.inputs
+    for backend in (L, interp):
+        got = backend.compile(case.graph)(case.inputs)
+        for name, g in zip(SIGNED_ZERO_UNARY, got):
+            _assert_like_torch(g, _torch_values(name, [a], dtype, one_by_one=True),
+                               case.rtol, case.atol, f"{name} {dtype.name} ({backend.__name__})")
+
 def test_math_binary_special_values():
     """C99's special values, exactly (float32 and float64, LLVM and the interpreter)."""
     pi, inf, nan = math.pi, math.inf, math.nan

@@ -210,8 +210,9 @@ class MathLib:
             small = b.fadd(x, b.fmul(b.fmul(p, z), x))
             e = self.call(b, "exp", b.fadd(a, a))
             big = b.fsub(_f(1.0), b.fdiv(_f(2.0), b.fadd(e, _f(1.0))))
-            big = b.call(self.intrinsic("llvm.copysign", F32), [big, x])
             r = b.select(b.fcmp_ordered("<", a, _f(0.625)), small, big)
+            # odd: the sign of x, also for -0.0 (x + p*z*x rounds -0.0 + 0.0 to +0.0)
+            r = b.call(self.intrinsic("llvm.copysign", F32), [r, x])
             return b.select(b.fcmp_unordered("uno", x, x), x, r)
         return self._helper("tanhf", 1, body)
 

@@ -35,7 +35,7 @@ from ...ir.graph import Graph, TensorType
 from ...ir.registry import get_op
 from .. import interp
 from ..interp import round_to_bfloat16
-from ...testing import DIVMOD_EDGES, data, graph, inp, op  # noqa: F401  (the shared corpus builders)
+from ...testing import CAST_EDGES, DIVMOD_EDGES, data, graph, inp, op  # noqa: F401  (the shared corpus builders)
 
 FLOATS = [dt.float32, dt.float64, dt.float16, dt.bfloat16]
 INTS = [dt.int32, dt.int64, dt.uint8]
@@ -140,6 +140,22 @@ def math_unary_edges(dtype):
     return Case(f"math-unary-edges-{dtype.name}", graph([op(n, x) for n in MATH_UNARY], [x]),
                 [specials(dtype)], *tol(dtype, True), signed_zeros=True)
 
+
+SIGNED_ZERO_UNARY = ["neg", "tanh", "sin", "tan", "sinh", "asinh", "atanh", "atan", "erf",
+                     "expm1", "log1p", "sqrt", "floor", "ceil", "round"]
+
+
+def signed_zero_unary(dtype):
+    """Odd functions and roundings keep the sign of a zero (neg(+0.0) is -0.0, ceil(-0.5)
+    is -0.0), as C99 and PyTorch do; Triton before 3.7 lowers unary minus to 0 - x."""
+    vals = np.array([0.0, -0.0, 0.5, -0.5, -0.4, 0.4, 1e-30, -1e-30, np.inf, -np.inf,
+                     np.nan, 2.5, -2.5], np.float64)
+    x = inp(vals.shape, dtype)
+    a = vals.astype(dtype.np)
+    return Case(f"signed-zero-unary-{dtype.name}",
+                graph([op(n, x) for n in SIGNED_ZERO_UNARY], [x]),
+                [round_to_bfloat16(a) if dtype.short == "bf16" else a], *tol(dtype, True),
+                signed_zeros=True)
 
 def math_binary_edges(dtype, exact):
     """fmod/copysign (exact: `exact`) or atan2/hypot over every pair of MATH_SPECIALS:
@@ -247,6 +263,18 @@ def casts(src, rng, n=40):
     outs = [op("cast", x, dtype=d) for d in ALL if not (d.short == "u8" and src.is_floating)]
     return Case(f"cast-from-{src.name}", graph(outs, [x]), [a])
 
+
+def cast_edges(src, n=len(CAST_EDGES) * 21 + 7):
+    """float -> int64/int32/uint8/bool at the edges (NaN, +-inf, just and far outside each
+    range), tiled past one block so vector and remainder lanes both see each value: the
+    GPU's own conversions saturate, graphc's must give PyTorch's x86 values."""
+    with np.errstate(over="ignore"):
+        a = np.resize(np.array(CAST_EDGES, np.float64), n).astype(src.np)
+    if src.short == "bf16":
+        a = round_to_bfloat16(a)
+    x = inp((n,), src)
+    outs = [op("cast", x, dtype=d) for d in (dt.int64, dt.int32, dt.uint8, dt.bool_)]
+    return Case(f"cast-edges-from-{src.name}", graph(outs, [x]), [a])
 
 def sources(rng):
     seed, off = inp((), dt.int64, "seed"), inp((), dt.int64, "off")
@@ -536,9 +564,11 @@ def corpus(seed=0):
         out.append(casts(d, rng))
         out.append(reductions(d, rng))
     out.append(special_values(rng))
+    out += [cast_edges(d) for d in FLOATS]
     out += [float_divmod_edges(d) for d in (dt.float32, dt.float64, dt.float16)]
     out += [int_pow_negative(d) for d in (dt.int32, dt.int64)]
     out += [math_unary_edges(d) for d in FLOATS]
+    out += [signed_zero_unary(d) for d in FLOATS]
     out += [math_binary_edges(d, exact) for d in FLOATS for exact in (True, False)]
     out += [int_fmod(d) for d in (dt.int32, dt.int64)]
     out.append(sources(rng))

@@ -495,7 +495,7 @@ class Scope:
         if op in simple:
             return e(f"{simple[op]}({x})")
         if op == "neg":
-            return e(f"-{x}")
+            return e(f"_gc_neg({x})")
         if op == "sign":
             return e(f"tl.where({x} > 0, {one}, tl.where({x} < 0, -{one}, {zero}))")
         if op == "rsqrt":

@@ -37,6 +37,14 @@ _GC_I64_MAX = tl.constexpr(9223372036854775807)
 COMMON = '''
 
 @triton.jit
+def _gc_neg(x):
+    # IEEE negation of a float, signed zeros included. Triton before 3.7 compiles
+    # (and interprets) unary minus as 0 - x, which gives +0.0 for +0.0; x * -1 is exact
+    # and LLVM folds it to fneg
+    return x * -1.0
+
+
+@triton.jit
 def _gc_div(x, y):
     if x.dtype == tl.float32:
         return tl.div_rn(x, y)
@@ -183,7 +191,7 @@ def _gc_copysign(x, y):
     else:
         neg = y.to(tl.int32, bitcast=True) < 0
     ax = tl.abs(x)
-    return tl.where(neg, -ax, ax)
+    return tl.where(neg, _gc_neg(ax), ax)
 
 
 @triton.jit
@@ -405,8 +413,8 @@ def _gc_log1p(x):
 @triton.jit
 def _gc_tanh(x):
     e = _gc_expm1(-2.0 * tl.abs(x))
-    t = -e / (2.0 + e)
-    return tl.where(x < 0, -t, t)
+    t = _gc_neg(e) / (2.0 + e)        # tanh|x|, +0.0 at 0
+    return _gc_copysign(t, x)         # tanh(-0.0) is -0.0
 
 
 @triton.jit
@@ -414,7 +422,8 @@ def _gc_rint(x):
     f = tl.floor(x)
     d = x - f
     even = (f - 2.0 * tl.floor(f * 0.5)) == 0.0
-    return tl.where(d > 0.5, f + 1.0, tl.where(d < 0.5, f, tl.where(even, f, f + 1.0)))
+    r = tl.where(d > 0.5, f + 1.0, tl.where(d < 0.5, f, tl.where(even, f, f + 1.0)))
+    return _gc_copysign(r, x)       # round(-0.4) is -0.0 (floor + 1 gives +0.0)
 
 
 @triton.jit
@@ -426,7 +435,7 @@ def _gc_pow(x, y):
     y_int = tl.floor(yd) == yd
     y_odd = y_int & (tl.floor(yd * 0.5) * 2.0 != yd)
     x_neg = (xd < 0) | ((xd == 0) & (1.0 / xd < 0))
-    r = tl.where(x_neg & y_odd, -r, r)
+    r = tl.where(x_neg & y_odd, _gc_neg(r), r)
     r = tl.where((xd < 0) & (y_int == 0) & (tl.abs(yd) != _GC_INF), _GC_NAN, r)
     r = tl.where((xd == -1.0) & (tl.abs(yd) == _GC_INF), 1.0, r)
     r = tl.where((yd == 0) | (xd == 1.0), 1.0, r)
@@ -466,7 +475,7 @@ def _gc_atan_f64(x):
           + 4.328810604912902668951e2) * zz + 4.853903996359136964868e2) * zz \
         + 1.945506571482613964425e2
     r = base + (z * (zz * p / q) + z + more)
-    r = tl.where(x < 0, -r, r)
+    r = tl.where(x < 0, _gc_neg(r), r)
     return tl.where(a == 0, x, r)       # keeps the sign of a zero
 
 
@@ -481,7 +490,7 @@ def _gc_atan2_f64(y, x):
     t = tl.where((ay == 0) & (ax == 0), zero, t)
     r = _gc_atan_f64(t)
     r = tl.where(x.to(tl.int64, bitcast=True) < 0, 3.141592653589793 - r, r)
-    return tl.where(y.to(tl.int64, bitcast=True) < 0, -r, r)
+    return tl.where(y.to(tl.int64, bitcast=True) < 0, _gc_neg(r), r)
 
 
 @triton.jit
@@ -522,7 +531,7 @@ def _gc_sinh(x):
     h = tl.exp(0.5 * a)
     big = (0.5 * h) * h                         # e^a / 2 without overflowing early
     r = tl.where(a < 22.0, small, big)          # beyond 22, e^-a is below an ulp
-    r = tl.where(xd < 0, -r, r)
+    r = tl.where(xd < 0, _gc_neg(r), r)
     return tl.where(a == 0, xd, r).to(x.dtype)
 
 
@@ -540,7 +549,7 @@ def _gc_asinh(x):
     a = tl.abs(xd)
     small = _gc_log1p(a + a * a / (1.0 + tl.sqrt(1.0 + a * a)))
     r = tl.where(a > 268435456.0, tl.log(a) + 0.6931471805599453, small)
-    r = tl.where(xd < 0, -r, r)
+    r = tl.where(xd < 0, _gc_neg(r), r)
     return tl.where(a == 0, xd, r).to(x.dtype)
 
 
@@ -558,7 +567,7 @@ def _gc_atanh(x):
     xd = x.to(tl.float64)
     a = tl.abs(xd)
     r = 0.5 * _gc_log1p(2.0 * a / (1.0 - a))    # inf at 1, nan beyond
-    r = tl.where(xd < 0, -r, r)
+    r = tl.where(xd < 0, _gc_neg(r), r)
     return tl.where(a == 0, xd, r).to(x.dtype)
 
 
