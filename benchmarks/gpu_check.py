@@ -248,13 +248,11 @@ def mlp_model():
 
 
 def cnn_model():
-    # 12x12 images: at 16x16 and above, fusing the max-pool backward currently hits a
-    # RecursionError in the fusion pass (kernel_ir hashing), on every compiling backend
     model = gc.nn.Sequential(gc.nn.Conv2d(1, 8, 3, padding=1), gc.nn.ReLU(),
                              gc.nn.MaxPool2d(2), gc.nn.Conv2d(8, 16, 3, padding=1),
                              gc.nn.ReLU(), gc.nn.MaxPool2d(2), gc.nn.Flatten(),
-                             gc.nn.Linear(16 * 3 * 3, 10))
-    x = np.random.default_rng(0).standard_normal((8, 1, 12, 12)).astype(np.float32)
+                             gc.nn.Linear(16 * 4 * 4, 10))
+    x = np.random.default_rng(0).standard_normal((8, 1, 16, 16)).astype(np.float32)
     y = np.random.default_rng(1).integers(0, 10, 8)
     return model, lambda: gc.nn.functional.cross_entropy(model(gc.tensor(x)), gc.tensor(y))
 
@@ -270,11 +268,41 @@ def lstm_model():
     return model, loss
 
 
+def attention_model():
+    """A pre-norm transformer block with a causal mask, trained with AdamW: embedding,
+    MultiheadAttention (fully masked rows never occur; the mask is causal), LayerNorm,
+    GELU, weight decay and the Adam moment updates."""
+    vocab, d, seq, batch = 50, 32, 10, 4
+    emb = gc.nn.Embedding(vocab, d)
+    # no projection biases: the key bias has an exactly zero gradient (softmax is
+    # shift-invariant), and Adam would turn its rounding noise into full-size steps
+    attn = gc.nn.MultiheadAttention(d, 4, bias=False, batch_first=True)
+    ln1, ln2 = gc.nn.LayerNorm(d), gc.nn.LayerNorm(d)
+    ff = gc.nn.Sequential(gc.nn.Linear(d, 4 * d), gc.nn.GELU(), gc.nn.Linear(4 * d, d))
+    head = gc.nn.Linear(d, vocab)
+    model = gc.nn.ModuleList([emb, attn, ln1, ln2, ff, head])
+    tokens = np.random.default_rng(0).integers(0, vocab, (batch, seq + 1))
+    mask = np.triu(np.ones((seq, seq), bool), 1)
+
+    def loss():
+        x = emb(gc.tensor(tokens[:, :-1]))
+        h = ln1(x)
+        x = x + attn(h, h, h, attn_mask=gc.tensor(mask), need_weights=False)[0]
+        x = x + ff(ln2(x))
+        return gc.nn.functional.cross_entropy(head(x).reshape(-1, vocab),
+                                              gc.tensor(tokens[:, 1:].reshape(-1)))
+    # eps 1e-4: a weight whose gradient is rounding noise (one of ff's gets 5e-9 at step
+    # 1, on every backend) would take a full-size Adam step of the noise's sign at 1e-8
+    return model, loss, lambda ps: gc.optim.AdamW(ps, lr=1e-2, weight_decay=0.1, eps=1e-4)
+
+
 def train(make, backend, steps=3):
     os.environ["GRAPHC_BACKEND"] = backend
     gc.manual_seed(0)
-    model, loss_fn = make()
-    opt = gc.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    model, loss_fn, *optimizer = make()
+    make_opt = optimizer[0] if optimizer else \
+        (lambda ps: gc.optim.SGD(ps, lr=0.05, momentum=0.9))
+    opt = make_opt(model.parameters())
     losses = []
     for _ in range(steps):
         opt.zero_grad()
@@ -287,7 +315,8 @@ def train(make, backend, steps=3):
 
 def run_training(env, results):
     log("training steps: triton backend against the CPU reference")
-    for name, make in (("mlp", mlp_model), ("cnn", cnn_model), ("lstm", lstm_model)):
+    for name, make in (("mlp", mlp_model), ("cnn", cnn_model), ("lstm", lstm_model),
+                       ("attention", attention_model)):
         rec = {"name": f"train-{name}"}
         t0 = time.perf_counter()
         try:
