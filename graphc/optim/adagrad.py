@@ -10,7 +10,7 @@ the graph from the step tensor.
 from __future__ import annotations
 
 from ..ir import dtypes as dt
-from .optimizer import Optimizer
+from .optimizer import GroupScalars, Optimizer
 
 
 class Adagrad(Optimizer):
@@ -45,9 +45,11 @@ class Adagrad(Optimizer):
     def _update_group(self, index, group, params):
         lr = self._hyper(index, "lr")
         lr_decay = self._hyper(index, "lr_decay")
-        eps = self._hyper(index, "eps")
         use_wd = group["weight_decay"] != 0
-        wd = self._hyper(index, "weight_decay") if use_wd else None
+        hypers = {"eps": self._hyper(index, "eps")}
+        if use_wd:
+            hypers["wd"] = self._hyper(index, "weight_decay")
+        s = GroupScalars(**hypers)
         for p in params:
             d = p.dtype
             state = self.state[p]
@@ -57,9 +59,9 @@ class Adagrad(Optimizer):
             step_t.add_(1)
             grad = p.grad if not group["maximize"] else -p.grad
             if use_wd:
-                grad = grad + p * wd.to(d)
+                grad = grad + p * s("wd", d)
             clr = lr / (1 + (step_t.to(dt.float64) - 1) * lr_decay)
             state_sum = state["sum"]
             state_sum.add_(grad * grad)
-            std = state_sum.sqrt() + eps.to(d)
+            std = state_sum.sqrt() + s("eps", d)
             p.sub_(clr.to(d) * grad / std)

@@ -7,7 +7,7 @@ State per parameter: `step`, `square_avg`, and `momentum_buffer` (momentum > 0) 
 """
 from __future__ import annotations
 
-from .optimizer import Optimizer
+from .optimizer import GroupScalars, Optimizer
 
 
 class RMSprop(Optimizer):
@@ -30,13 +30,16 @@ class RMSprop(Optimizer):
         super().__init__(params, defaults)
 
     def _update_group(self, index, group, params):
-        lr = self._hyper(index, "lr")
-        alpha = self._hyper(index, "alpha")
-        eps = self._hyper(index, "eps")
         use_wd = group["weight_decay"] != 0
         use_momentum = group["momentum"] > 0
-        wd = self._hyper(index, "weight_decay") if use_wd else None
-        momentum = self._hyper(index, "momentum") if use_momentum else None
+        alpha = self._hyper(index, "alpha")
+        hypers = {"lr": self._hyper(index, "lr"), "alpha": alpha, "one_minus_alpha": 1 - alpha,
+                  "eps": self._hyper(index, "eps")}
+        if use_wd:
+            hypers["wd"] = self._hyper(index, "weight_decay")
+        if use_momentum:
+            hypers["momentum"] = self._hyper(index, "momentum")
+        s = GroupScalars(**hypers)
         for p in params:
             d = p.dtype
             state = self.state[p]
@@ -50,22 +53,22 @@ class RMSprop(Optimizer):
             grad = p.grad if not group["maximize"] else -p.grad
             state["step"].add_(1)
             if use_wd:
-                grad = grad + p * wd.to(d)
+                grad = grad + p * s("wd", d)
             square_avg = state["square_avg"]
-            square_avg.mul_(alpha.to(d)).add_((1 - alpha).to(d) * grad * grad)
+            square_avg.mul_(s("alpha", d)).add_(s("one_minus_alpha", d) * grad * grad)
             if group["centered"]:
                 grad_avg = state["grad_avg"]
-                grad_avg.lerp_(grad, (1 - alpha).to(d))
+                grad_avg.lerp_(grad, s("one_minus_alpha", d))
                 avg = (square_avg - grad_avg * grad_avg).sqrt()
             else:
                 avg = square_avg.sqrt()
-            avg = avg + eps.to(d)
+            avg = avg + s("eps", d)
             if use_momentum:
                 buf = state["momentum_buffer"]
-                buf.mul_(momentum.to(d)).add_(grad / avg)
-                p.sub_(buf * lr.to(d))
+                buf.mul_(s("momentum", d)).add_(grad / avg)
+                p.sub_(buf * s("lr", d))
             else:
-                p.sub_(lr.to(d) * grad / avg)
+                p.sub_(s("lr", d) * grad / avg)
 
     def _after_load(self):
         super()._after_load()

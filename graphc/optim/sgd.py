@@ -6,7 +6,7 @@ step as a copy of the (decayed) gradient, as PyTorch does.
 """
 from __future__ import annotations
 
-from .optimizer import Optimizer
+from .optimizer import GroupScalars, Optimizer
 
 
 class SGD(Optimizer):
@@ -29,18 +29,20 @@ class SGD(Optimizer):
         super().__init__(params, defaults)
 
     def _update_group(self, index, group, params):
-        lr = self._hyper(index, "lr")
         use_wd = group["weight_decay"] != 0
         use_momentum = group["momentum"] != 0
-        wd = self._hyper(index, "weight_decay") if use_wd else None
+        hypers = {"lr": self._hyper(index, "lr")}
+        if use_wd:
+            hypers["wd"] = self._hyper(index, "weight_decay")
         if use_momentum:
-            momentum = self._hyper(index, "momentum")
-            keep = 1 - self._hyper(index, "dampening")
+            hypers.update(momentum=self._hyper(index, "momentum"),
+                          keep=1 - self._hyper(index, "dampening"))
+        s = GroupScalars(**hypers)
         for p in params:
             d = p.dtype
             grad = p.grad if not group["maximize"] else -p.grad
             if use_wd:
-                grad = grad + p * wd.to(d)
+                grad = grad + p * s("wd", d)
             if use_momentum:
                 state = self.state[p]
                 buf = state.get("momentum_buffer")
@@ -48,9 +50,9 @@ class SGD(Optimizer):
                     buf = grad.detach().clone()
                     state["momentum_buffer"] = buf
                 else:
-                    buf.mul_(momentum.to(d)).add_(grad * keep.to(d))
-                grad = grad + buf * momentum.to(d) if group["nesterov"] else buf
-            p.sub_(grad * lr.to(d))
+                    buf.mul_(s("momentum", d)).add_(grad * s("keep", d))
+                grad = grad + buf * s("momentum", d) if group["nesterov"] else buf
+            p.sub_(grad * s("lr", d))
 
     def _after_load(self):
         super()._after_load()
