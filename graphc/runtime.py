@@ -190,10 +190,20 @@ def log_recompile(message):
 
 
 def realize_all():
-    """Realize every pending live tensor."""
+    """Realize every pending live tensor. One whose value fails to compute (a bad index,
+    a failed value check) stays pending: its error is raised to whoever reads it, not
+    to this call (graphc.compile's, which only wants the step's state concrete)."""
     pending = pending_tensors()
-    if pending:
+    if not pending:
+        return
+    try:
         realize(*pending)
+    except Exception:
+        for t in pending:
+            try:
+                realize(t)
+            except Exception:   # noqa: BLE001 (kept pending; reading it raises)
+                pass
 
 
 def _creation_order(node):
