@@ -236,6 +236,42 @@ def run_checks(env, results, scale, only=()):
         results["checks"].append(rec)
     ran = results["checks"]
     log(f"correctness: {sum(r['ok'] for r in ran)}/{len(ran)} passed")
+    run_status_errors(env, results)
+
+
+def run_status_errors(env, results, n=1 << 20):
+    """The status word on the card: an out-of-range gather index raises IndexError, a
+    failed value check its own message, wherever in a large launch the bad element is;
+    the next clean run succeeds."""
+    x, idx = inp((n,), dt.float32, "x"), inp((n,), dt.int64, "idx")
+    zero = op("expand", op("reshape", op("const", value=0.0, dtype=dt.float32), shape=(1,)),
+              shape=(n,))
+    checked = op("check", x, op("ge", x, zero), message="x must be non-negative")
+    g = graph([op("sum", op("gather", checked, idx, dim=0), dims=(0,), keepdim=False)],
+              [x, idx])
+    good_x = np.arange(n, dtype=np.float32) % 97
+    good_i = (np.arange(n, dtype=np.int64) * 7) % n
+    want = float(np.sum(good_x[good_i].astype(np.float64)))
+    rec = {"name": "status-errors"}
+    try:
+        exe = T.compile(g, device=env.device)
+        for at in (0, n // 3, n - 1):
+            bad_i, bad_x = good_i.copy(), good_x.copy()
+            bad_i[at], bad_x[at] = n, -1.0
+            for inputs, error, text in (([good_x, bad_i], IndexError, "out of range"),
+                                        ([bad_x, good_i], RuntimeError, "non-negative")):
+                try:
+                    exe(inputs)
+                    raise AssertionError(f"no {error.__name__} for a bad element at {at}")
+                except error as e:
+                    assert text in str(e), str(e)
+            (got,) = exe([good_x, good_i])
+            assert abs(float(np.asarray(got)) - want) <= 1e-6 * abs(want), (got, want)
+        rec["ok"] = True
+    except Exception as e:   # noqa: BLE001 (record it, keep checking)
+        rec.update(ok=False, error=f"{type(e).__name__}: {str(e)[:1500]}")
+        log(f"  FAILED status-errors: {rec['error'][:300]}")
+    results["checks"].append(rec)
 
 
 # ----------------------------------------------------------------------------- training steps

@@ -192,13 +192,27 @@ multiply = mul
 subtract = sub
 
 
+def _divisor(input, other):
+    """`other`, refused where it is an integer zero divisor: PyTorch's integer //, %,
+    fmod and trunc division raise "ZeroDivisionError" (a RuntimeError); a zero in a
+    tensor is found when the graph runs. Float divisors pass (they give inf or nan)."""
+    if result_type(_as_tensor_operand(input), _as_tensor_operand(other)).is_floating:
+        return other
+    if not isinstance(other, Tensor):
+        if other == 0:
+            raise at_user_line(RuntimeError, "ZeroDivisionError")
+        return other
+    return _checked(other, ne(other, 0), "ZeroDivisionError")
+
+
 def floor_divide(input, other):
+    other = _divisor(input, other)
     r = _scalar_opmath("floordiv", input, other)
     return r if r is not None else _elementwise("floordiv", input, other)
 
 
 def remainder(input, other):
-    return _elementwise("mod", input, other)
+    return _elementwise("mod", input, _divisor(input, other))
 
 
 def pow(input, exponent):
@@ -255,6 +269,15 @@ def where(condition, input=None, other=None):
     (c,) = _prepare([condition], dt.bool_, shape)
     a, b = _prepare([input, other], d, shape)
     return _apply("where", c, a, b)
+
+
+def _checked(input, ok, message):
+    """`input`, failing the realization with PyTorch's RuntimeError `message` (naming this
+    line) if any element of the bool tensor `ok` (broadcast to input's shape) is False:
+    a check PyTorch makes on the data when the op runs, which a graph can only make when
+    it runs (the IR `check` op)."""
+    ok = ok if tuple(ok.shape) == tuple(input.shape) else ok.expand(*input.shape)
+    return _apply("check", input, ok, message=message)
 
 
 def clamp(input, min=None, max=None):
@@ -436,7 +459,7 @@ hypot = _float_binary("hypot", integers_allowed=False)
 
 def fmod(input, other):
     """C's truncated remainder (the dividend's sign), for integers and floats."""
-    return _elementwise("fmod", input, other)
+    return _elementwise("fmod", input, _divisor(input, other))
 
 
 def flip(input, dims):
@@ -2029,6 +2052,12 @@ def _normal_(self, mean=0.0, std=1.0, *, generator=None):
 def bernoulli(input, p=None, *, generator=None):
     """1 with probability `p` (default: the input's values), in the input's dtype."""
     probs = input if p is None else p
+    if isinstance(probs, Tensor):
+        probs = _checked(probs, logical_and(ge(probs, 0), le(probs, 1)),
+                         "Expected p_in >= 0 && p_in <= 1 to be true, but got false.")
+    elif not 0 <= probs <= 1:
+        raise at_user_line(RuntimeError, f"bernoulli_ expects p to be in [0, 1], but got "
+                                         f"p={probs}")
     u = _rand(input.shape, dtype=dt.float64, generator=generator)
     return lt(u, probs)._cast(input.dtype)
 
@@ -2040,8 +2069,9 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
     without replacement are the top k of Gumbel-perturbed log weights (log w - log(-log
     u)), which draws k distinct categories with the probabilities of drawing them one
     after another without replacement. Invalid weights (negative, inf, nan, all zero,
-    or fewer non-zero weights than samples without replacement) are data: unlike
-    PyTorch, graphc cannot check them when the op is built."""
+    or all zero in a row) fail the realization with PyTorch's errors; fewer non-zero
+    weights than samples without replacement give some zero-weight categories, as
+    PyTorch 2.13 does."""
     if input.ndim not in (1, 2):
         raise at_user_line(RuntimeError, f"prob_dist must be 1 or 2 dim, got shape "
                                          f"{list(input.shape)}")
@@ -2056,6 +2086,11 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
         raise at_user_line(RuntimeError, "cannot sample n_sample > prob_dist.size(-1) "
                                          "samples without replacement")
     rows = input.reshape(1, n) if input.ndim == 1 else input
+    rows = _checked(rows, logical_and(isfinite(rows), ge(rows, 0)),
+                    "probability tensor contains either `inf`, `nan` or element < 0")
+    # (a NaN sum is the check above's to report)
+    rows = _checked(rows, logical_not(le(sum(rows, -1, keepdim=True), 0)),
+                    "invalid multinomial distribution (sum of probabilities <= 0)")
     if not replacement and num_samples > 1:
         from .sorting import topk
         u = _rand(tuple(rows.shape), dtype=dt.float64, generator=generator)

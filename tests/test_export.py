@@ -279,6 +279,22 @@ def test_outputs_not_written_by_kernels_and_gather_status(tmp_path):
 
 
 @needs_cc
+def test_failed_value_check_returns_its_code_and_message(tmp_path):
+    """one_hot's class range is a `check`: the library returns its code (16 and above)
+    and status_message its message; a good input then runs."""
+    class OneHot(gc.nn.Module):
+        def forward(self, classes):
+            return gc.nn.functional.one_hot(classes, 4) * 2
+    classes = np.array([0, 3, 1])
+    paths = gc.export(OneHot(), (gc.tensor(classes),), out_dir=tmp_path, name="onehot",
+                      cpu="x86-64")
+    with gc.export.load(paths["library"]) as lib:
+        with pytest.raises(RuntimeError, match="status .*Class values must be smaller"):
+            lib(np.array([0, 4, 1]))
+        np.testing.assert_array_equal(lib(classes)[0], np.eye(4, dtype=np.int64)[classes] * 2)
+
+
+@needs_cc
 def test_no_matmul_means_no_blas_dependency(tmp_path):
     def lookup(table, idx):
         return table.gather(0, idx).exp().sum(1)

@@ -599,6 +599,71 @@ def test_gather_and_scatter_add(rng):
                                      rng.integers(0, 5, size=(3, 7))], 1e-6, 1e-6)
 
 
+def _checked_sum(n, dtype=dt.float32):
+    """sum(check(x, x >= 0) * check(x, x < 1000)): two checks fused into a reduction."""
+    x = inp((n,), dtype)
+
+    def splat(v):
+        return op("expand", op("reshape", op("const", value=v, dtype=dtype), shape=(1,)),
+                  shape=(n,))
+    y = op("check", x, op("ge", x, splat(0)), message="x must be non-negative")
+    y = op("check", y, op("lt", y, splat(1000)), message="x must be below 1000")
+    return graph([op("sum", op("mul", y, y), dims=(0,), keepdim=False)], [x])
+
+
+@pytest.mark.parametrize("n", [1, 7, 1000, 1 << 17])
+def test_failed_check_names_its_message_at_every_position(n):
+    """In the vectorised loop, its remainder and the threads' ranges alike: the failed
+    check's own message (the other check passed; NaN fails both, and either may be
+    reported), then a clean run."""
+    g = _checked_sum(n)
+    good = (np.arange(n) % 999).astype(np.float32)
+    for backend in (L, interp):
+        f = backend.compile(g)
+        for at in sorted({0, n // 2, n - 1}):
+            for value, message in ((-1.0, "non-negative"), (1e4, "below 1000"),
+                                   (np.nan, "non-negative|below 1000")):
+                bad = good.copy()
+                bad[at] = value
+                with pytest.raises(RuntimeError, match=message):
+                    f([bad])
+        (total,) = f([good])
+        np.testing.assert_allclose(total, np.sum(good.astype(np.float64) ** 2), rtol=1e-5)
+
+
+def test_check_and_index_errors_are_told_apart(rng):
+    """A graph with a gather and a check: each failure raises its own error."""
+    x, idx = inp((4, 5), dt.float32, "x"), inp((4, 2), dt.int64, "idx")
+    zero = op("expand", op("reshape", op("const", value=0.0, dtype=dt.float32), shape=(1, 1)),
+              shape=(4, 5))
+    g = graph([op("gather", op("check", x, op("ge", x, zero), message="x must be >= 0"),
+                  idx, dim=1)], [x, idx])
+    f = L.compile(g)
+    ok_x, ok_i = np.ones((4, 5), np.float32), np.zeros((4, 2), np.int64)
+    with pytest.raises(IndexError, match="out of range"):
+        f([ok_x, ok_i + 5])
+    with pytest.raises(RuntimeError, match="x must be >= 0"):
+        f([-ok_x, ok_i])
+    (y,) = f([ok_x, ok_i])
+    assert y.shape == (4, 2)
+
+
+def test_check_keeps_the_loop_vectorised():
+    """The status word is an any-of reduction (select of a constant code): LLVM still
+    vectorises the elementwise loop around a check."""
+    from graphc.backends.llvm import build_module, jit
+    from graphc.passes.memory import plan_memory
+    n = 4096
+    x = inp((n,), dt.float32)
+    zero = op("expand", op("reshape", op("const", value=0.0, dtype=dt.float32), shape=(1,)),
+              shape=(n,))
+    plan = fuse_plan(graph([op("mul", op("check", x, op("ge", x, zero), message="x >= 0"), x)],
+                           [x]))
+    mem = plan_memory(plan.kernels, plan.input_buffers, plan.output_buffers)
+    text = str(jit.optimize(str(build_module(plan, mem)[0])))
+    assert "<16 x float>" in text or "<8 x float>" in text, "a check stopped vectorisation"
+
+
 def test_out_of_range_index_raises(rng):
     x = inp((5, 7), dt.float32, "x")
     idx = inp((5, 3), dt.int64, "idx")
@@ -690,7 +755,8 @@ def test_every_registered_op_is_exercised():
         "logical_not", "where", "cast", "const", "iota", "rand", "sum", "prod", "max", "min",
         "argmax", "argmin", "reshape", "permute", "expand", "slice", "pad", "concat",
         "flip", "gather", "scatter_add", "matmul", "conv2d", "conv_transpose2d",
-        "argsort"}   # argsort: tests/test_sort.py (every dtype, views, threads)
+        "argsort",   # argsort: tests/test_sort.py (every dtype, views, threads)
+        "check"}
     missing = set(all_ops()) - covered
     assert not missing, f"ops without an LLVM differential test: {sorted(missing)}"
 

@@ -310,6 +310,12 @@ def convolutions(x, w, wt):
             F.conv_transpose2d(x, wt, stride=2, padding=1, output_padding=1))
 
 
+def value_checks(classes, probs):
+    """one_hot's class range and binary_cross_entropy's [0, 1] are `check` nodes: the
+    exported model computes the values (ONNX cannot fail a run)."""
+    return F.one_hot(classes, 3), F.binary_cross_entropy(probs, probs.detach())
+
+
 def _op_inputs(rng):
     f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
     special = np.array([np.nan, np.inf, -np.inf, 0.0, -2.5, 3.0], np.float32)
@@ -350,6 +356,7 @@ def _op_inputs(rng):
         (reductions, [f(2, 3, 4), tied]),
         (sorting, [f(3, 5), tied]),
         (convolutions, [f(1, 2, 7, 7), f(4, 2, 3, 3), f(2, 3, 3, 3)]),
+        (value_checks, [sidx, np.abs(f(2, 3)) % 1]),
     ]
 
 

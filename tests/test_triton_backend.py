@@ -311,6 +311,28 @@ def test_out_of_range_index_raises_and_recovers(device):
 
 
 @interpreted
+def test_failed_value_check_raises_its_message_and_recovers(device):
+    """A `check` fused into a reduction's loop: a bad element in any program's block
+    reports the check's own message (not an index error), and the next run is clean."""
+    n = 1000
+    x = inp((n,), dt.float32)
+    zero = op("expand", op("reshape", op("const", value=0.0, dtype=dt.float32), shape=(1,)),
+              shape=(n,))
+    checked = op("check", x, op("ge", x, zero), message="x must be non-negative")
+    exe = T.compile(graph([op("sum", op("mul", checked, x), dims=(0,), keepdim=False)], [x]),
+                    device=device)
+    good = np.arange(n, dtype=np.float32)
+    for at in (0, 517, n - 1):
+        bad = good.copy()
+        bad[at] = -1
+        with pytest.raises(RuntimeError, match="x must be non-negative"):
+            exe([bad])
+    (total,) = exe([good])
+    np.testing.assert_allclose(np.asarray(total), np.sum(good.astype(np.float64) ** 2),
+                               rtol=1e-6)
+
+
+@interpreted
 def test_outputs_stay_on_the_device_until_read(device, monkeypatch):
     import gc as pygc
     x = inp((64,), dt.float32)

@@ -48,6 +48,20 @@ def get_backend(name: str | None = None):
     return importlib.import_module(_BACKENDS[name])
 
 
+def check_failure(graph, code: int):
+    """The CheckFailed to raise when a compiled kernel stored `code` in its status word:
+    the failing check's message, with the line(s) of user code that made it."""
+    from ..ir.errors import CheckFailed
+    from ..ir.ops import check_code
+    checks = [n for n in graph.nodes
+              if n.op == "check" and check_code(n.attrs["message"]) == code]
+    if not checks:
+        return CheckFailed(f"graphc: a value check failed (status {code})")
+    locs = sorted({n.loc for n in checks if n.loc})
+    return CheckFailed(checks[0].attrs["message"] +
+                       (f" (at {' or '.join(locs)})" if locs else ""))
+
+
 def index_error_message(graph) -> str:
     """What to tell the user when a compiled kernel (LLVM or Triton) found an index
     value out of range. The kernels only raise a flag (the check is a predicated store in a vectorised loop),

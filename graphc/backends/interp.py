@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ir.errors import CheckFailed
+from ..ir.ops import check_code
 from ..ir.registry import get_op
+from . import check_failure
 
 
 def round_to_bfloat16(x: np.ndarray) -> np.ndarray:
@@ -53,7 +56,11 @@ class Executable:
             env[p] = coerce(v, n.type)
         with np.errstate(all="ignore"):
             for k, impl, attrs, args, ty in self.steps:
-                env[k] = coerce(impl(attrs, *[env[a] for a in args]), ty)
+                try:
+                    env[k] = coerce(impl(attrs, *[env[a] for a in args]), ty)
+                except CheckFailed:
+                    # the same error, naming the user's line, as a compiled kernel's
+                    raise check_failure(self.graph, check_code(attrs["message"])) from None
         return [env[p] for p in self.output_pos]
 
 

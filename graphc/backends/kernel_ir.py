@@ -39,6 +39,12 @@ from dataclasses import dataclass, field
 
 from ..ir import dtypes as dt
 
+# The status word a kernel sets (0: nothing to report). An exported library also
+# returns 2 for a NULL argument; a failed `check` node sets ir.ops.check_code(message),
+# 16 and above.
+STATUS_INDEX_OUT_OF_RANGE = 1   # a data-dependent index (gather, scatter) out of range
+STATUS_NO_MEMORY = 3            # a sort kernel's scratch allocation failed
+
 
 def _expr(cls):
     """A frozen dataclass whose hash is computed once: expression trees share

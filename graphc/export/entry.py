@@ -11,7 +11,8 @@ slots of the caller's inputs and outputs, clears `status`, calls every kernel ov
 whole first outer loop in plan order (the same kernels, ranges and order the Python
 executor runs, single-threaded), then copies the outputs that are not written by a
 kernel (an output that is an input or a weight, or the same value returned twice).
-`status` is the word kernels set when a data-dependent index is out of range.
+`status` is the word kernels set when a data-dependent index is out of range or a value
+`check` fails (its code, ir.ops.check_code(message), 16 and above).
 
 Status codes (also in the header): 0 OK, 1 index out of range, 2 a NULL handle or
 buffer. A handle is used by one thread at a time (its table and arena are per handle);
@@ -21,11 +22,12 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from ..backends.llvm.sort_codegen import STATUS_NO_MEMORY
+from ..backends.kernel_ir import STATUS_INDEX_OUT_OF_RANGE, STATUS_NO_MEMORY
+from ..ir.ops import check_code
 
-# The kernels' status word is returned as it is: 1 and 3 are set by kernels, 2 by the
-# entry point itself.
-STATUS_OK, STATUS_INDEX_OUT_OF_RANGE, STATUS_NULL_ARGUMENT = 0, 1, 2
+# The kernels' status word is returned as it is: 1, 3 and check codes are set by
+# kernels, 2 by the entry point itself.
+STATUS_OK, STATUS_NULL_ARGUMENT = 0, 2
 STATUS_MESSAGES = {
     STATUS_OK: "ok",
     STATUS_INDEX_OUT_OF_RANGE: "an index of gather/scatter_add/indexing is out of range "
@@ -217,7 +219,9 @@ class EntryPoints:
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         unknown = fn.append_basic_block("unknown")
         switch = b.switch(code, unknown)
-        for value, text in STATUS_MESSAGES.items():
+        checks = {check_code(n.attrs["message"]): n.attrs["message"]
+                  for n in self.p.plan.graph.nodes if n.op == "check"}
+        for value, text in {**STATUS_MESSAGES, **checks}.items():
             block = fn.append_basic_block(f"status{value}")
             switch.add_case(_c32(value), block)
             ir.IRBuilder(block).ret(self._string(f"{self.prefix}_msg{value}", text))

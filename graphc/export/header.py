@@ -107,6 +107,8 @@ def header_text(name, signature, info) -> str:
     ]
     for code, label in STATUS_NAMES.items():
         lines.append(f"#define {P}_STATUS_{label} {code}  /* {STATUS_MESSAGES[code]} */")
+    lines.append(f"/* 16 and above: a check on input values failed (one_hot's class range, "
+                 f"...); {name}_status_message says which. */")
     lines.append("")
     for k, port in enumerate(sig.inputs):
         lines += _port_lines(P, "input", k, port) + [""]

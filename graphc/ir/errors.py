@@ -37,6 +37,11 @@ class DTypeError(GraphcError, TypeError):
     """Operands whose dtypes the op does not accept."""
 
 
+class CheckFailed(GraphcError, RuntimeError):
+    """A `check` node found a value its op refuses (one_hot's class out of range,
+    binary_cross_entropy's input outside [0, 1]): PyTorch raises RuntimeError there too."""
+
+
 @functools.lru_cache(maxsize=4096)
 def _inside_package(filename: str) -> bool:
     # cached: every IR node records its user location, and abspath per stack frame was

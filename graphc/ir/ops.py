@@ -12,11 +12,12 @@ and `ctx.out` are tensors standing for the forward values.
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
 
 from . import dtypes as dt
-from .errors import DTypeError, ShapeError, at_user_line
+from .errors import CheckFailed, DTypeError, ShapeError, at_user_line
 from .graph import TensorType
 from .registry import FusionClass as F, OpDef, register
 
@@ -363,6 +364,44 @@ def _where_vjp(c, g):
 register(OpDef("where", _where_infer, lambda attrs, c, a, b: np.where(c, a, b), _where_vjp,
                F.ELEMENTWISE, 3))
 
+
+# ----------------------------------------------------------------------------- value checks
+#
+# check(x, ok){message} is x, with the run failing (CheckFailed(message), naming the
+# line of user code that made the node) when any element of the bool tensor `ok` is
+# False: PyTorch's data-dependent input checks, which a static graph cannot make before
+# it runs. It is elementwise, so it fuses into its consumers' loops, and a compiled
+# kernel reports it through its status word as `check_code(message)`. Only the elements
+# the graph reads are checked: a check whose value nothing uses is removed with it, as
+# any unused node (the lazy analogue of PyTorch raising at the call).
+
+CHECK_CODE_BASE = 16   # status codes below it: 1 an index out of range, 3 a failed malloc
+
+
+def check_code(message: str) -> int:
+    """The status word value of a failed check: a hash of its message, the same in every
+    process and backend (an int32, which is the Triton backend's status word)."""
+    return CHECK_CODE_BASE + zlib.crc32(message.encode()) % (2 ** 30)
+
+
+def _check_infer(types, attrs):
+    x, ok = types
+    if not ok.dtype.is_bool or ok.shape != x.shape:
+        raise _shape_err(f"check: the condition must be bool of the value's shape "
+                         f"{list(x.shape)}, got {ok.dtype.name}{list(ok.shape)}")
+    if not isinstance(attrs.get("message"), str):
+        raise _dtype_err("check: needs a message")
+    return x
+
+
+def _check_np(attrs, x, ok):
+    if not np.all(ok):
+        raise CheckFailed(attrs["message"])
+    return x
+
+
+register(OpDef("check", _check_infer, _check_np, lambda c, g: (g, None), F.ELEMENTWISE, 2,
+               "x, failing the run with `message` where the bool `ok` is False"))
 
 def _cast_infer(types, attrs):
     return TensorType(types[0].shape, _dtype_attr(attrs))

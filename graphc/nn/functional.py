@@ -412,6 +412,9 @@ def one_hot(tensor_, num_classes=-1):
         raise at_user_line(RuntimeError, "one_hot is only applicable to index tensor.")
     if num_classes == -1:  # data-dependent size: needs the values
         num_classes = int(tensor_.max().item()) + 1
+    tensor_ = T._checked(tensor_, T.ge(tensor_, 0), "Class values must be non-negative.")
+    tensor_ = T._checked(tensor_, T.lt(tensor_, num_classes),
+                         "Class values must be smaller than num_classes.")
     classes = T.arange_like(num_classes)
     return (tensor_.unsqueeze(-1) == classes).long()
 
@@ -1202,6 +1205,13 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     return nll * (1.0 - label_smoothing) + smooth * (label_smoothing / C)
 
 
+def _in_unit_interval(x, what):
+    """x, checked (when the graph runs) to lie in [0, 1], NaN refused, as PyTorch's
+    binary_cross_entropy checks its input and target."""
+    return T._checked(x, T.logical_and(T.ge(x, 0), T.le(x, 1)),
+                      f"all elements of {what} should be between 0 and 1")
+
+
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
                          reduction="mean"):
     reduction = _legacy_reduction(size_average, reduce, reduction)
@@ -1209,6 +1219,8 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
         raise ValueError(f"Using a target size ({target.shape}) that is different to the "
                          f"input size ({input.shape}) is deprecated. Please ensure they have "
                          f"the same size.")
+    input = _in_unit_interval(input, "input")
+    target = _in_unit_interval(target, "target")
     with literal_scalars():
         # Forward: PyTorch's kernel, each log clamped at -100 so that 0 * log(0) stays
         # finite, and log1p(-x) for log(1 - x) (exact for the small x of a confident

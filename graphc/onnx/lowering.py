@@ -12,7 +12,9 @@ they differ, e.g.:
     dims (torch semantics): the input (or src) is sliced to the index first;
   * pad with interior padding is a reshape, pad and slice (ONNX Pad has no interior);
   * atan2, hypot and copysign have no ONNX op and are composed (copysign reads a nan's
-    sign as positive); flip is a Slice with step -1.
+    sign as positive); flip is a Slice with step -1;
+  * a value `check` (one_hot's class range, ...) is its value: ONNX cannot fail a run,
+    so the exported model does not check its inputs.
 IR operands already have equal shapes (explicit expand), so no ONNX broadcasting is
 relied on except against 0-d helper constants.
 
@@ -340,6 +342,11 @@ def _iota(b, node, args):
 def _reshape(b, x, shape):
     # allowzero: a 0 in the shape means an empty dim, not "copy the input's dim"
     return b.op("Reshape", [x, b.ints(shape)], **({"allowzero": 1} if 0 in shape else {}))
+
+
+@lowering("check")
+def _check(b, node, args):
+    return args[0]
 
 
 @lowering("reshape")

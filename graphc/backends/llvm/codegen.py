@@ -3,7 +3,8 @@
 Every kernel becomes `void graphc_<name>(ptr table, i64 lo, i64 hi, ptr status)`:
 `table` holds one pointer per buffer of the executable (slots from the memory plan),
 `[lo, hi)` is the range of the first outer loop this call runs (the executor splits it
-across threads), `status` receives 1 if a data-dependent index was out of range. The
+across threads), `status` receives a code when something data-dependent failed (an
+index out of range, a `check`: kernel_ir's STATUS_* and ir.ops.check_code). The
 wrapper loads the buffer pointers and calls an always-inlined body that takes them as
 `noalias` arguments, so after inlining LLVM knows the buffers do not overlap and
 vectorises freely.
@@ -444,9 +445,16 @@ class _LoopKernel(ValueLowering):
             b.call(self.math.declare("llvm.x86.sse.sfence", VOID, []), [])
         e = b.load(self.err, typ=I64)
         with b.if_then(b.icmp_unsigned("!=", e, _c64(0)), likely=False):
-            b.store(_c64(1), status)
+            b.store(e, status)
         b.ret_void()
         return body
+
+    def flag_error(self, bad, code: int):
+        """Record status `code` (an index out of range, a failed check) where the i1
+        `bad` is set. A select into one word: a loop over it still vectorises (an
+        any-of reduction), and the word never mixes two codes."""
+        b = self.b
+        b.store(b.select(bad, _c64(code), b.load(self.err, typ=I64)), self.err)
 
     def _loop(self, var, start, stop, body_fn, rolled=False):
         """for var in [start, stop): body_fn(); `rolled`: see REDUCTION_INTERLEAVE."""
@@ -881,7 +889,7 @@ class _LoopKernel(ValueLowering):
             v = self.convert(v, K.value_dtype(a.value), dt.int64)
             size = _c64(a.size)
             bad = b.or_(b.icmp_signed("<", v, b.neg(size)), b.icmp_signed(">=", v, size))
-            b.store(b.or_(b.load(self.err, typ=I64), b.zext(bad, I64)), self.err)
+            self.flag_error(bad, K.STATUS_INDEX_OUT_OF_RANGE)
             w = b.select(b.icmp_signed("<", v, _c64(0)), b.add(v, size), v)
             w = b.select(b.icmp_signed("<", w, _c64(0)), _c64(0), w)
             r = b.select(b.icmp_signed(">=", w, size), _c64(max(a.size - 1, 0)), w)

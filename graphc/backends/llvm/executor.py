@@ -27,10 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .. import index_error_message, kernel_ir as K
+from .. import check_failure, index_error_message, kernel_ir as K
 from ..interp import round_to_bfloat16
 from . import blas_threads
-from .sort_codegen import STATUS_NO_MEMORY
 
 # A worker thread needs the GIL to enter its ctypes call; while another Python thread
 # (a DataLoader prefetcher, say) runs, that hand-off can wait for the interpreter's 5 ms
@@ -306,8 +305,10 @@ class Executable:
                     entry[1] += 1
             if self.status[0]:
                 code, self.status[0] = self.status[0], 0
-                if code == STATUS_NO_MEMORY:
+                if code == K.STATUS_NO_MEMORY:
                     raise MemoryError("graphc: a sort kernel could not allocate its "
                                       "scratch rows")
-                raise IndexError(index_error_message(self.plan.graph))
+                if code == K.STATUS_INDEX_OUT_OF_RANGE:
+                    raise IndexError(index_error_message(self.plan.graph))
+                raise check_failure(self.plan.graph, int(code))
             return [keep[k] if kind == "input" else fresh[k] for kind, k in self._outputs]

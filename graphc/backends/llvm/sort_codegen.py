@@ -26,13 +26,11 @@ from __future__ import annotations
 
 from llvmlite import ir
 
+from ..kernel_ir import STATUS_NO_MEMORY
 from .types import (F32, I1, I32, I64, KERNEL_TYPE, PTR, c64 as _c64, counted_loop,
                     storage_type)
 
 RUN = 16               # elements per insertion-sorted run before merging
-# status word value for a failed scratch allocation (1 is an index out of range; an
-# exported library's 2 is a NULL argument)
-STATUS_NO_MEMORY = 3
 
 
 def _c32(v):

@@ -18,6 +18,7 @@ from llvmlite import ir
 
 from .. import kernel_ir as K
 from ...ir import dtypes as dt
+from ...ir.ops import check_code
 from .types import F16, F32, F64, I1, I8, I32, I64, c64 as _c64, compute_type
 
 
@@ -125,6 +126,10 @@ class ValueLowering:
     # -------------------------------------------------------------- elementwise ops
     def compute(self, v: K.Compute, args):
         op, d = v.op, v.dtype
+        if op == "check":
+            x, ok = args
+            self.flag_error(self.b.not_(ok), check_code(v.attr("message")))
+            return x
         if op == "cast":
             return self.convert(args[0], K.value_dtype(v.args[0]), d)
         if op == "where":

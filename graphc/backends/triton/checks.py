@@ -247,6 +247,17 @@ def special_values(rng):
                 [av, bv])
 
 
+def value_check(rng, shape=(37, 5)):
+    """A passing `check` fused into an elementwise consumer and a row reduction (a failing
+    one: tests/test_triton_backend.py test_failed_value_check_...)."""
+    x = inp(shape, dt.float32)
+    low = op("expand", op("reshape", op("const", value=-100.0, dtype=dt.float32),
+                          shape=(1, 1)), shape=shape)
+    y = op("check", x, op("ge", x, low), message="x must be at least -100")
+    return Case("check", graph([op("exp", y), op("sum", y, dims=(1,), keepdim=False)], [x]),
+                [data(shape, dt.float32, rng)], 2e-6, 1e-6)
+
+
 def where(dtype, rng, shape=(8, 3)):
     c, a, b = inp(shape, dt.bool_, "c"), inp(shape, dtype, "a"), inp(shape, dtype, "b")
     return Case(f"where-{dtype.name}", graph([op("where", c, a, b)], [c, a, b]),
@@ -548,7 +559,8 @@ REFUSED_OPS = {"argsort": "no sort kernel yet (a bitonic tl.sort of packed key/i
 COVERED_OPS = set(UNARY_FLOAT) | set(UNARY_EXACT) | set(BINARY) | {
     "logical_not", "where", "cast", "const", "iota", "rand", "sum", "prod", "max", "min",
     "argmax", "argmin", "reshape", "permute", "expand", "slice", "pad", "concat", "flip",
-    "gather", "scatter_add", "matmul", "conv2d", "conv_transpose2d"} | set(REFUSED_OPS)
+    "gather", "scatter_add", "matmul", "conv2d", "conv_transpose2d", "check"} | \
+    set(REFUSED_OPS)
 
 
 def corpus(seed=0):
@@ -564,6 +576,7 @@ def corpus(seed=0):
         out.append(casts(d, rng))
         out.append(reductions(d, rng))
     out.append(special_values(rng))
+    out.append(value_check(rng))
     out += [cast_edges(d) for d in FLOATS]
     out += [float_divmod_edges(d) for d in (dt.float32, dt.float64, dt.float16)]
     out += [int_pow_negative(d) for d in (dt.int32, dt.int64)]

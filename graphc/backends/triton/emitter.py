@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import kernel_ir as K
 from ...ir import dtypes as dt
+from ...ir.ops import check_code
 
 COMPUTE = {"b8": "tl.int1", "u8": "tl.uint8", "i32": "tl.int32", "i64": "tl.int64",
            "f16": "tl.float32", "bf16": "tl.float32", "f32": "tl.float32", "f64": "tl.float64"}
@@ -315,15 +316,20 @@ class Scope:
         axes = self.axes_of(v)
         vi = self.emit(f"{v}.to(tl.int64)", axes, "i")
         bad = self.emit(f"({vi} < {-a.size}) | ({vi} >= {a.size})", axes, "b")
+        self.flag_error(bad, axes, K.STATUS_INDEX_OUT_OF_RANGE)
+        w = self.emit(f"tl.where({vi} < 0, {vi} + {a.size}, {vi})", axes, "i")
+        return self.emit(f"tl.minimum(tl.maximum({w}, 0), {max(a.size - 1, 0)})"
+                         f".to({self.fn.idx})", axes, "i", key)
+
+    def flag_error(self, bad: str, axes, code: int):
+        """Store status `code` (an index out of range, a failed check) where the bool
+        `bad` is set, in the lanes this program owns."""
         self.fn.status = True
         mask = self.mask_for(axes)
         zero = self.zero_for(axes)
         cond = f"{bad} & {mask}" if mask else bad
         target = f"status + {zero}" if zero else "status"
-        self.fn.line(f"tl.store({target}, 1, mask={cond})")
-        w = self.emit(f"tl.where({vi} < 0, {vi} + {a.size}, {vi})", axes, "i")
-        return self.emit(f"tl.minimum(tl.maximum({w}, 0), {max(a.size - 1, 0)})"
-                         f".to({self.fn.idx})", axes, "i", key)
+        self.fn.line(f"tl.store({target}, {code}, mask={cond})")
 
     # -------------------------------------------------------------- values
     def value(self, v) -> str:
@@ -453,6 +459,11 @@ class Scope:
         op, d = v.op, v.dtype
         axes = self.union(*args)
         e = lambda text: self.emit(text, axes)   # noqa: E731
+        if op == "check":
+            x, ok = args
+            self.flag_error(self.emit(f"{ok} == 0", self.axes_of(ok)), self.axes_of(ok),
+                            check_code(v.attr("message")))
+            return x
         if op == "cast":
             return self.convert(args[0], K.value_dtype(v.args[0]), d)
         if op == "where":

@@ -23,7 +23,8 @@ Launch configurations are chosen when a launch first runs, in kernel order (so a
 is timed on its real inputs): a test-supplied chooser, else the autotuned winner cached
 on disk, else autotuning (devices that can time, kernels with enough work, autotuning
 not disabled by GRAPHC_TRITON_AUTOTUNE=0), else the heuristic first candidate.
-Out-of-range gather/scatter indices set a status word; the run then raises IndexError.
+Out-of-range gather/scatter indices and failed `check` nodes set a status word; the run
+then raises IndexError or CheckFailed.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ import weakref
 import numpy as np
 
 from . import loader
-from .. import index_error_message
+from .. import check_failure, index_error_message, kernel_ir as K
 from .values import DeviceArray, from_device_layout, pinned, storage_nbytes, upload
 
 AUTOTUNE_MIN_WORK = 1 << 20
@@ -234,7 +235,9 @@ class Executable:
             flag = dev.download(self._status, 4).view(np.int32)[0]
             if flag:
                 dev.zero(self._status, 4)
-                raise IndexError(index_error_message(self.plan.graph))
+                if flag == K.STATUS_INDEX_OUT_OF_RANGE:
+                    raise IndexError(index_error_message(self.plan.graph))
+                raise check_failure(self.plan.graph, int(flag))
 
     def _prepare(self, launch, cfg, how):
         """(config, runnable, how): `cfg` prepared, or, when the compiler or the device
