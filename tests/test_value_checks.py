@@ -138,3 +138,12 @@ def test_a_failing_pending_value_does_not_fail_a_compiled_step():
     assert w.tolist() == [-0.5, -2.0]
     with pytest.raises(RuntimeError, match="smaller than num_classes"):
         bad.tolist()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_index_out_of_range_names_the_op_and_the_users_line(backend, monkeypatch):
+    monkeypatch.setenv("GRAPHC_BACKEND", backend)
+    loss = F.cross_entropy(gc.zeros(2, 3), gc.tensor([0, 3]))
+    with pytest.raises(IndexError, match=r"gather over a dim of size 3 \(valid indices: "
+                                         r"0\.\.2\) at .*test_value_checks\.py:\d+"):
+        loss.item()

@@ -62,13 +62,14 @@ def check_failure(graph, code: int):
                        (f" (at {' or '.join(locs)})" if locs else ""))
 
 
-def index_error_message(graph) -> str:
+def index_error_message(graph, nodes=None) -> str:
     """What to tell the user when a compiled kernel (LLVM or Triton) found an index
-    value out of range. The kernels only raise a flag (the check is a predicated store in a vectorised loop),
-    so the message names every op of the graph that indexes by data, with the line of
-    user code that made it: usually one (cross_entropy's or an Embedding's gather)."""
+    value out of range. The kernels only raise a flag (the check is a predicated store
+    in a vectorised loop), so the message names every op of the graph that indexes by
+    data, with the line of user code that made it: usually one (cross_entropy's or an
+    Embedding's gather). The interpreter knows the node: `nodes`."""
     where = []
-    for n in graph.nodes:
+    for n in graph.nodes if nodes is None else nodes:
         if n.op in ("gather", "scatter_add"):
             size = n.inputs[0].shape[n.attrs["dim"]]
             # the IR op would count -size..-1 from the end, but every user-facing op

@@ -11,7 +11,7 @@ import numpy as np
 from ..ir.errors import CheckFailed
 from ..ir.ops import check_code
 from ..ir.registry import get_op
-from . import check_failure
+from . import check_failure, index_error_message
 
 
 def round_to_bfloat16(x: np.ndarray) -> np.ndarray:
@@ -58,9 +58,14 @@ class Executable:
             for k, impl, attrs, args, ty in self.steps:
                 try:
                     env[k] = coerce(impl(attrs, *[env[a] for a in args]), ty)
+                # the same errors, naming the user's line, as a compiled kernel's
                 except CheckFailed:
-                    # the same error, naming the user's line, as a compiled kernel's
                     raise check_failure(self.graph, check_code(attrs["message"])) from None
+                except IndexError:
+                    node = self.graph.nodes[k]
+                    if node.op not in ("gather", "scatter_add"):
+                        raise
+                    raise IndexError(index_error_message(self.graph, [node])) from None
         return [env[p] for p in self.output_pos]
 
 
