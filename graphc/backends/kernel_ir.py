@@ -410,6 +410,18 @@ class Const:
     def __repr__(self):
         return f"{self.value!r}:{self.dtype.short}"
 
+    # Equal by the value's bits, not ==: -0.0 == 0.0, so code generators that memoise
+    # values by expression gave a -0.0 constant the +0.0 one's register (untouched
+    # elements of a write into zeros came out -0.0); and a NaN is then equal to itself.
+    def _key(self):
+        return type(self.value), repr(self.value), self.dtype
+
+    def __eq__(self, other):
+        return type(other) is Const and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
 
 @_expr
 class IndexValue:

@@ -776,15 +776,17 @@ class _Fuser:
             where = K.lin(K.ValueIndex(self._ev(ind, idx, kp), x.shape[d]))
             xi = tuple(where if j == d else idx[j] for j in range(len(x.shape)))
             return K.CheckIndex(self._ev(x, xi, kp), where)
-        if op == "scatter_add":   # one index per row: out = x + (j == idx[i]) * src[i]
+        if op == "scatter_add":   # one index per row: out = j == idx[i] ? x + src[i] : x
             x, ind, src = n.inputs
             d = a["dim"]
             row = tuple(K.ZERO if j == d else idx[j] for j in range(len(idx)))
             target = K.lin(K.ValueIndex(self._ev(ind, row, kp), x.shape[d]))
             hit = K.InRange(K.lin(idx[d]) - target, 0, 1)
-            add = K.Compute("where", (hit, self._ev(src, row, kp), K.Const(0, n.dtype)),
-                            n.dtype)
-            return K.Compute("add", (self._ev(x, idx, kp), add), n.dtype)
+            base = self._ev(x, idx, kp)
+            # a select, not x + (hit ? src : 0): an element nothing is added to keeps
+            # its -0.0, as PyTorch's scatter_add leaves it
+            return K.Compute("where", (hit, K.Compute("add", (base, self._ev(src, row, kp)),
+                                                      n.dtype), base), n.dtype)
         fc = _fusion_class(n)
         if fc is FusionClass.ELEMENTWISE:
             args = tuple(self._ev(i, idx, kp) for i in n.inputs)
