@@ -4,7 +4,8 @@ Reads: ints, slices (any positive step, negative bounds), `None`, `...` become o
 `slice` node plus a `reshape`; integer tensors and lists (advanced indexing) become a
 `gather` over the advanced dims flattened into one, with the result dims placed as
 numpy/PyTorch place them (where the first advanced index was, if the advanced indices
-are adjacent; first otherwise).
+are adjacent; first otherwise). A Python bool is PyTorch's `None` plus an advanced
+index on the new dim: [0] for True, [] for False.
 
 Writes are functional: the positions a key selects are computed by indexing an `iota`
 of the tensor's flat positions with the same key, and the new value is a `where` over
@@ -26,6 +27,24 @@ def _is_index_tensor(k):
     return isinstance(k, (Tensor, list, np.ndarray))
 
 
+def _as_index_tensor(k):
+    """A list or numpy index as PyTorch reads it: a float one, the empty list `[]`
+    among them, is an int64 index (a bool one stays a mask)."""
+    t = tensor(k)
+    return t._cast(dt.int64) if t.dtype.is_floating else t
+
+
+def _consumes_dim(k) -> bool:
+    """Whether index `k` consumes a dim of the indexed tensor: `None` and a Python bool
+    add a new dim instead (PyTorch's rule), `...` stands for the dims the others leave."""
+    return not (k is None or k is Ellipsis or isinstance(k, bool))
+
+
+def _is_full_slice(k) -> bool:
+    return isinstance(k, slice) and k.start in (None, 0) and k.stop is None and \
+        k.step in (None, 1)
+
+
 def _expand_key(x, key):
     if not isinstance(key, tuple):
         key = (key,)
@@ -35,7 +54,7 @@ def _expand_key(x, key):
             raise at_user_line(IndexError, "only integers, slices (`:`), ellipsis (`...`), None "
                                            "and long or byte Variables are valid indices (got "
                                            f"{type(k).__name__})")
-    key = tuple(tensor(k) if isinstance(k, (list, np.ndarray)) else k for k in key)
+    key = tuple(_as_index_tensor(k) if isinstance(k, (list, np.ndarray)) else k for k in key)
     for k in key:
         if isinstance(k, Tensor) and k.dtype is dt.bool_:
             raise at_user_line(IndexError, "indexing with a bool mask gives a data-dependent "
@@ -44,19 +63,25 @@ def _expand_key(x, key):
         if isinstance(k, Tensor) and k.dtype.is_floating:
             raise at_user_line(IndexError, "tensors used as indices must be long, int or bool "
                                            f"tensors (got {k.dtype.name})")
-    consumed = sum(1 for k in key if k is not None and k is not Ellipsis)
+    consumed = sum(1 for k in key if _consumes_dim(k))
     if consumed > x.ndim:
         raise at_user_line(IndexError, f"too many indices for tensor of dimension {x.ndim}")
-    if sum(1 for k in key if k is Ellipsis) > 1:
-        raise at_user_line(IndexError, "an index can only have a single ellipsis ('...')")
-    out = []
-    for k in key:
-        if k is Ellipsis:
-            out += [slice(None)] * (x.ndim - consumed)
-        else:
-            out.append(k)
     if not any(k is Ellipsis for k in key):
-        out += [slice(None)] * (x.ndim - consumed)
+        key += (Ellipsis,)
+    # Every `...` stands for the dims the other indices leave, as PyTorch expands it. A
+    # second one (numpy refuses it, PyTorch does not) then runs past the last dim, where
+    # PyTorch takes full slices as no-ops and refuses any other index.
+    leftover = [slice(None)] * (x.ndim - consumed)
+    out, dims, past_last_dim = [], 0, False
+    for k in key:
+        for item in leftover if k is Ellipsis else [k]:
+            past_last_dim = past_last_dim or (_consumes_dim(item) and dims == x.ndim)
+            if not past_last_dim:
+                dims += _consumes_dim(item)
+                out.append(item)
+            elif not _is_full_slice(item):
+                raise at_user_line(IndexError,
+                                   f"too many indices for tensor of dimension {x.ndim}")
     return out
 
 
@@ -69,7 +94,10 @@ def getitem(x: Tensor, key):
     adv = []                # (position in out_shape, index tensor)
     dim = 0
     for k in items:
-        if k is None:
+        if k is None or isinstance(k, bool):
+            if isinstance(k, bool):
+                # PyTorch's rule: a new size-1 dim, indexed by [0] (True) or by [] (False)
+                adv.append((len(out_shape), tensor([0] if k else [], dtype=dt.int64), 1))
             out_shape.append(1)
             # PyTorch's unsqueeze stride: the next dim's extent, 1 after the last dim
             out_stride.append(base_stride[dim] * x.shape[dim] if dim < x.ndim else 1)
@@ -185,7 +213,7 @@ def write_positions(x: Tensor, sel: Tensor, value, unique):
     from .tensor_ops import where, zeros
     n = x.numel()
     v = value if isinstance(value, Tensor) else tensor(value, dtype=x.dtype)
-    v = v._cast(x.dtype)._expand_to(tuple(sel.shape))
+    v = _drop_leading_ones(v._cast(x.dtype), sel.ndim)._expand_to(tuple(sel.shape))
     v = v._apply("reshape", v, shape=(v.numel(),))
     flat_pos = sel._apply("reshape", sel, shape=(sel.numel(),))
     repeats = not unique and flat_pos.shape[0] > 1
@@ -253,19 +281,25 @@ def _setitem_mask(x: Tensor, mask: Tensor, value):
         raise at_user_line(IndexError, f"The shape of the mask {list(mask.shape)} does not "
                                        f"match the shape of the indexed tensor "
                                        f"{list(x.shape)}")
-    v = value if isinstance(value, Tensor) else tensor(value, dtype=x.dtype)
+    value = value if isinstance(value, Tensor) else tensor(value, dtype=x.dtype)
     trailing = tuple(x.shape[mask.ndim:])
-    v_shape = tuple(v.shape)
-    while v_shape and v_shape[0] == 1 and len(v_shape) > len(trailing):
-        v_shape = v_shape[1:]
-    if len(v_shape) > len(trailing):
-        raise at_user_line(IndexError, f"x[mask] = value: a value of shape {list(v.shape)} "
+    v = _drop_leading_ones(value, len(trailing))
+    if v.ndim > len(trailing):
+        raise at_user_line(IndexError, f"x[mask] = value: a value of shape {list(value.shape)} "
                                        f"gives one value per selected element, which needs the "
                                        f"mask's data; graphc's static graphs need a value that "
                                        f"broadcasts to {list(trailing)}")
-    v = v.reshape(v_shape)
     m = mask.reshape(tuple(mask.shape) + (1,) * (x.ndim - mask.ndim))
     return where(m, v._cast(x.dtype), x)
+
+
+def _drop_leading_ones(v: Tensor, ndim: int) -> Tensor:
+    """`v` without the leading size-1 dims it has beyond `ndim` dims: PyTorch drops
+    them from a written value (x[0, 0] = t of shape (1,)) before broadcasting it."""
+    extra = 0
+    while extra < v.ndim - ndim and v.shape[extra] == 1:
+        extra += 1
+    return _raw_reshape(v, tuple(v.shape[extra:]))
 
 
 def _raw_reshape(x, shape):

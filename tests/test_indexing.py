@@ -77,6 +77,30 @@ GET_KEYS = [
     pytest.param((Ellipsis, A([0, -1])), id="ellipsis_array"),
     pytest.param((A([1, 2]), Ellipsis, A([0, 5])), id="array_ellipsis_array"),
     pytest.param((slice(None, None, 2), A([[0, 4]]), slice(1, None, 2)), id="step_array_step"),
+    # a Python bool: a new size-1 dim, indexed by [0] (True) or [] (False)
+    pytest.param(True, id="true"),
+    pytest.param(False, id="false"),
+    pytest.param((0, True), id="int_true"),
+    pytest.param((Ellipsis, False), id="ellipsis_false"),
+    pytest.param((True, 1, Ellipsis, True), id="true_int_ellipsis_true"),
+    pytest.param((None, True, False), id="none_true_false"),
+    pytest.param((0, 1, 2, True), id="true_after_last_dim"),
+    pytest.param((True, A([0, 2])), id="true_array_broadcast"),
+    pytest.param((True, slice(None), A([1, 2])), id="true_slice_array_non_adjacent"),
+    # an empty index is an int64 one, the empty list included
+    pytest.param([], id="empty_list"),
+    pytest.param(A([]), id="empty_array"),
+    pytest.param((slice(None), [], 1), id="slice_empty_list_int"),
+    pytest.param(([], []), id="two_empty_lists"),
+    pytest.param([1.7, 0.2], id="float_list_truncated"),
+    # PyTorch allows several ellipses: each stands for the dims the other indices
+    # leave, and full slices past the last dim do nothing
+    pytest.param((Ellipsis, 0, Ellipsis), id="two_ellipses"),
+    pytest.param((Ellipsis, Ellipsis, Ellipsis), id="three_ellipses"),
+    pytest.param((1, Ellipsis, None, Ellipsis), id="int_ellipsis_none_ellipsis"),
+    pytest.param((Ellipsis, A([0, 1]), Ellipsis), id="ellipsis_array_ellipsis"),
+    pytest.param((Ellipsis, 0, Ellipsis, slice(None), slice(None)), id="full_slices_past_end"),
+    pytest.param((0, Ellipsis, 1, 2, Ellipsis), id="ellipses_of_no_dims"),
 ]
 
 
@@ -98,8 +122,6 @@ def test_index_out_of_range_raises():
         x[:, -5]
     with pytest.raises(IndexError, match="too many indices"):
         x[0, 0, 0]
-    with pytest.raises(IndexError, match="single ellipsis"):
-        x[..., ...]
     with pytest.raises(IndexError, match="long, int or bool"):
         x[gc.tensor([0.0])]
 
@@ -118,6 +140,25 @@ def test_index_array_out_of_range_raises_when_computed(key):
         z.numpy()
     del y, z  # pending values that fail would be retried by every later realization
     pygc.collect()
+
+
+@pytest.mark.parametrize("key", [
+    pytest.param((Ellipsis, 0, Ellipsis, 1), id="int"),
+    pytest.param((Ellipsis, 0, Ellipsis, None), id="none"),
+    pytest.param((Ellipsis, 0, Ellipsis, True), id="bool"),
+    pytest.param((Ellipsis, 0, Ellipsis, slice(1, None)), id="partial_slice"),
+    pytest.param((Ellipsis, 0, Ellipsis, [0]), id="list"),
+])
+def test_index_past_the_last_dim_after_a_second_ellipsis_raises_like_torch(key):
+    for m in (torch, gc):
+        with pytest.raises(IndexError):
+            m.zeros(2, 3, 4)[key]
+
+
+def test_bool_index_broadcast_mismatch_raises_like_torch():
+    for m in (torch, gc):
+        with pytest.raises((IndexError, RuntimeError)):
+            m.zeros(2, 3)[:, False, [0, 1]]
 
 
 def test_bool_mask_read_is_refused_with_advice():
@@ -157,6 +198,22 @@ SET_CASES = [
     pytest.param(A([True, False, True, True], bool), -2.0, id="bool_mask_rows"),
     pytest.param(A([True, False, True, True], bool), A(np.arange(6), np.float32),
                  id="bool_mask_rows_broadcast_value"),
+    pytest.param(True, 9.0, id="true_every_element"),
+    pytest.param(False, 9.0, id="false_nothing"),
+    pytest.param((0, True), A(np.arange(6), np.float32), id="int_true"),
+    pytest.param((Ellipsis, False), A(1.0, np.float32), id="ellipsis_false"),
+    pytest.param([], 5.0, id="empty_list"),
+    pytest.param(A([]), A(np.ones((1, 5, 6)), np.float32), id="empty_array_leading_one"),
+    pytest.param((Ellipsis, 0, Ellipsis), -3.0, id="two_ellipses"),
+    # a value's leading size-1 dims are dropped before it is broadcast to the selection
+    pytest.param((0, 0, 0), A([3.0], np.float32), id="element_leading_one"),
+    pytest.param(0, A(np.ones((1, 1, 5, 6)), np.float32), id="row_leading_ones"),
+    pytest.param((slice(None), 0), A(np.ones((1, 4, 6)), np.float32), id="column_leading_one"),
+    pytest.param(A([0, 2]), A(np.ones((1, 2, 5, 6)), np.float32), id="array_leading_one"),
+    pytest.param((A([0, 1]), A([1, 4])), A([[[7.0], [8.0]]], np.float32),
+                 id="two_arrays_leading_one"),
+    pytest.param((1, slice(1, 3)), A(np.ones((1, 1, 6)), np.float32),
+                 id="slice_leading_one_broadcast_inside"),
 ]
 
 
@@ -191,6 +248,51 @@ def test_setitem_with_value_of_wrong_shape_raises():
     x = gc.zeros(3, 4)
     with pytest.raises(RuntimeError, match=r"\[5\]"):
         x[0] = gc.ones(5)
+
+
+@pytest.mark.parametrize("key,shape", [
+    pytest.param(0, (2, 4), id="leading_dim_not_one"),
+    pytest.param((0, 0), (2,), id="element_from_two"),
+    pytest.param(0, (1, 1, 3), id="leading_ones_then_wrong_size"),
+])
+def test_setitem_value_that_does_not_fit_raises_like_torch(key, shape):
+    for m in (torch, gc):
+        x = m.zeros(3, 4)
+        with pytest.raises(RuntimeError):
+            x[key] = m.ones(*shape)
+
+
+def _leading_ones_write_story(m):
+    """`out[i] = f(x)` with an f(x) of shape (1, ...): gradients reach the value and,
+    where it is not overwritten, the tensor written into."""
+    leaf = m.arange(6.0).reshape(2, 3).requires_grad_()
+    row = m.tensor([[1.0, 2.0, 3.0]], requires_grad=True)
+    one = m.tensor([5.0], requires_grad=True)
+    block = m.ones(1, 2, 2, requires_grad=True)
+    x = leaf * 1
+    x[0] = row * 2
+    x[1, 2] = one * 3
+    y = m.zeros(3, 2, 2) + 0
+    y[m.tensor([0, 2])] = block * 4
+    (x * (m.arange(6.0).reshape(2, 3) + 1)).sum().backward(retain_graph=True)
+    (y * m.arange(12.0).reshape(3, 2, 2)).sum().backward()
+    return x, y, leaf.grad, row.grad, one.grad, block.grad
+
+
+def test_setitem_value_with_leading_ones_gradients_match_torch():
+    run_both(_leading_ones_write_story)
+
+
+def test_bool_index_write_gradients_match_torch():
+    def story(m):
+        leaf = m.arange(6.0).reshape(2, 3).requires_grad_()
+        v = m.tensor([[[1.0, 2.0, 3.0]]], requires_grad=True)
+        x = leaf * 1
+        x[1, True] = v * 2
+        x[False] = 7.0
+        (x * x).sum().backward()
+        return x, leaf.grad, v.grad, leaf[True] * 2, leaf[0, False] + 1
+    run_both(story)
 
 
 @pytest.mark.parametrize("key", [1.5, (0, 2.0)], ids=["float", "float_in_tuple"])
@@ -331,3 +433,21 @@ def test_repeated_index_writes_build_no_sort_for_the_triton_backend(monkeypatch)
     assert not any(n.op == "argsort" for n in toposort([out._node]))
     monkeypatch.undo()
     np.testing.assert_array_equal(out.numpy(), [6.0, 0.0, 0.0])
+
+
+def _untouched_zero_signs(L):
+    """1/x of the elements a write or scatter leaves alone: +-inf says which zero."""
+    a = L.zeros(3)
+    a[L.tensor([0])] = 5.0
+    b = L.full((3,), -0.0).scatter_add(0, L.tensor([1]), L.tensor([5.0]))
+    c = L.zeros(2, 3).scatter(1, L.tensor([[2], [0]]), 1.0)
+    d = L.full((2, 3), -0.0).scatter_add(1, L.tensor([[2], [0]]), L.ones(2, 1))
+    return [(1 / t).tolist() for t in (a, b, c, d)]
+
+
+@pytest.mark.parametrize("backend", ["llvm", "interp"])
+def test_untouched_elements_keep_the_sign_of_their_zero(backend, monkeypatch):
+    """A +0.0 constant and a -0.0 one in one kernel were one value to the code
+    generator (-0.0 == 0.0), and the one-index scatter_add added 0.0 to every element."""
+    monkeypatch.setenv("GRAPHC_BACKEND", backend)
+    assert _untouched_zero_signs(gc) == _untouched_zero_signs(torch)
