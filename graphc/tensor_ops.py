@@ -723,7 +723,20 @@ def argmin(input, dim=None, keepdim=False):
     return _argminmax("argmin", input, dim, keepdim)
 
 
+def _unbiased_in_dim(dim, unbiased):
+    """(dim, unbiased): PyTorch's var(x, True) / std(x, False) overload, where a bool in
+    `dim`'s place is `unbiased` over every element (a bool is an int to Python, so it was
+    taken as dim 1 or 0)."""
+    if isinstance(dim, bool):
+        if unbiased is not None:
+            raise at_user_line(TypeError, "var/std: got a bool dim and unbiased; pass "
+                                          "unbiased= by keyword")
+        return None, dim
+    return dim, unbiased
+
+
 def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    dim, unbiased = _unbiased_in_dim(dim, unbiased)
     if correction is None:
         correction = 1 if unbiased is None or unbiased else 0
     if input.dtype in _REDUCED_FLOATS:
@@ -750,10 +763,12 @@ def _root_zero_grad_at_zero(x, root=None):
 
 
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    dim, unbiased = _unbiased_in_dim(dim, unbiased)
     return var(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
 
 
 def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    dim, unbiased = _unbiased_in_dim(dim, unbiased)
     return std(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
 
 
@@ -819,6 +834,8 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     if dtype is not None:
         input = input._cast(dt.to_dtype(dtype))
     _require_float("norm", input)
+    if input.dtype in _REDUCED_FLOATS:   # float16 300**2 is already inf
+        return _in_float32(norm, input, p, dim, keepdim)
     with autograd.literal_scalars():
         if p in ("fro", 2, 2.0):
             return _root_zero_grad_at_zero(sum(input * input, dim, keepdim))
@@ -2317,8 +2334,21 @@ Tensor.__or__ = bitwise_or
 Tensor.__ror__ = _rev(bitwise_or)
 Tensor.__xor__ = bitwise_xor
 Tensor.__rxor__ = _rev(bitwise_xor)
-Tensor.__eq__ = eq
-Tensor.__ne__ = ne
+
+
+def _equality(compare):
+    """x == other, elementwise for tensors, numbers and arrays; PyTorch leaves None,
+    strings and Python containers to Python (x == None is False, x != None True), which
+    `if value == None` style code and `x in [None, ...]` rely on."""
+    def method(self, other):
+        if other is None or isinstance(other, (str, bytes, list, tuple, dict, set)):
+            return NotImplemented
+        return compare(self, other)
+    return method
+
+
+Tensor.__eq__ = _equality(eq)
+Tensor.__ne__ = _equality(ne)
 Tensor.__lt__ = lt
 Tensor.__le__ = le
 Tensor.__gt__ = gt

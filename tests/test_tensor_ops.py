@@ -1378,3 +1378,23 @@ def test_small_checks_from_the_extras_sweep():
     n = gc.norm(x, 0)                        # a count, with a (zero) gradient
     n.backward()
     assert n.item() == 3.0 and x.grad.tolist() == [[0.0, 0.0], [0.0, 0.0]]
+
+
+def _sweep_fixes_story(L):
+    """Found by a sweep against torch: var/std's bool overload, half-precision norms
+    (float16 300**2 is inf), and == / != against None, strings and lists."""
+    x = L.tensor([[1.0, -2.0, 3.0], [4.0, 4.0, -6.0]])
+    r = lambda t: round(t.item(), 4)   # noqa: E731 (torch's CPU var sums in double)
+    out = [r(x.var(False)), r(x.std(True)), r(L.var(x, False)),
+           [r(t) for t in L.var_mean(x, True)], [r(t) for t in L.std_mean(x, False)]]
+    for d in (L.float16, L.bfloat16):
+        h = L.tensor([[300.0, 400.0], [-5.0, 0.0]], dtype=d)
+        out += [[h.norm(p=p).item(), h.norm(p=p, dim=1).tolist(), str(h.norm(p=p).dtype)[-8:]]
+                for p in ("fro", 1, 3, math.inf, 0)]
+    out += [x == None, x != None, x == "a", x != "a", None == x, x == [1.0],  # noqa: E711
+            x in [None, x]]
+    return out
+
+
+def test_sweep_fixes_match_torch():
+    assert _sweep_fixes_story(gc) == _sweep_fixes_story(torch)
