@@ -255,7 +255,7 @@ def _write_last_wins(x: Tensor, flat_pos: Tensor, v: Tensor):
     or not (scatter's backward gathers): a term of value +0.0 whose derivative
     scatters v's gradient, subtracted so that a -0.0 stays -0.0."""
     from .tensor_ops import cat, gather, ne, where, zeros
-    n, k = x.numel(), flat_pos.shape[0]
+    n = x.numel()
     shape = tuple(x.shape)
     with autograd.literal_scalars():
         order = Tensor._apply("argsort", flat_pos, dim=0, descending=False)
@@ -263,8 +263,10 @@ def _write_last_wins(x: Tensor, flat_pos: Tensor, v: Tensor):
         after = cat([pos[1:], Tensor._apply("const", value=-1, dtype=dt.int64).reshape(1)])
         last = ne(pos, after)
         fixed = gather(v.detach(), 0, order)
+        # the overwritten values add -0.0, the identity of + (a +0.0 would turn a
+        # written -0.0 into +0.0)
         vals = _scatter_base(n, x.dtype).scatter_add(
-            0, pos, where(last, fixed, zeros((), dtype=x.dtype)))
+            0, pos, where(last, fixed, _scatter_base(1, x.dtype).reshape(())))
         hit = zeros(n, dtype=dt.int32).scatter_add(0, pos, last._cast(dt.int32))
         out = where(hit.reshape(shape) > 0, vals.reshape(shape), x)
         if v.requires_grad:
