@@ -18,8 +18,10 @@ replaced (`_write_view`), and rebinding a base recomputes its live views
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
+import operator
 import warnings
 import weakref
 
@@ -43,6 +45,23 @@ class Size(tuple):
 
     def __repr__(self):
         return f"graphc.Size([{', '.join(map(str, self))}])"
+
+    # As in PyTorch, slicing, concatenating and repeating a Size give a Size
+    # (x.shape[1:], x.shape + (1,), (1,) + x.shape).
+    def __getitem__(self, key):
+        item = super().__getitem__(key)
+        return Size(item) if isinstance(key, slice) else item
+
+    def __add__(self, other):
+        return Size(super().__add__(other))
+
+    def __radd__(self, other):
+        return Size(tuple(other) + tuple(self)) if isinstance(other, tuple) else NotImplemented
+
+    def __mul__(self, times):
+        return Size(super().__mul__(times))
+
+    __rmul__ = __mul__
 
 
 def _norm_dim(d, ndim, name="dim"):
@@ -280,7 +299,7 @@ class Tensor:
         if self.requires_grad:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. "
                                "Use tensor.detach().numpy() instead.")
-        return self._value()
+        return _read_only(self._value())
 
     def _value(self) -> np.ndarray:
         runtime.realize(self)
@@ -291,7 +310,9 @@ class Tensor:
 
     def __array__(self, dtype=None, copy=None):
         v = self._value()
-        return v.astype(dtype) if dtype is not None else v
+        if dtype is not None and np.dtype(dtype) != v.dtype:
+            return v.astype(dtype)
+        return v.copy() if copy else _read_only(v)
 
     def item(self):
         if self.numel() != 1:
@@ -364,7 +385,11 @@ class Tensor:
                 suffixes.append(f"size={tuple(v.shape)}")
         else:
             body = _format_values(v, self.dtype)
-        if self.dtype not in (dt.float32, dt.int64, dt.bool_):
+        # PyTorch leaves out the default float type, and int64 and bool, which the values
+        # show; an empty tensor shows no values, so it leaves out only the default float
+        implied_dtypes = (dt.DEFAULT_FLOAT,) if v.size == 0 else (dt.DEFAULT_FLOAT, dt.int64,
+                                                                  dt.bool_)
+        if self.dtype not in implied_dtypes:
             suffixes.append(f"dtype={self.dtype!r}")
         if self.requires_grad:
             suffixes.append("grad_fn=<" + self._node.op + ">" if not self._is_leaf
@@ -860,76 +885,181 @@ def ones_like_node(t):
 
 # ============================================================================ creation
 
-def _has_numpy_values(data):
-    """numpy arrays and numpy scalars (also inside lists) keep their dtype in
-    torch.tensor: tensor(np.float64(1.5)) is float64, tensor(1.5) is float32."""
-    if isinstance(data, (np.ndarray, np.generic)):
-        return True
-    if isinstance(data, (list, tuple)):
-        return builtins_any(_has_numpy_values(x) for x in data)
-    return False
+# torch.tensor reads lists, tuples, ranges and numpy arrays as sequences; anything else,
+# a Tensor included, is one value.
+_DATA_SEQUENCES = (list, tuple, range, np.ndarray)
 
 
 def _infer_data_dtype(data):
-    try:
-        arr = np.asarray(data)
-    except ValueError as e:  # ragged nested lists
-        raise at_user_line(ValueError, f"expected a sequence of equal-length sequences "
-                                       f"({e})") from None
-    if arr.dtype == np.bool_:
-        return dt.bool_
-    keep = _has_numpy_values(data)
-    if arr.dtype.kind in "iu":
-        # numpy values keep their integer dtype where graphc has it (as torch.tensor does)
-        return dt.from_numpy(arr.dtype) if keep else dt.int64
-    if arr.dtype.kind == "f":
-        return dt.from_numpy(arr.dtype) if keep else dt.DEFAULT_FLOAT
-    if arr.dtype == object:
-        bad = _first_bad_item(data)
-        raise at_user_line(RuntimeError, f"Could not infer dtype of {type(bad).__name__}")
-    raise TypeError(f"cannot make a tensor from data of type {type(data).__name__}")
-
-
-def _first_bad_item(data):
-    if isinstance(data, (list, tuple)):
-        for x in data:
-            b = _first_bad_item(x)
-            if b is not None:
-                return b
-        return None
-    return None if isinstance(data, (numbers.Number, np.generic, np.ndarray)) else data
-
-
-def _to_array(data):
+    """torch.tensor's dtype for `data` (PyTorch's infer_scalar_type): a Python float is
+    the default float type, an int int64, a bool bool; numpy scalars and arrays and
+    tensors keep their dtype; a sequence promotes its items' dtypes with promote_types,
+    not the scalar-aware result_type ([np.float32(1), 2.5] and [np.int32(1), 2.5] are
+    float32, [np.int32(1), 2] int64), and an empty one is the default float type."""
     if isinstance(data, Tensor):
-        return data._value()
-    if isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in data):
-        return np.stack([_to_array(x) for x in data])
-    return np.asarray(data)
+        return data.dtype
+    if isinstance(data, (np.ndarray, np.generic)):
+        return dt.from_numpy(data.dtype)
+    if isinstance(data, _DATA_SEQUENCES):
+        kinds = set(map(type, data))
+        if kinds <= {bool, int, float}:  # plain Python numbers: one look per kind
+            item_dtypes = [_infer_data_dtype(kind()) for kind in kinds]
+        else:
+            item_dtypes = [_infer_data_dtype(x) for x in data]
+        return functools.reduce(dt.promote_types, item_dtypes) if item_dtypes \
+            else dt.DEFAULT_FLOAT
+    if isinstance(data, bool):
+        return dt.bool_
+    if isinstance(data, numbers.Integral):
+        return dt.int64
+    if isinstance(data, float):
+        return dt.DEFAULT_FLOAT
+    if isinstance(data, complex):
+        raise at_user_line(TypeError, "graphc has no complex dtypes")
+    if isinstance(data, str):
+        raise at_user_line(TypeError, "new(): invalid data type 'str'")
+    raise at_user_line(RuntimeError, f"Could not infer dtype of {type(data).__name__}")
+
+
+def _data_shape(data):
+    """torch.tensor's shape for `data`: the length of the first sequence at each depth."""
+    shape = []
+    while isinstance(data, _DATA_SEQUENCES):
+        shape.append(len(data))
+        if not shape[-1]:
+            break
+        data = data[0]
+    return tuple(shape)
+
+
+def _flat_values(data, shape, depth, out):
+    """Appends the values of nested `data` to `out` in row-major order, checking that each
+    sequence has the length `shape` gives its depth (PyTorch's errors)."""
+    if depth == len(shape):
+        out.append(data)
+        return out
+    if not isinstance(data, _DATA_SEQUENCES):
+        raise at_user_line(TypeError, "not a sequence")
+    if len(data) != shape[depth]:
+        raise at_user_line(ValueError, f"expected sequence of length {shape[depth]} at dim "
+                                       f"{depth} (got {len(data)})")
+    if depth + 1 == len(shape):
+        out.extend(data)
+    else:
+        for item in data:
+            _flat_values(item, shape, depth + 1, out)
+    return out
+
+
+def _stored_values(values, dtype):
+    """`values` (Python and numpy numbers, one-element tensors) as a flat array of
+    `dtype`, each converted as torch.tensor stores it (_stored_scalar); plain Python
+    numbers that need no check are converted at once."""
+    kinds = set(map(type, values))
+    if dtype.is_floating:
+        with np.errstate(over="ignore"):  # PyTorch overflows to inf silently
+            floats = np.array(values if kinds <= {bool, int, float} else
+                              [_stored_scalar(v, dtype) for v in values], np.float64)
+            if dtype.itemsize == 2:  # c10's Half(float) and BFloat16(float) round twice
+                floats = floats.astype(np.float32)
+            return floats.astype(dtype.np)
+    if not dtype.is_bool and values and (kinds <= {bool, int} or kinds == {float}):
+        # exact Python ints (numpy would make int64 and uint64 values float64)
+        array = np.array(values, dtype=object if kinds <= {bool, int} else np.float64)
+        # all fit if the extremes do (a NaN is the extreme of floats that have one)
+        if _integer_fits(array.min(), dtype) and _integer_fits(array.max(), dtype):
+            with np.errstate(invalid="ignore"):  # 2.0**63 to int64, as _checked_integer
+                return array.astype(np.int64).astype(dtype.np)  # wraps as PyTorch does
+    # one at a time, so that the first bad value gives PyTorch's error
+    return np.array([_stored_scalar(v, dtype) for v in values], dtype=dtype.np)
+
+
+def _stored_scalar(value, dtype):
+    """One value of torch.tensor's data as PyTorch's store_scalar converts it to `dtype`,
+    with its errors: a float type takes float(value); bool takes the truth of a numpy
+    bool or a float and the int of anything else; an integer type takes a float as it is
+    and anything else through __index__, as a C long long (so np.float32(1.5) or a float
+    tensor is a TypeError), then checks the range (_checked_integer)."""
+    if dtype.is_floating:
+        return float(value)
+    if dtype.is_bool:
+        return bool(value) if isinstance(value, (np.bool_, float)) else \
+            operator.index(value) != 0
+    if not isinstance(value, float):
+        value = operator.index(value)
+        if not -(1 << 63) <= value < 1 << 63:
+            raise at_user_line(ValueError, "Overflow when unpacking long long")
+    return _checked_integer(value, dtype, dtype.name)
+
+
+def _integer_fits(value, dtype):
+    """Whether c10's checked_convert takes Python int or float `value` into integer
+    `dtype`: a float must lie within the dtype's range, compared in double (NaN never
+    does); an int must too, except that an unsigned dtype also takes negative ints down
+    to -max, which wrap."""
+    highest = (1 << (8 * dtype.itemsize - dtype.is_signed)) - 1
+    if isinstance(value, float):
+        return float(-highest - 1 if dtype.is_signed else 0) <= value <= float(highest)
+    return (-highest - 1 if dtype.is_signed else -highest) <= value <= highest
+
+
+def _checked_integer(value, dtype, type_name):
+    """Python int or float `value` in integer `dtype` as c10's checked_convert gives it
+    (torch.tensor, full, fill_ and arange): truncated and wrapped if it fits, else
+    PyTorch's error, which names the dtype `type_name`."""
+    if not _integer_fits(value, dtype):
+        raise at_user_line(RuntimeError, f"value cannot be converted to type {type_name} "
+                                         f"without overflow")
+    # int64's float bound is 2.0**63, which fits and wraps to -2**63: the value x86's
+    # float-to-int conversion gives in PyTorch
+    return _twos_complement(int(value), dtype)
 
 
 def tensor(data, dtype=None, requires_grad=False, device=None):
     from .device import device as _device
     if device is not None:
         _device(device)._check_usable()
-    arr = _to_array(data)
-    d = dt.to_dtype(dtype) if dtype is not None else (
-        data.dtype if isinstance(data, Tensor) else _infer_data_dtype(
-            arr if isinstance(data, np.ndarray) else data))
-    arr = np.array(arr, dtype=d.np, copy=True)
+    d = dt.to_dtype(dtype) if dtype is not None else None
+    if isinstance(data, Tensor):
+        arr, d = data._value(), d or data.dtype
+    elif isinstance(data, np.ndarray):
+        # converted below by numpy's cast, which wraps out-of-range values as PyTorch's does
+        arr, d = data, d or dt.from_numpy(data.dtype)
+    else:
+        d = d or _infer_data_dtype(data)
+        shape = _data_shape(data)
+        # PyTorch stores nothing for an empty shape, so it checks no lengths: [[], [1]]
+        # is a 2x0 tensor
+        values = _flat_values(data, shape, 0, []) if 0 not in shape else []
+        arr = _stored_values(values, d).reshape(shape)
+    with np.errstate(over="ignore", invalid="ignore"):  # PyTorch's casts do not warn
+        arr = np.array(arr, dtype=d.np, copy=True)
     if d.short == "bf16":
         from .backends.interp import round_to_bfloat16
         arr = round_to_bfloat16(arr)
     return Tensor._from_array(arr, d, requires_grad)
 
 
+def _read_only(value: np.ndarray) -> np.ndarray:
+    """A read-only view of a tensor's value. Values are immutable and shared (between a
+    tensor and its clone, between equal computations merged by the optimiser, with the
+    executor's recycled buffers): a write through numpy() would change other tensors
+    silently, so it raises instead (copy the array to change it)."""
+    view = value.view()
+    view.flags.writeable = False
+    return view
+
+
 def from_numpy(array: np.ndarray):
+    """A tensor of `array`'s values *now*. PyTorch shares the array's memory, and its
+    eager ops read it at the call; graphc's ops run later, when a value is needed, so a
+    shared array rewritten in between (a batch buffer refilled every step) would feed
+    them the new values. The copy keeps PyTorch's numbers; later writes to `array` do
+    not show in the tensor (docs/coverage.md)."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"expected np.ndarray (got {type(array).__name__})")
     d = dt.from_numpy(array.dtype)
-    if array.dtype != d.np:
-        array = array.astype(d.np)
-    return Tensor._from_array(array, d)
+    return Tensor._from_array(np.array(array, dtype=d.np, copy=True), d)
 
 
 def _shape_arg(size):
@@ -974,6 +1104,11 @@ def _wrapped_int(v, dtype):
     if not -(1 << 63) <= v < (1 << 63):
         raise at_user_line(RuntimeError, f"value cannot be converted to type int64 without "
                                          f"overflow: {v}")
+    return _twos_complement(v, dtype)
+
+
+def _twos_complement(v, dtype):
+    """Python int `v` modulo 2**bits, in integer `dtype`'s range."""
     bits = 8 * dtype.itemsize
     v &= (1 << bits) - 1
     return v - (1 << bits) if dtype.is_signed and v >= 1 << (bits - 1) else v
@@ -992,6 +1127,34 @@ def scalar_input(value, dtype=None, source=None):
     return Tensor._wrap(node, is_leaf=True)
 
 
+# The C++ names PyTorch's Scalar conversion errors give the dtypes it range-checks.
+_SCALAR_TYPE_NAMES = {"uint8": "uint8_t", "int32": "int", "int64": "int64_t", "float32": "float"}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _checked_scalar(value, dtype):
+    """Python or numpy number `value` as PyTorch's Scalar.to<dtype>() gives it (full,
+    fill_ and arange read their numbers so): an int beyond [-2**63, 2**64) is refused by
+    PyTorch's argument parser; integer dtypes and float32 refuse values beyond their range
+    (_checked_integer; float32 takes infinities and NaN); float16, bfloat16 and float64
+    overflow to inf, and bool takes any value."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, int) and value < -(1 << 63):
+        raise at_user_line(OverflowError, "can't convert negative int to unsigned")
+    if isinstance(value, int) and value >= 1 << 64:
+        raise at_user_line(OverflowError, "int too big to convert")
+    if dtype.name not in _SCALAR_TYPE_NAMES:
+        return value
+    type_name = _SCALAR_TYPE_NAMES[dtype.name]
+    if not dtype.is_floating:
+        return _checked_integer(value, dtype, type_name)
+    if isinstance(value, float) and math.isfinite(value) and abs(value) > _FLOAT32_MAX:
+        raise at_user_line(RuntimeError, f"value cannot be converted to type {type_name} "
+                                         f"without overflow")
+    return value
+
+
 def full(size, fill_value, *, dtype=None, requires_grad=False, device=None):
     from .device import device as _device
     if device is not None:
@@ -1001,6 +1164,8 @@ def full(size, fill_value, *, dtype=None, requires_grad=False, device=None):
         dtype = dt.result_type([], [], [fill_value]) if not isinstance(fill_value, bool) \
             else dt.bool_
     dtype = dt.to_dtype(dtype)
+    if not isinstance(fill_value, Tensor):  # a tensor is cast lazily, unchecked
+        fill_value = _checked_scalar(fill_value, dtype)
     t = _scalar_node(fill_value, dtype)._expand_to(shape)
     if requires_grad:
         t = t.detach().requires_grad_(True)
@@ -1039,23 +1204,61 @@ def full_like(t, fill_value, dtype=None, requires_grad=False):
     return full(t.shape, fill_value, dtype=dtype or t.dtype, requires_grad=requires_grad)
 
 
+def _arange_number(v):
+    """An arange bound or step as PyTorch's argument parser reads a Number: a 0-d tensor
+    gives its value, a numpy integer is an int and any other numpy scalar (np.bool_
+    included) a float."""
+    if isinstance(v, Tensor):
+        return v.item()
+    if isinstance(v, np.integer):
+        return int(v)
+    return float(v) if isinstance(v, np.generic) else v
+
+
 def arange(start, end=None, step=1, *, dtype=None, requires_grad=False, device=None):
+    """PyTorch's arange (RangeUtils.h and its CPU kernel): the checks are in double; the
+    values are start + i * step in the accumulate type (int64 for the integer types, so
+    float bounds and step are truncated first; float for float16 and bfloat16; double
+    otherwise), cast to `dtype`. Integer values match PyTorch's exactly; float ones its
+    kernel's scalar loop (its vectorised loop, which adds i * step to a base per vector,
+    can round some differently in the last place)."""
     if end is None:
         start, end = 0, start
-    vals = [v.item() if isinstance(v, Tensor) else v for v in (start, end, step)]
-    if vals[2] == 0:
-        raise at_user_line(RuntimeError, "arange: step must be nonzero")
-    if (vals[1] - vals[0]) * vals[2] < 0:
-        raise at_user_line(RuntimeError, f"upper bound and lower bound inconsistent with step "
-                                         f"sign (start={vals[0]}, end={vals[1]}, "
-                                         f"step={vals[2]})")
-    if dtype is None:
-        dtype = dt.DEFAULT_FLOAT if any(isinstance(v, float) for v in vals) else dt.int64
+    start, end, step = (_arange_number(v) for v in (start, end, step))
+    if dtype is None:  # bools count as integers
+        integral = all(isinstance(v, int) for v in (start, end, step))
+        dtype = dt.int64 if integral else dt.DEFAULT_FLOAT
     dtype = dt.to_dtype(dtype)
-    n = max(0, math.ceil((vals[1] - vals[0]) / vals[2]))
-    arr = (vals[0] + np.arange(n, dtype=np.float64) * vals[2]) if dtype.is_floating or \
-        any(isinstance(v, float) for v in vals) else np.arange(vals[0], vals[1], vals[2])
-    return tensor(arr, dtype=dtype, requires_grad=requires_grad, device=device)
+    if dtype.is_bool:
+        raise at_user_line(NotImplementedError, "\"arange_cpu\" not implemented for 'Bool'")
+    dstart, dend, dstep = (float(_checked_scalar(v, dt.float64)) for v in (start, end, step))
+    if not (dstep > 0 or dstep < 0):
+        raise at_user_line(RuntimeError, "step must be nonzero")
+    if not (math.isfinite(dstart) and math.isfinite(dend)):
+        raise at_user_line(RuntimeError, f"unsupported range: {dstart:g} -> {dend:g}")
+    if not (dstep > 0 and dend >= dstart or dstep < 0 and dend <= dstart):
+        raise at_user_line(RuntimeError, f"upper bound and lower bound inconsistent with step "
+                                         f"sign (start={start}, end={end}, step={step})")
+    if dtype is dt.int64:
+        # int64, more precise than double, counts with the bounds truncated to integers
+        xstart, xend, xstep = (_checked_scalar(v, dt.int64) for v in (start, end, step))
+        if xstep == 0:
+            raise at_user_line(ValueError, "step must be nonzero")
+        size = (xend - xstart + xstep - (1 if xstep > 0 else -1)) // xstep
+    else:
+        size = math.ceil((dend - dstart) / dstep)
+    if size > np.iinfo(np.int64).max:
+        raise at_user_line(RuntimeError, "invalid size, possible overflow?")
+    # the values: start + i * step in the accumulate type, from start and step converted
+    # to it (checked, truncated for the integer types); int64 arithmetic wraps, as
+    # PyTorch's does, and so does tensor()'s cast of an array into int32 or uint8
+    acc = dt.int64 if not dtype.is_floating else dt.float32 if dtype.itemsize == 2 \
+        else dt.float64
+    xstart, xstep = (acc.np.type(_checked_scalar(v, acc)) for v in (start, step))
+    index = np.arange(size, dtype=np.int64).astype(acc.np)
+    with np.errstate(over="ignore"):  # float values overflow to inf silently
+        values = xstart + xstep * index
+    return tensor(values, dtype=dtype, requires_grad=requires_grad, device=device)
 
 
 def linspace(start, end, steps, *, dtype=None, requires_grad=False, device=None):
@@ -1148,10 +1351,29 @@ def _random(size, normal, dtype, generator, requires_grad, device=None):
     dtype = dt.to_dtype(dtype) if dtype is not None else dt.DEFAULT_FLOAT
     gen = generator or default_generator
     seed_t, off_t = gen.draw(Size(shape).numel())
-    t = Tensor._apply("rand", seed_t, off_t, shape=shape, dtype=dtype, normal=normal)
+    if normal or dtype.itemsize > 2:
+        t = Tensor._apply("rand", seed_t, off_t, shape=shape, dtype=dtype, normal=normal)
+    else:
+        t = _half_uniform(seed_t, off_t, shape, dtype)
     if requires_grad:
         t = t.detach().requires_grad_(True)
     return t
+
+
+# Significand bits of the 16-bit float types, counting the implicit one.
+_SIGNIFICAND_BITS = {"float16": 11, "bfloat16": 8}
+
+
+def _half_uniform(seed_t, off_t, shape, dtype):
+    """Uniform [0, 1) in float16 or bfloat16, as PyTorch draws it (uniform_real): a
+    multiple of 2**-bits, bits the type's significand bits. Rounding the 53-bit draw to
+    the nearest value of the type instead gives 1.0 for draws within half a step of 1
+    (about 3 in 10000 float16 draws); rounding it down to that grid keeps every value
+    below 1 and each of the 2**bits grid values, all exact in the type, equally likely."""
+    steps = float(1 << _SIGNIFICAND_BITS[dtype.name])
+    u = Tensor._apply("rand", seed_t, off_t, shape=shape, dtype=dt.float64, normal=False)
+    with autograd.literal_scalars():
+        return ((u * steps).floor() / steps)._cast(dtype)
 
 
 def rand(*size, dtype=None, generator=None, requires_grad=False, device=None):
