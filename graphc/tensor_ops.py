@@ -2054,8 +2054,20 @@ def _uniform_(self, *args, generator=None, **kwargs):
     if lo > hi:
         raise at_user_line(RuntimeError, f"uniform_ expects to return a [from, to) range, but "
                                          f"found from={lo} > to={hi}")
-    u = _rand((self.shape), dtype=self.dtype, generator=generator)
-    return self._assign(u * float(hi - lo) + float(lo))
+    return self._assign(uniform_between(self.shape, lo, hi, self.dtype, generator))
+
+
+def uniform_between(shape, lo, hi, dtype, generator=None):
+    """Uniform values in [lo, hi) of `dtype`, as PyTorch's uniform_ computes them: for
+    float16/bfloat16 the bounds and their difference are rounded to the dtype, and the
+    draw times the difference plus lo is computed in float32 and rounded once (in the
+    half type itself it rounded twice and could reach past hi)."""
+    u = _rand(tuple(shape), dtype=dtype, generator=generator)
+    if dtype not in _REDUCED_FLOATS:
+        return u * float(hi - lo) + float(lo)
+    low = full((), lo, dtype=dtype)
+    width = (full((), hi, dtype=dtype) - low)._cast(dt.float32)
+    return (u._cast(dt.float32) * width + low._cast(dt.float32))._cast(dtype)
 
 
 def _normal_(self, mean=0.0, std=1.0, *, generator=None):

@@ -242,7 +242,8 @@ def test_reading_rows_of_a_computed_tensor_compiles_nothing():
     np.testing.assert_array_equal(x.T[2:5].numpy(), x.numpy().T[2:5])
     assert runtime.stats["compiles"] == compiles and len(runtime._cache) == cached
     a = x[3].numpy()
-    a[:] = 0                              # the result is a copy: x keeps its values
+    with pytest.raises(ValueError, match="read-only"):
+        a[:] = 0                          # values are immutable: numpy() is read-only
     assert np.all(x[3].numpy() != 0)
     (x[1] * 2).numpy()                    # arithmetic still compiles
     assert runtime.stats["compiles"] == compiles + 1
@@ -273,3 +274,23 @@ def test_basic_indexing_of_a_computed_tensor_reads_it_at_once_and_stays_a_view()
     w = gc.randn(3, requires_grad=True)
     w.detach().numpy()
     assert w[1].requires_grad                         # a gradient path is kept when asked
+
+
+def test_no_tensor_shares_memory_with_a_numpy_array():
+    """A batch buffer refilled every step: each pending sum reads the values of its own
+    step, as PyTorch's eager sums do (from_numpy copies); a write through numpy() would
+    change a clone and equal computations too, so it raises."""
+    buf = np.zeros(2, np.float32)
+    sums = []
+    for i in range(3):
+        buf[:] = i
+        sums.append(gc.from_numpy(buf).sum())
+    assert [s.item() for s in sums] == [0.0, 2.0, 4.0]
+    a = gc.tensor([1.0, 2.0])
+    b = a.clone()
+    for view in (a.numpy(), np.asarray(a)):
+        with pytest.raises(ValueError, match="read-only"):
+            view[0] = 9.0
+    c = np.array(a)                 # a copy, writable
+    c[0] = 9.0
+    assert a.tolist() == b.tolist() == [1.0, 2.0]

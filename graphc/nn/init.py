@@ -64,8 +64,7 @@ def _fill(tensor: Tensor, value: Tensor) -> Tensor:
 
 
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
-    u = rand(tensor.shape, dtype=tensor.dtype, generator=generator)
-    return _fill(tensor, u * float(b - a) + float(a))
+    return _fill(tensor, T.uniform_between(tensor.shape, a, b, tensor.dtype, generator))
 
 
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
