@@ -35,6 +35,7 @@ from ...ir.graph import Graph, TensorType
 from ...ir.registry import get_op
 from .. import interp
 from ..interp import round_to_bfloat16
+from . import sort
 from ...testing import CAST_EDGES, DIVMOD_EDGES, data, graph, inp, op  # noqa: F401  (the shared corpus builders)
 
 FLOATS = [dt.float32, dt.float64, dt.float16, dt.bfloat16]
@@ -549,18 +550,72 @@ def conv(case, rng):
                  data(wt.shape, dt.float32, rng)], 1e-5, 1e-5)
 
 
-# ----------------------------------------------------------------------------- the corpus
+# ----------------------------------------------------------------------------- sorting
 
-# Ops the Triton backend refuses with TritonUnsupported (naming the kernel and what to
-# use instead), never a wrong answer; tests/test_sort.py checks the refusal.
-REFUSED_OPS = {"argsort": "no sort kernel yet (a bitonic tl.sort of packed key/index "
-                          "words is the plan); the CPU backends sort"}
+# the smallest positive subnormal of each float dtype
+_TINY = {"f16": 2.0 ** -24, "bf16": 2.0 ** -133, "f32": 2.0 ** -149, "f64": 2.0 ** -1074}
+
+
+def sort_data(shape, dtype, rng):
+    """Values with many ties (seven distinct values), the dtype's extremes, and for
+    floats NaN (of both signs), +-inf, -0.0 next to 0.0 and +-the smallest subnormal
+    scattered through: the order of every special value and of ties is checked."""
+    x = rng.integers(-3, 4, size=shape)
+    if dtype.is_bool:
+        return x > 0
+    flat_size = int(np.prod(shape))
+    if dtype.is_floating:
+        tiny = _TINY[dtype.short]
+        special = [np.nan, -np.nan, np.inf, -np.inf, -0.0, 0.0, -0.0, tiny, -tiny, np.nan]
+        x = (x * 0.5).astype(np.float64)
+    else:
+        info = np.iinfo(dtype.np)
+        special = [info.min, info.max, info.min, info.max]
+        x = x + 3 if dtype.short == "u8" else x
+    flat = x.reshape(-1)
+    put = min(len(special), flat_size)
+    flat[rng.permutation(flat_size)[:put]] = special[:put]
+    x = x.astype(dtype.np)
+    return round_to_bfloat16(x) if dtype.short == "bf16" else x
+
+
+def sorts(dtype, rng, shape=(7, 33)):
+    """argsort (a SortKernel) in both directions along the last dim (rows of 33), along
+    dim 0 (rows of 7, strided) and through a transposed view; rows of one element; the
+    sorted values (a gather of the result, fused into its consumer), except for
+    bfloat16: Triton's interpreter (3.6 to 3.9) flushes bfloat16 subnormals to zero when
+    it widens them to float32, which the gathered values would show. The sort keys read
+    the bits, so the indices are exact there too."""
+    x = inp(shape, dtype)
+    transposed = op("permute", x, dims=(1, 0))
+    column = op("slice", x, starts=(0, 0), stops=(shape[0], 1), steps=(1, 1))
+    outs = []
+    for descending in (False, True):
+        outs += [op("argsort", x, dim=1, descending=descending),
+                 op("argsort", x, dim=0, descending=descending),
+                 op("argsort", transposed, dim=1, descending=descending)]
+    outs.append(op("argsort", column, dim=1, descending=True))
+    if dtype.short != "bf16":
+        outs.append(op("gather", x, outs[0], dim=1))
+    return Case(f"sort-{dtype.name}", graph(outs, [x]), [sort_data(shape, dtype, rng)])
+
+
+def sort_rows(dtype, rng, shape, dim, descending):
+    """One argsort of rows along `dim`: long rows (1000+, or longer than one program
+    sorts in registers: sort.py's merge steps over memory)."""
+    x = inp(shape, dtype)
+    out = op("argsort", x, dim=dim, descending=descending)
+    order = "descending" if descending else "ascending"
+    return Case(f"sort-{dtype.name}-{'x'.join(map(str, shape))}-dim{dim}-{order}",
+                graph([out], [x]), [sort_data(shape, dtype, rng)])
+
+
+# ----------------------------------------------------------------------------- the corpus
 
 COVERED_OPS = set(UNARY_FLOAT) | set(UNARY_EXACT) | set(BINARY) | {
     "logical_not", "where", "cast", "const", "iota", "rand", "sum", "prod", "max", "min",
     "argmax", "argmin", "reshape", "permute", "expand", "slice", "pad", "concat", "flip",
-    "gather", "scatter_add", "matmul", "conv2d", "conv_transpose2d", "check"} | \
-    set(REFUSED_OPS)
+    "gather", "scatter_add", "matmul", "conv2d", "conv_transpose2d", "check", "argsort"}
 
 
 def corpus(seed=0):
@@ -600,6 +655,15 @@ def corpus(seed=0):
     out += [matmul_sizes(rng, *s) for s in ((1, 1, 1), (7, 1, 3), (70, 3, 1), (4, 0, 3),
                                             (0, 3, 2))]
     out += [conv(c, rng) for c in range(len(CONV_CASES))]
+    out += [sorts(d, rng) for d in ALL]
+    out += [sort_rows(dt.float32, rng, (3, 1001), 1, False),
+            sort_rows(dt.bfloat16, rng, (3, 1001), 1, True),
+            sort_rows(dt.int64, rng, (1001, 3), 0, True),
+            sort_rows(dt.uint8, rng, (2, 1001), 1, False)]
+    # rows past sort.ROW_LIMIT: chunks, then merge phases with mirrored and plain steps
+    longest = 2 * sort.ROW_LIMIT + 1000
+    out += [sort_rows(dt.float32, rng, (longest, 2), 0, False),
+            sort_rows(dt.float64, rng, (2, longest), 1, True)]
     return out
 
 

@@ -3,7 +3,7 @@
 Each kernel of a fused plan becomes one or more `@triton.jit` functions ("launches"),
 each taking one pointer per buffer it touches (plus a status pointer when it indexes
 by data) and only constexpr block sizes: shapes, strides and constants are literals in
-the text, so Triton sees every extent and contiguity. Four forms:
+the text, so Triton sees every extent and contiguity. Five forms:
 
   * flat:   a `Kernel` without inner loops (pointwise): program p handles the BLOCK
             consecutive points p*BLOCK + arange(BLOCK) of the flattened outer domain.
@@ -22,6 +22,8 @@ the text, so Triton sees every extent and contiguity. Four forms:
             reduction (sweep_as_reduction); other serial kernels (scatter_add) get one
             launch per stage, an accumulating sum stage using atomic adds (8-bit types
             and other combine ops: a single-program loop).
+  * sort:   a `SortKernel` (argsort): a bitonic network over (key, index) pairs in
+            registers, rows past 4096 elements merged over memory: sort.py.
 
 Values are computed in a compute type: int1 for bool, the integer type for ints,
 float32 for float16/bfloat16/float32 (rounded to float16/bfloat16 after every op, as the
@@ -38,7 +40,7 @@ from dataclasses import dataclass, field
 from .. import kernel_ir as K
 from ...ir import dtypes as dt
 from . import configs as C
-from . import gemm
+from . import gemm, sort
 from .emitter import (ATOMIC_DTYPES, INT32_LIMIT, POINTER, STORAGE, Function, Scope,
                       TritonUnsupported, compute_type, identity, lin_magnitude, literal,
                       value_lins, vars_of_lin)
@@ -201,12 +203,8 @@ class Generator:
     def run(self) -> Generated:
         for k in self.plan.kernels:
             if isinstance(k, K.SortKernel):
-                raise TritonUnsupported(
-                    f"triton backend: sorting is not implemented (kernel {k.name}: argsort "
-                    f"along dim {k.dim} of {k.dtype.name}{list(k.x.shape)}); sort, argsort, "
-                    f"topk, kthvalue and median run on the CPU backends "
-                    f"(GRAPHC_BACKEND=llvm or interp)")
-            if isinstance(k, K.MatmulKernel):
+                sort.sort_kernel(self, k)
+            elif isinstance(k, K.MatmulKernel):
                 gemm.matmul_kernel(self, k)
             elif not k.parallel and sweep_as_reduction(k) is not None:
                 self._tiled_kernel(sweep_as_reduction(k))
