@@ -216,25 +216,13 @@ def write_positions(x: Tensor, sel: Tensor, value, unique):
     v = _drop_leading_ones(v._cast(x.dtype), sel.ndim)._expand_to(tuple(sel.shape))
     v = v._apply("reshape", v, shape=(v.numel(),))
     flat_pos = sel._apply("reshape", sel, shape=(sel.numel(),))
-    repeats = not unique and flat_pos.shape[0] > 1
-    if repeats and _backend_sorts():
+    if not unique and flat_pos.shape[0] > 1:
         return _write_last_wins(x, flat_pos, v)
     hit = zeros(n, dtype=dt.int32).scatter_add(0, flat_pos, _ones_int(flat_pos.shape[0]))
     vals = _scatter_base(n, x.dtype).scatter_add(0, flat_pos, v)
-    if repeats and not x.dtype.is_bool:
-        # The Triton backend has no sort: a repeated position gets the mean of its
-        # writes (exact when they agree, as x[idx] = 3.0 does); docs/coverage.md
-        count = hit.clamp(min=1)._cast(x.dtype)
-        vals = vals / count if x.dtype.is_floating else vals // count
     shape = tuple(x.shape)
     return where(hit._apply("reshape", hit, shape=shape) > 0,
                  vals._apply("reshape", vals, shape=shape), x)
-
-
-def _backend_sorts() -> bool:
-    """Whether lazy realization runs on a backend with the argsort op (not Triton's)."""
-    from . import backends
-    return backends.default_backend_name() != "triton"
 
 
 def _scatter_base(n, dtype):

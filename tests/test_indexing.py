@@ -422,19 +422,6 @@ def test_repeated_index_writes_keep_the_last_value_and_torchs_gradients():
     assert _repeated_writes_story(gc) == _repeated_writes_story(torch)
 
 
-def test_repeated_index_writes_build_no_sort_for_the_triton_backend(monkeypatch):
-    """Triton has no argsort kernel: there a repeated position gets the mean of its
-    writes (documented) instead of a graph the backend would refuse."""
-    from graphc import backends
-    from graphc.ir.graph import toposort
-    monkeypatch.setattr(backends, "default_backend_name", lambda: "triton")
-    x = gc.zeros(3)
-    out = x.index_put((gc.tensor([0, 0]),), gc.tensor([5.0, 7.0]))
-    assert not any(n.op == "argsort" for n in toposort([out._node]))
-    monkeypatch.undo()
-    np.testing.assert_array_equal(out.numpy(), [6.0, 0.0, 0.0])
-
-
 def _untouched_zero_signs(L):
     """1/x of the elements a write or scatter leaves alone: +-inf says which zero."""
     a = L.zeros(3)
