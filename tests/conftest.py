@@ -156,3 +156,20 @@ def private_cache(tmp_path_factory):
         os.environ.pop("GRAPHC_CACHE_DIR", None)
     else:
         os.environ["GRAPHC_CACHE_DIR"] = old
+
+
+def triton_interpreter():
+    """(the triton backend, a device that runs its kernels in Triton's interpreter with
+    torch CPU tensors as carriers), or skip: for modules that set TRITON_INTERPRET=1
+    before triton is imported."""
+    pytest.importorskip("triton", reason="triton is not installed")
+    from graphc.backends.triton import loader
+    if loader.process_mode() != "interpret":
+        pytest.skip("triton was imported in compile mode before this module")
+    from graphc.backends import triton as T
+    from graphc.backends.triton.devices import InterpreterDevice
+
+    def carrier(array, pointer_type):
+        t = torch.from_numpy(array)
+        return t.view(torch.bfloat16) if pointer_type == "*bf16" else t
+    return T, InterpreterDevice(carrier)

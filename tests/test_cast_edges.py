@@ -30,6 +30,7 @@ from graphc.backends import interp  # noqa: E402
 from graphc.backends import llvm as L  # noqa: E402
 from graphc.ir import dtypes as dt  # noqa: E402
 from graphc.testing import CAST_EDGES, graph, inp, op  # noqa: E402
+from conftest import triton_interpreter  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 
@@ -150,22 +151,8 @@ def test_large_cast_loop_vectorises():
 
 # ----------------------------------------------------------------------------- Triton
 
-def _triton():
-    pytest.importorskip("triton", reason="triton is not installed")
-    from graphc.backends.triton import loader
-    if loader.process_mode() != "interpret":
-        pytest.skip("triton was imported in compile mode before this module")
-    from graphc.backends import triton as T
-    from graphc.backends.triton.devices import InterpreterDevice
-
-    def carrier(array, pointer_type):
-        t = torch.from_numpy(array)
-        return t.view(torch.bfloat16) if pointer_type == "*bf16" else t
-    return T, InterpreterDevice(carrier)
-
-
 @pytest.mark.parametrize("src,d", PAIRS, ids=ids)
 def test_triton_interpreter_matches_torch(src, d):
-    T, device = _triton()
+    T, device = triton_interpreter()
     for layout, g, inputs, want in cases(src, d, len(EDGES) + 3):
         check(T.compile(g, device=device)(inputs), want, f"triton {layout}")

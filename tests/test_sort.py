@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import graphc as gc  # noqa: E402
-from conftest import numerical_grad, tensor_graph  # noqa: E402
+from conftest import numerical_grad, tensor_graph, triton_interpreter  # noqa: E402
 from graphc.backends import interp, kernel_ir as K  # noqa: E402
 from graphc.backends import llvm as L  # noqa: E402
 from graphc.backends.triton import configs as C  # noqa: E402
@@ -356,15 +356,18 @@ def test_llvm_sort_kernel_matches_interpreter(dtype, descending, rng):
             assert "SortKernel" in kinds, kinds
 
 
-@pytest.mark.parametrize("case", ["transpose", "slice", "expand", "fused-operand", "chain"])
+# sorts of views and of computed operands, feeding gathers (x is 8x40)
+VIEW_SORTS = {"transpose": lambda t: gc.sort(t.t(), 1, descending=True),
+              "slice": lambda t: gc.topk(t[1::3, 5:], 4, 1),
+              "expand": lambda t: gc.sort(t[:1].expand(3, 40), 1),
+              "fused-operand": lambda t: gc.median(t * 2.0 - 1.0, 0),
+              "chain": lambda t: gc.sort(gc.sort(t, 0).values.abs(), 1)}
+
+
+@pytest.mark.parametrize("case", list(VIEW_SORTS))
 def test_llvm_sort_reads_views_and_feeds_gathers(case, rng):
     x = sample((8, 40), "float32", rng)
-    fns = {"transpose": lambda t: gc.sort(t.t(), 1, descending=True),
-           "slice": lambda t: gc.topk(t[1::3, 5:], 4, 1),
-           "expand": lambda t: gc.sort(t[:1].expand(3, 40), 1),
-           "fused-operand": lambda t: gc.median(t * 2.0 - 1.0, 0),
-           "chain": lambda t: gc.sort(gc.sort(t, 0).values.abs(), 1)}
-    g = _llvm_vs_interp(fns[case], x)
+    g = _llvm_vs_interp(VIEW_SORTS[case], x)
     sorts = [k for k in fuse(g).kernels if isinstance(k, K.SortKernel)]
     assert sorts
     if case in ("transpose", "slice", "expand"):   # read in place, through strides
@@ -401,23 +404,8 @@ def test_ir_text_round_trip():
 on_triton = pytest.mark.usefixtures("private_cache")
 
 
-def _triton():
-    """(the triton backend, an interpreter device), or skip."""
-    pytest.importorskip("triton", reason="triton is not installed")
-    from graphc.backends.triton import loader
-    if loader.process_mode() != "interpret":
-        pytest.skip("triton was imported in compile mode before this module")
-    from graphc.backends import triton as T
-    from graphc.backends.triton.devices import InterpreterDevice
-
-    def carrier(array, pointer_type):
-        t = torch.from_numpy(array)
-        return t.view(torch.bfloat16) if pointer_type == "*bf16" else t
-    return T, InterpreterDevice(carrier)
-
-
 def _triton_vs_interp(fn, *arrays):
-    T, device = _triton()
+    T, device = triton_interpreter()
     g, ins = tensor_graph(fn, arrays)
     want = interp.compile(g)(ins)
     exe = T.compile(g, device=device)
@@ -452,15 +440,9 @@ def test_triton_sort_kernel_matches_interpreter(dtype, descending, rng):
 
 
 @on_triton
-@pytest.mark.parametrize("case", ["transpose", "slice", "expand", "fused-operand", "chain"])
+@pytest.mark.parametrize("case", list(VIEW_SORTS))
 def test_triton_sort_reads_views_and_feeds_gathers(case, rng):
-    x = sample((8, 40), "float32", rng)
-    fns = {"transpose": lambda t: gc.sort(t.t(), 1, descending=True),
-           "slice": lambda t: gc.topk(t[1::3, 5:], 4, 1),
-           "expand": lambda t: gc.sort(t[:1].expand(3, 40), 1),
-           "fused-operand": lambda t: gc.median(t * 2.0 - 1.0, 0),
-           "chain": lambda t: gc.sort(gc.sort(t, 0).values.abs(), 1)}
-    _triton_vs_interp(fns[case], x)
+    _triton_vs_interp(VIEW_SORTS[case], sample((8, 40), "float32", rng))
 
 
 @on_triton
@@ -486,7 +468,7 @@ def test_triton_sort_launches_may_run_twice(rng, short_rows, monkeypatch):
     """Every sort launch (chunk sort, merge step, finish) leaves a result it would
     compute again unchanged, so the autotuner may rerun one on its real inputs (should
     a sort launch get several candidate configurations)."""
-    T, device = _triton()
+    T, device = triton_interpreter()
     real = device.launcher
     monkeypatch.setattr(device, "launcher", lambda fn, launch, cfg: (
         lambda args, go=real(fn, launch, cfg): (go(args), go(args))))
@@ -515,7 +497,7 @@ def test_triton_sort_launches_at_the_row_limit():
 def test_sorting_functions_on_the_triton_backend(rng, monkeypatch):
     """sort, argsort, msort, topk, kthvalue, median, nanmedian (all on argsort) through
     the runtime with GRAPHC_BACKEND=triton: the values and indices torch gives."""
-    T, device = _triton()
+    T, device = triton_interpreter()
     monkeypatch.setenv("GRAPHC_BACKEND", "triton")
     old = T.set_default_device(device)
     try:
@@ -544,7 +526,7 @@ def test_sorting_functions_on_the_triton_backend(rng, monkeypatch):
 def test_repeated_index_writes_on_the_triton_backend(monkeypatch):
     """The last write wins on a GPU too (it sorts the positions, as the CPU backends)."""
     from test_indexing import _repeated_writes_story
-    T, device = _triton()
+    T, device = triton_interpreter()
     monkeypatch.setenv("GRAPHC_BACKEND", "triton")
     old = T.set_default_device(device)
     try:
