@@ -62,3 +62,7 @@ from . import optim, utils  # noqa: E402,F401
 from . import nn  # noqa: E402,F401
 from . import onnx  # noqa: E402,F401  (imports no onnx until export is called)
 from . import export  # noqa: E402,F401  (callable: graphc.export(model, ...))
+
+from .axis_alias import add_axis_alias as _add_axis_alias  # noqa: E402
+_add_axis_alias(globals(), list(_ops.__all__) + ["argsort", "kthvalue", "median", "msort",
+                                                 "nanmedian", "sort", "topk"], Tensor)

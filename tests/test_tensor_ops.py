@@ -1398,3 +1398,17 @@ def _sweep_fixes_story(L):
 
 def test_sweep_fixes_match_torch():
     assert _sweep_fixes_story(gc) == _sweep_fixes_story(torch)
+
+
+def _axis_story(L):
+    x = L.arange(12.0).reshape(3, 4)
+    return [x.sum(axis=1).tolist(), L.mean(x, axis=0).tolist(), x.max(axis=1).values.tolist(),
+            L.cat([x, x], axis=0).shape[0], x.softmax(axis=0).shape[0], x.argmax(axis=1).tolist(),
+            round(x.std(axis=1)[0].item(), 5), list(x.unsqueeze(axis=0).shape),
+            x.cumsum(axis=0)[-1].tolist(), L.stack([x, x], axis=2).shape[2],
+            x.all(axis=1).tolist(), L.sort(-x, axis=1).values[0].tolist()]
+
+
+def test_numpys_axis_is_an_alias_of_dim():
+    """PyTorch's bound functions take numpy's axis= for dim=."""
+    assert _axis_story(gc) == _axis_story(torch)
