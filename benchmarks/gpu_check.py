@@ -14,8 +14,10 @@ Installs nothing. Needs numpy, triton and graphc's own dependencies; PyTorch wit
 
 1. correctness: every case of graphc/backends/triton/checks.py (every op and dtype, the
    tolerances stated there) and larger shapes (multi-chunk rows, column reductions,
-   GEMM edges), on the GPU against the reference interpreter on the CPU; MLP, CNN and
-   LSTM training steps through the runtime (GRAPHC_BACKEND=triton) against the CPU.
+   GEMM edges), on the GPU against the reference interpreter on the CPU; the status
+   word (an out-of-range index and a failed value check each raise their own error);
+   MLP, CNN, LSTM and attention + AdamW training steps through the runtime
+   (GRAPHC_BACKEND=triton) against the CPU.
 2. benchmarks: gelu(x*w+b) over 16M float32, softmax and layer norm over 4096x4096,
    matmul 4096^3 in bfloat16/float16 (float32 too), an MLP training step at batch 128;
    graphc's kernel time (inputs on the device, device events) and end-to-end time
