@@ -280,6 +280,12 @@ def _checked(input, ok, message):
     return _apply("check", input, ok, message=message)
 
 
+def _checked_probabilities(input, message):
+    """`input`, checked when the graph runs to lie in [0, 1] (NaN refused), as PyTorch's
+    bernoulli and binary_cross_entropy check theirs."""
+    return _checked(input, logical_and(ge(input, 0), le(input, 1)), message)
+
+
 def clamp(input, min=None, max=None):
     if min is None and max is None:
         raise at_user_line(RuntimeError, "clamp: at least one of 'min' or 'max' must not be None")
@@ -2082,8 +2088,8 @@ def bernoulli(input, p=None, *, generator=None):
     """1 with probability `p` (default: the input's values), in the input's dtype."""
     probs = input if p is None else p
     if isinstance(probs, Tensor):
-        probs = _checked(probs, logical_and(ge(probs, 0), le(probs, 1)),
-                         "Expected p_in >= 0 && p_in <= 1 to be true, but got false.")
+        probs = _checked_probabilities(
+            probs, "Expected p_in >= 0 && p_in <= 1 to be true, but got false.")
     elif not 0 <= probs <= 1:
         raise at_user_line(RuntimeError, f"bernoulli_ expects p to be in [0, 1], but got "
                                          f"p={probs}")
@@ -2097,8 +2103,8 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
     against the running sum (a category of weight 0 is never drawn). Several samples
     without replacement are the top k of Gumbel-perturbed log weights (log w - log(-log
     u)), which draws k distinct categories with the probabilities of drawing them one
-    after another without replacement. Invalid weights (negative, inf, nan, all zero,
-    or all zero in a row) fail the realization with PyTorch's errors; fewer non-zero
+    after another without replacement. Invalid weights (negative, inf or nan, or a row
+    of zeros) fail the realization with PyTorch's errors; fewer non-zero
     weights than samples without replacement give some zero-weight categories, as
     PyTorch 2.13 does."""
     if input.ndim not in (1, 2):

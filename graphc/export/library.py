@@ -5,8 +5,9 @@ finds the BLAS), creates one handle, and runs it on numpy arrays: each input mus
 exactly the exported shape and dtype (it is made contiguous if it is not), outputs are
 fresh arrays. Status codes become exceptions: IndexError for an out-of-range index,
 MemoryError for a failed allocation, RuntimeError (with the check's message) for a
-failed value check, ValueError otherwise. Calls on one object are serialised by a lock (a handle must not
-run in two threads at once, header.py); for parallel runs, load it once per thread.
+failed value check, ValueError otherwise. Calls on one object are serialised by a lock
+(a handle must not run in two threads at once, header.py); for parallel runs, load it
+once per thread.
 This wrapper is for tests and Python callers; the library itself never needs Python.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ import threading
 
 import numpy as np
 
+from ..backends.kernel_ir import STATUS_INDEX_OUT_OF_RANGE, STATUS_NO_MEMORY
 from ..ir import dtypes as dt
 from ..ir.ops import CHECK_CODE_BASE
 from .header import MANIFEST_FORMAT, MANIFEST_VERSION
@@ -104,7 +106,7 @@ class ExportedLibrary:
             status = self._run(self._handle, in_ptrs, out_ptrs)
         if status:
             message = self._message(status).decode()
-            error = {1: IndexError, 3: MemoryError}.get(
+            error = {STATUS_INDEX_OUT_OF_RANGE: IndexError, STATUS_NO_MEMORY: MemoryError}.get(
                 status, RuntimeError if status >= CHECK_CODE_BASE else ValueError)
             raise error(f"{self.name}: run returned status {status}: {message}")
         return outs

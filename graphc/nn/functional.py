@@ -1205,13 +1205,6 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     return nll * (1.0 - label_smoothing) + smooth * (label_smoothing / C)
 
 
-def _in_unit_interval(x, what):
-    """x, checked (when the graph runs) to lie in [0, 1], NaN refused, as PyTorch's
-    binary_cross_entropy checks its input and target."""
-    return T._checked(x, T.logical_and(T.ge(x, 0), T.le(x, 1)),
-                      f"all elements of {what} should be between 0 and 1")
-
-
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
                          reduction="mean"):
     reduction = _legacy_reduction(size_average, reduce, reduction)
@@ -1219,8 +1212,9 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
         raise ValueError(f"Using a target size ({target.shape}) that is different to the "
                          f"input size ({input.shape}) is deprecated. Please ensure they have "
                          f"the same size.")
-    input = _in_unit_interval(input, "input")
-    target = _in_unit_interval(target, "target")
+    input = T._checked_probabilities(input, "all elements of input should be between 0 and 1")
+    target = T._checked_probabilities(target,
+                                      "all elements of target should be between 0 and 1")
     with literal_scalars():
         # Forward: PyTorch's kernel, each log clamped at -100 so that 0 * log(0) stays
         # finite, and log1p(-x) for log(1 - x) (exact for the small x of a confident
