@@ -756,9 +756,38 @@ def test_every_registered_op_is_exercised():
         "argmax", "argmin", "reshape", "permute", "expand", "slice", "pad", "concat",
         "flip", "gather", "scatter_add", "matmul", "conv2d", "conv_transpose2d",
         "argsort",   # argsort: tests/test_sort.py (every dtype, views, threads)
-        "check"}
+        "check",
+        "addmm"}     # below, and tests/test_lowering.py (the rewrite that makes it)
     missing = set(all_ops()) - covered
     assert not missing, f"ops without an LLVM differential test: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("dtype", [dt.float32, dt.float64], ids=["f32", "f64"])
+def test_addmm_accumulates_into_its_addend(dtype):
+    """c + alpha * (a @ b) as one accumulating GEMM: batched, a transposed operand,
+    alpha a literal, an input, or an expression of inputs; its VJP against torch."""
+    torch = pytest.importorskip("torch")
+    c, a, b = inp((2, 5, 3), dtype, "c"), inp((2, 4, 5), dtype, "a"), \
+        inp((2, 4, 3), dtype, "b")
+    s = inp((), dtype, "s")
+    at = op("permute", a, dims=(0, 2, 1))
+    alphas = [op("const", value=-0.5, dtype=dtype), s,
+              op("mul", op("sub", op("const", value=1.0, dtype=dtype), s), s)]
+    outs = [op("addmm", c, at, b, alpha) for alpha in alphas]
+    g = graph(outs, [c, a, b, s])
+    rng = np.random.default_rng(5)
+    ins = [data(x.shape, dtype, rng) for x in (c, a, b, s)]
+    gemms = [k for k in fuse_plan(g).kernels if isinstance(k, K.MatmulKernel)]
+    assert len(gemms) == 3 and all(k.accumulate for k in gemms)
+    check(g, ins, *((1e-5, 1e-5) if dtype is dt.float32 else (1e-12, 1e-12)))
+    # the gradient of every input, against torch's autograd of the same expression
+    bg = grad_graph(graph([outs[2]], [c, a, b, s]))
+    seed = data((2, 5, 3), dtype, rng)
+    got = L.compile(bg)(ins + [seed])[1:]
+    tc, ta, tb, ts = (torch.tensor(x, requires_grad=True) for x in ins)
+    (tc + ((1 - ts) * ts) * (ta.transpose(1, 2) @ tb)).backward(torch.tensor(seed))
+    for mine, theirs in zip(got, (tc.grad, ta.grad, tb.grad, ts.grad)):
+        np.testing.assert_allclose(mine, theirs.numpy(), rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- fwd + bwd graphs

@@ -15,7 +15,7 @@ from graphc.backends import llvm as L
 from graphc.ir.graph import Graph
 from graphc.passes.autodiff import grad_graph
 from graphc.passes.fusion import fuse
-from graphc.passes.lowering import combine_sums, transpose_matmul_outputs
+from graphc.passes.lowering import combine_sums, fold_matmul_updates, transpose_matmul_outputs
 from graphc.testing import inp, op
 from graphc.ir import dtypes as dt
 
@@ -223,3 +223,97 @@ def test_matmul_read_directly_somewhere_keeps_its_layout():
     assert transpose_matmul_outputs(g) is g
     g2 = make([op("permute", m, dims=(1, 0)), m], [a, b])
     assert transpose_matmul_outputs(g2) is g2
+
+
+# ------------------------------------------------------------------ fold_matmul_updates
+
+def _splat(s, shape):
+    """The 0-d `s` broadcast to `shape`, as the tensor API writes a scalar operand."""
+    return op("expand", op("reshape", s, shape=(1,) * len(shape)), shape=shape)
+
+
+def _update_graph(build, dtype=dt.float32):
+    """A graph whose one output is `build(mm, e, e2, s, t)`: mm = x^T @ g (a weight
+    gradient), e and e2 addends of its shape, s and t 0-d scalars."""
+    x, g = inp((7, 5), dtype, "x"), inp((7, 3), dtype, "g")
+    e, e2 = inp((5, 3), dtype, "e"), inp((5, 3), dtype, "e2")
+    s, t = inp((), dtype, "s"), inp((), dtype, "t")
+    mm = op("matmul", op("permute", x, dims=(1, 0)), g)
+    return make([build(mm, e, e2, lambda v: _splat(v, (5, 3)), s, t)],
+                [x, g, e, e2, s, t])
+
+
+# every kind of step, with the chain on either side of a sub and of an add
+_UPDATES = {
+    "w - s*mm (SGD)": lambda mm, e, e2, sp, s, t: op("sub", e, op("mul", sp(s), mm)),
+    "mm*s + e": lambda mm, e, e2, sp, s, t: op("add", op("mul", mm, sp(s)), e),
+    "e + mm": lambda mm, e, e2, sp, s, t: op("add", e, mm),
+    "mm - e": lambda mm, e, e2, sp, s, t: op("sub", mm, e),
+    "-mm + e": lambda mm, e, e2, sp, s, t: op("add", op("neg", mm), e),
+    "t*(e - s*(mm + e2)) (momentum-like)": lambda mm, e, e2, sp, s, t: op(
+        "mul", sp(t), op("sub", e, op("mul", sp(s), op("add", mm, e2)))),
+    "e - (mm - e2)": lambda mm, e, e2, sp, s, t: op("sub", e, op("sub", mm, e2)),
+    "mu*buf + (1-d)*mm": lambda mm, e, e2, sp, s, t: op(
+        "add", op("mul", e, sp(t)), op("mul", mm, sp(op("sub", op("const", value=1.0,
+                                                                  dtype=s.dtype), s)))),
+}
+
+
+@pytest.mark.parametrize("dtype", [dt.float32, dt.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", list(_UPDATES))
+def test_a_linear_update_of_a_matmul_is_one_accumulating_gemm(name, dtype):
+    g = _update_graph(_UPDATES[name], dtype)
+    after = fold_matmul_updates(g)
+    assert "matmul" not in ops(after) and ops(after).count("addmm") == 1
+    rng = np.random.default_rng(1)
+    ins = [rng.standard_normal(n.shape).astype(n.dtype.np) for n in g.inputs]
+    want = interp.compile(g)(ins)[0]
+    np.testing.assert_allclose(interp.compile(after)(ins)[0], want, rtol=1e-5, atol=1e-5)
+    (gemm,) = [k for k in fuse(g).kernels if isinstance(k, K.MatmulKernel)]
+    assert gemm.accumulate
+    np.testing.assert_allclose(L.compile(g)(ins)[0], want, rtol=1e-5, atol=1e-5)
+
+
+def test_sgd_update_keeps_no_gradient_and_no_update_kernel():
+    """w - lr * (x^T @ g): the addend kernel copies w into the output, the GEMM adds
+    -lr times the product (alpha evaluated from the lr input), nothing else runs."""
+    g = _update_graph(_UPDATES["w - s*mm (SGD)"])
+    kernels = fuse(g).kernels
+    assert [type(k).__name__ for k in kernels] == ["Kernel", "MatmulKernel"]
+    copy, gemm = kernels
+    assert gemm.out is copy.writes()[0] and gemm.out.kind == "output"
+    assert "neg(in4[])" in repr(gemm.alpha) and "+=" in str(gemm)
+
+
+def test_only_an_output_update_is_folded():
+    """Inside a graph the sum is inlined into its reader (relu(x @ w + b): b is read in
+    the relu's kernel); a matmul read twice, or kept as an output, stays a matmul."""
+    x, w, b = inp((4, 6), dt.float32, "x"), inp((6, 3), dt.float32, "w"), \
+        inp((4, 3), dt.float32, "b")
+    mm = op("matmul", x, w)
+    inner = make([op("relu", op("add", mm, b))], [x, w, b])
+    assert fold_matmul_updates(inner) is inner
+    twice = make([op("add", mm, b), op("mul", mm, b)], [x, w, b])
+    assert fold_matmul_updates(twice) is twice
+    kept = make([op("add", mm, b), mm], [x, w, b])
+    assert fold_matmul_updates(kept) is kept
+    by_tensor = make([op("mul", op("add", mm, b), b)], [x, w, b])   # not a scalar
+    assert fold_matmul_updates(by_tensor) is by_tensor
+
+
+def test_half_precision_products_are_not_folded():
+    """A float16/bfloat16 product is rounded to its dtype before it is added."""
+    for dtype in (dt.float16, dt.bfloat16):
+        g = _update_graph(_UPDATES["e + mm"], dtype)
+        assert fold_matmul_updates(g) is g
+
+
+def test_folded_update_with_an_empty_k_leaves_the_addend():
+    x, g = inp((0, 5), dt.float32, "x"), inp((0, 3), dt.float32, "g")
+    w = inp((5, 3), dt.float32, "w")
+    mm = op("matmul", op("permute", x, dims=(1, 0)), g)
+    graph = make([op("sub", w, mm)], [x, g, w])
+    assert "addmm" in ops(fold_matmul_updates(graph))
+    ins = [np.zeros((0, 5), np.float32), np.zeros((0, 3), np.float32),
+           np.arange(15, dtype=np.float32).reshape(5, 3)]
+    np.testing.assert_array_equal(L.compile(graph)(ins)[0], ins[2])

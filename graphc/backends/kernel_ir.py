@@ -702,19 +702,33 @@ class StridedView:
 
 @dataclass
 class MatmulKernel:
-    """out[b..., m, n] = sum_k a[b..., m, k] * bmat[b..., k, n] (GEMM per batch point)."""
+    """out[b..., m, n] = sum_k a[b..., m, k] * bmat[b..., k, n] (GEMM per batch point).
+
+    With `accumulate`, out already holds an addend (an earlier kernel stored it) and the
+    kernel adds `alpha` times the product to it: BLAS's beta = 1 (an `addmm` node).
+    `alpha` is a scalar value expression (constants, loads of 0-d buffers and the
+    elementwise ops over them) evaluated once per call."""
     name: str
     a: StridedView
     b: StridedView
     out: Buffer
     dtype: dt.DType
     nodes: list = field(default_factory=list)
+    alpha: object = None            # None: 1
+    accumulate: bool = False
 
     kind = "matmul"
     parallel = False
 
     def reads(self):
-        return [self.a.buffer] + ([self.b.buffer] if self.b.buffer is not self.a.buffer else [])
+        bufs = [self.a.buffer] + ([self.b.buffer] if self.b.buffer is not self.a.buffer else [])
+        extra = [v.buffer for v in
+                 (walk_values(self.alpha) if self.alpha is not None else ())
+                 if isinstance(v, Load)] + ([self.out] if self.accumulate else [])
+        for buf in extra:
+            if all(buf is not x for x in bufs):
+                bufs.append(buf)
+        return bufs
 
     def writes(self):
         return [self.out]
@@ -730,7 +744,11 @@ class MatmulKernel:
     def __str__(self):
         def view(v):
             return f"{v.buffer.name}[off {v.offset}, strides {list(v.strides)}, shape {list(v.shape)}]"
-        return f"kernel {self.name} matmul\n  {self.out.name} = {view(self.a)} @ {view(self.b)}"
+        if not self.accumulate and self.alpha is None:
+            return f"kernel {self.name} matmul\n  {self.out.name} = {view(self.a)} @ {view(self.b)}"
+        scale = "" if self.alpha is None else f"{self.alpha} * "
+        return (f"kernel {self.name} matmul\n  {self.out.name} "
+                f"{'+=' if self.accumulate else '='} {scale}{view(self.a)} @ {view(self.b)}")
 
 
 @dataclass

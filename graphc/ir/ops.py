@@ -941,6 +941,36 @@ register(OpDef("matmul", _matmul_infer,
                _matmul_vjp,
                F.OPAQUE, 2, "batched [..., M, K] @ [..., K, N]; batch dims equal"))
 
+
+def _addmm_infer(types, attrs):
+    c, a, b, alpha = types
+    product = _matmul_infer([a, b], attrs)
+    if c != product:
+        raise _shape_err(f"addmm: the addend is {c.dtype.name}{list(c.shape)}, the product "
+                         f"{product.dtype.name}{list(product.shape)}")
+    if alpha.shape != () or alpha.dtype is not product.dtype:
+        raise _shape_err(f"addmm: alpha must be a 0-d {product.dtype.name} value, got "
+                         f"{alpha.dtype.name}{list(alpha.shape)}")
+    return product
+
+
+def _addmm_np(attrs, c, a, b, alpha):
+    product = np.matmul(_contiguous(a), _contiguous(b))
+    return (c + alpha * product).astype(product.dtype, copy=False)
+
+
+def _addmm_vjp(node, g):
+    c, a, b, alpha = node.inputs
+    scaled = g * alpha
+    return (g, scaled @ b.mT, a.mT @ scaled, (g * (a @ b)).sum())
+
+
+# Made by the backends' lowering (passes/lowering.py: fold_matmul_updates), never by the
+# tensor API: an SGD update `w - lr * (x^T @ g)` is one GEMM accumulating into a copy of
+# w (BLAS beta = 1), without storing the gradient or zeroing the GEMM's output first.
+register(OpDef("addmm", _addmm_infer, _addmm_np, _addmm_vjp, F.OPAQUE, 4,
+               "c + alpha * (a @ b): c has the product's type, alpha is 0-d"))
+
 # ---------------------------------------------------------------------------- sorting
 
 

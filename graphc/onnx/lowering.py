@@ -40,6 +40,8 @@ UNSUPPORTED = {
     "rand": "graphc's counter-based random numbers have no ONNX equivalent (ONNX's "
             "RandomUniform/RandomNormal draw other numbers); export the model in eval "
             "mode, without dropout or randn in forward",
+    "addmm": "made only by the compiling backends' lowering (an SGD update folded into "
+             "its GEMM), after tracing: a traced forward graph never holds it",
 }
 
 LOWERINGS = {}

@@ -48,7 +48,9 @@ Every edge of the graph gets a `Reason` saying why it was or was not fused;
 
 Invariants of the result (`FusedPlan`): kernels are in an order where each reads only
 buffers written by earlier kernels or graph inputs; every graph output that is not a
-graph input has a buffer written by exactly one kernel; a buffer is written by one kernel.
+graph input has a buffer; a buffer is written by one kernel, except an addmm's, which
+two adjacent kernels write: the addend kernel stores the addend, then the GEMM kernel
+adds the product to it.
 """
 from __future__ import annotations
 
@@ -306,6 +308,16 @@ def normalize_matmul_view(shape, strides):
 _BLAS_DTYPES = ("f32", "f64", "bf16")
 
 
+def _is_gemm(n):
+    """A matmul computed by a GEMM kernel (BLAS, tl.dot), not a loop of products."""
+    return n.op == "addmm" or (n.op == "matmul" and n.dtype.short in _BLAS_DTYPES)
+
+
+def _gemm_operands(n):
+    """(a, b) of a matmul or of an addmm (c + alpha * a @ b)."""
+    return n.inputs[1:3] if n.op == "addmm" else n.inputs
+
+
 # ----------------------------------------------------------------------------- the pass
 
 class _Fuser:
@@ -327,11 +339,10 @@ class _Fuser:
                 self.reason[id(n)] = Reason.REDUCTION
             elif fc is FusionClass.OPAQUE and not _onehot_scatter(n):
                 self.reason[id(n)] = Reason.OPAQUE
-        operands = [x for n in graph.nodes if n.op == "matmul" and n.dtype.short in _BLAS_DTYPES
-                    for x in n.inputs]
+        gemms = [n for n in graph.nodes if _is_gemm(n)]
+        operands = [x for n in gemms for x in _gemm_operands(n)]
         self._assign_layouts(operands)
-        self._store_shared_transposed([n for n in graph.nodes if n.op == "matmul"
-                                       and n.dtype.short in _BLAS_DTYPES])
+        self._store_shared_transposed(gemms)
         for x in operands:
             self._plan_matmul_operand(x)
         for n in graph.nodes:
@@ -384,7 +395,7 @@ class _Fuser:
         what it saves (784x512: 0.035 ms), so a single reader keeps its view."""
         readers: dict[int, list] = {}
         for n in matmuls:
-            x = n.inputs[1]
+            x = _gemm_operands(n)[1]
             if self._is_mat(x) or _fusion_class(x) is not FusionClass.MOVEMENT:
                 continue
             view = _strided_view(x, self._is_mat, lambda b: self.layout.get(id(b)))
@@ -499,6 +510,9 @@ class _Fuser:
             if n.dtype.short in _BLAS_DTYPES:
                 return self._new_kernel(n, "matmul")
             return self._place_reduction_like(n)
+        if n.op == "addmm":   # its addend is stored into its buffer, then the GEMM adds
+            self._new_kernel(n, "addend")
+            return self._new_kernel(n, "matmul")
         if n.op == "argsort":
             return self._new_kernel(n, "sort")
         if fc is FusionClass.OPAQUE and not _onehot_scatter(n):
@@ -593,7 +607,11 @@ class _Fuser:
             kp.outer, kp.inner, kp.full_index = tuple(outer), tuple(inner), tuple(idx)
             self.kernels.append(kp)
             kp.entries.append((n, "reduce", self._reduce_value(n, kp)))
-        elif kind == "pointwise":
+        elif kind in ("pointwise", "addend"):
+            # "addend": the pointwise kernel storing an addmm's addend (its first input)
+            # into the addmm's buffer, which the GEMM kernel after it accumulates into
+            kp.kind = "pointwise"
+            src, top = (n.inputs[0], False) if kind == "addend" else (n, True)
             kp.full_shape = n.shape
             self.kernels.append(kp)
             value = None
@@ -601,7 +619,7 @@ class _Fuser:
                 # one flat loop when that costs no division (a permuted store would)
                 flat = K.Var(f"{tag}i", _numel(n.shape))
                 idx = K.delinearize(K.lin(flat), n.shape)
-                value = self._build(n, idx, kp, top=True, tentative=True)
+                value = self._build(src, idx, kp, top=top, tentative=True)
                 if value is None or _has_division(value):
                     value = None
                 else:
@@ -609,8 +627,11 @@ class _Fuser:
             if value is None:
                 kp.outer = tuple(K.Var(f"{tag}o{d}", s) for d, s in enumerate(n.shape))
                 kp.full_index = tuple(K.lin(v) for v in kp.outer)
-                value = self._build(n, kp.full_index, kp, top=True)
-            kp.entries.append((n, "outer", (kp.full_index, value)))
+                value = self._build(src, kp.full_index, kp, top=top)
+            kp.entries.append((n, "outer" if kind == "pointwise" else "addend",
+                               (kp.full_index, value)))
+            if kind == "addend":
+                return   # n's home is the GEMM kernel that follows
         elif kind == "concat":
             self.kernels.append(kp)
             self._concat_kernel(n, kp, tag)
@@ -620,7 +641,9 @@ class _Fuser:
                 self.buffers[id(n)] = self._buffer_for(twin)
         elif kind in ("matmul", "sort"):
             self.kernels.append(kp)
-            kp.entries.append((n, kind, None))
+            # an addmm's alpha: a scalar expression the GEMM kernel evaluates once
+            alpha = self._build(n.inputs[3], (), kp) if n.op == "addmm" else None
+            kp.entries.append((n, kind, alpha))
         elif kind == "scatter":
             self.kernels.append(kp)
             x, idx_node, src = n.inputs
@@ -924,7 +947,8 @@ class _Fuser:
                 self._buffer_for(o)
         for kp in self.kernels:   # matmul and sort operands are read from memory
             if kp.kind in ("matmul", "sort"):
-                for x in kp.entries[0][0].inputs:
+                n = kp.entries[0][0]
+                for x in (_gemm_operands(n) if kp.kind == "matmul" else n.inputs):
                     base = self.views[id(x)][0]
                     if base.op != "input":
                         self._buffer_for(base)
@@ -1006,15 +1030,14 @@ class _Fuser:
         names = list(dict.fromkeys(id(e[0]) for e in kp.entries))
         if kp.kind == "matmul":
             n = kp.entries[0][0]
-            a, b = n.inputs
             views = []
-            for x in (a, b):
+            for x in _gemm_operands(n):
                 base, off, strides = self.views[id(x)]
                 views.append(K.StridedView(self._buffer_for(base) if base.op != "input"
                                            else self.buffers[id(base)],
                                            off, strides, x.shape))
             kp.kernel = K.MatmulKernel(name, views[0], views[1], self._buffer_for(n),
-                                       n.dtype, names)
+                                       n.dtype, names, kp.entries[0][2], n.op == "addmm")
             return kp.kernel
         if kp.kind == "sort":
             n = kp.entries[0][0]
@@ -1034,6 +1057,9 @@ class _Fuser:
                 if buf is not None:
                     idx = self._stored(n, self._outer_index_for(kp, n.shape))
                     stages.append(K.Store(buf, idx, (), K.AccRef(f"v{self.pos[id(n)]}", n.dtype)))
+            elif kind == "addend":
+                idx, value = payload
+                stages.append(K.Store(self._buffer_for(n), self._stored(n, idx), (), value))
             elif kind in ("inner", "outer"):
                 if buf is None:
                     continue
@@ -1089,7 +1115,7 @@ class _Fuser:
                 if p.op == "input":
                     out.append((p, c, False, Reason.GRAPH_INPUT))
                     continue
-                if c.op in ("matmul", "argsort") and id(p) in self.views and \
+                if c.op in ("matmul", "addmm", "argsort") and id(p) in self.views and \
                         self.views[id(p)][0] is not p:
                     out.append((p, c, True, Reason.STRIDED_VIEW))
                     continue

@@ -20,6 +20,16 @@ optimiser update) would read the GEMM's result transposed, a cache miss per elem
 a large weight. When a matmul is only read through a transpose of its last two dims,
 it is computed transposed instead, `B^T @ A^T` (BLAS flags, no copies).
 
+A fourth folds a matmul that only feeds a linear update into the GEMM
+(`fold_matmul_updates`): `w - lr * (x^T @ g)`, SGD's update of a weight from its
+gradient, becomes `addmm(w, x^T, g, -lr)`, which BLAS computes as one GEMM with
+beta = 1 into a copy of w. The gradient is never stored, the update kernel goes, and so
+does the pass in which BLAS zeroes a beta = 0 output (the MLP step's 784x512 weight,
+`benchmarks/step_profile.py mlp_step --profile`: 0.64 ms as GEMM plus update kernel,
+0.61 ms as copy plus accumulating GEMM). One difference: with alpha exactly 0 (a
+learning rate scheduled to 0) BLAS skips the product, so a gradient holding inf or
+nan leaves w as it is where `w - 0 * grad` would be nan.
+
 These change the order in which floats are added, or the sign of an exact zero (-0 + 0
 is +0), so they are not simplifications in the bit-exact sense of passes/simplify.py:
 they run as part of the backends' lowering (`fusion.fuse`), where summation order is
@@ -33,7 +43,7 @@ from ..ir.registry import make_node as _mk
 
 
 def lower_for_backends(graph: Graph) -> Graph:
-    return transpose_matmul_outputs(combine_sums(graph))
+    return fold_matmul_updates(transpose_matmul_outputs(combine_sums(graph)))
 
 
 def rebuild(graph: Graph, replace) -> Graph:
@@ -239,3 +249,106 @@ def _zeros(like, d, n):
     value = False if like.dtype.is_bool else 0.0 if like.dtype.is_floating else 0
     zero = _mk("const", value=value, dtype=like.dtype)
     return _mk("expand", _mk("reshape", zero, shape=(1,) * len(shape)), shape=shape)
+
+
+# --------------------------------------------------------------------------- updates
+
+# dtypes whose matmul is a GEMM call that can accumulate (LLVM: BLAS, Triton: tl.dot);
+# a bfloat16 or float16 product is rounded to its dtype before it is added, which one
+# accumulating GEMM would not do
+_ACCUMULATING_DTYPES = ("f32", "f64")
+
+
+def fold_matmul_updates(graph: Graph) -> Graph:
+    """`graph` with every graph output that is a linear update `E + s * (A @ B)` of a
+    matmul used nowhere else (a chain of adds, subs, negations and products with
+    scalars above the matmul, each node of the chain used only by the next) rewritten
+    as `addmm(E, A, B, s)`, or `graph` itself when there is none. E gathers every
+    addend met on the way, scaled by the scalars above it, and s the product of the
+    scalars and signs.
+
+    Only an output: it is stored anyway, so storing E there first costs no more than the
+    update kernel it replaces. Inside a graph the update would be inlined into its
+    readers (a forward layer's `relu(x @ w + b)` reads b in the relu's kernel), and
+    folding would add a kernel that stores it (the GEMM kernel has no epilogue)."""
+    users = graph.users()
+    outputs = {id(o) for o in graph.outputs}
+
+    def next_step(n):
+        """(user, kind, other operand) when n's only use continues a linear chain."""
+        us = users[id(n)]
+        if id(n) in outputs or len(us) != 1 or us[0].type != n.type:
+            return None
+        u = us[0]
+        other = next((i for i in u.inputs if i is not n), None)
+        if u.op == "neg":
+            return u, "neg", None
+        if u.op in ("add", "sub") and len(u.inputs) == 2 and other is not None:
+            return u, ("rsub" if u.op == "sub" and u.inputs[1] is n else u.op), other
+        if u.op == "mul" and other is not None and _scalar_base(other) is not None:
+            return u, "mul", other
+        return None
+
+    chains = {}   # id(top node) -> (matmul, [(kind, other operand)])
+    for mm in graph.nodes:
+        if mm.op != "matmul" or mm.dtype.short not in _ACCUMULATING_DTYPES:
+            continue
+        steps, n = [], mm
+        while (step := next_step(n)) is not None:
+            n, kind, other = step
+            steps.append((kind, other))
+        # the chain ends at an output or at a node with other uses: only an output,
+        # and only an update that adds something, is folded
+        if id(n) in outputs and any(k in ("add", "sub", "rsub") for k, _ in steps):
+            chains[id(n)] = (mm, steps)
+    if not chains:
+        return graph
+
+    def replace(n, new):
+        if id(n) not in chains:
+            return None
+        mm, steps = chains[id(n)]
+        addend, scale, negative = None, None, False
+        for kind, other in steps:
+            if kind == "neg":
+                negative = not negative
+                addend = None if addend is None else _mk("neg", addend)
+            elif kind == "mul":
+                s = _scalar_base(other, new)
+                scale = s if scale is None else _mk("mul", scale, s)
+                addend = None if addend is None else _mk("mul", addend, new[id(other)])
+            elif kind == "add":
+                addend = new[id(other)] if addend is None else _mk("add", addend, new[id(other)])
+            elif kind == "sub":
+                addend = _mk("neg", new[id(other)]) if addend is None else \
+                    _mk("sub", addend, new[id(other)])
+            else:   # rsub: other - chain
+                negative = not negative
+                addend = new[id(other)] if addend is None else _mk("sub", new[id(other)], addend)
+        if scale is None:
+            scale = _mk("const", value=-1.0 if negative else 1.0, dtype=mm.dtype)
+        elif negative:
+            scale = _mk("neg", scale)
+        a, b = (new[id(i)] for i in mm.inputs)
+        return Node("addmm", (addend, a, b, scale), {}, n.type, n.loc)
+    return rebuild(graph, replace)
+
+
+def _scalar_base(x, new=None):
+    """The 0-d value that `x` (one element, maybe reshaped and expanded) repeats, from
+    the rewritten graph when `new` is given; None when x is not a repeated scalar."""
+    while x.op in ("expand", "reshape") and _numel(x.inputs[0].shape) == 1:
+        x = x.inputs[0]
+    if _numel(x.shape) != 1:
+        return None
+    if new is None:
+        return x
+    x = new[id(x)]
+    return x if x.shape == () else _mk("reshape", x, shape=())
+
+
+def _numel(shape):
+    n = 1
+    for s in shape:
+        n *= s
+    return n

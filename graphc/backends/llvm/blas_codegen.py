@@ -3,15 +3,19 @@
 Operands are strided views of buffers (kernel_ir.StridedView): a permuted operand is a
 BLAS transpose flag and a leading dimension, a broadcast batch dim is a zero stride, so
 no operand is ever copied. bfloat16 (stored as float32) uses sgemm and rounds the
-result to bfloat16 in place; K == 0 writes zeros.
+result to bfloat16 in place; K == 0 writes zeros (or, accumulating, leaves the addend).
+An accumulating kernel (`addmm`) passes its alpha, evaluated once, and beta = 1.
 """
 from __future__ import annotations
 
 from llvmlite import ir
 
+from .. import kernel_ir as K
 from ...passes.fusion import normalize_matmul_view
 from . import blas
-from .types import F32, F64, I32, I64, KERNEL_TYPE, PTR, c64 as _c64, counted_loop
+from .types import F32, F64, I32, I64, KERNEL_TYPE, PTR, c64 as _c64, counted_loop, \
+    storage_type
+from .values import ValueLowering
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
@@ -44,6 +48,9 @@ def emit_matmul(mb, k, name):
     if m * n * nbatch == 0:
         b.ret_void()
         return
+    if kk == 0 and k.accumulate:   # nothing to add
+        b.ret_void()
+        return
     if kk == 0:
         memset = mb.math.declare("llvm.memset.p0.i64", ir.VoidType(), [PTR, ir.IntType(8), I64,
                                                                        ir.IntType(1)])
@@ -51,6 +58,9 @@ def emit_matmul(mb, k, name):
                         _c64(k.out.nbytes), ir.Constant(ir.IntType(1), 0)])
         b.ret_void()
         return
+    alpha = ir.Constant(ft, 1.0) if k.alpha is None else \
+        _ScalarValue(mb, b, buf_ptr, status).value(k.alpha)
+    beta = ir.Constant(ft, 1.0 if k.accumulate else 0.0)
     sa, ta, lda = normalize_matmul_view(k.a.shape, k.a.strides)
     sb, tb, ldb = normalize_matmul_view(k.b.shape, k.b.strides)
 
@@ -71,8 +81,7 @@ def emit_matmul(mb, k, name):
         cp = b.gep(c_ptr, [c_off], source_etype=ft)
         b.call(gemm, [c(ROW_MAJOR, I32), c(TRANS if ta else NO_TRANS, I32),
                       c(TRANS if tb else NO_TRANS, I32), c(m), c(n), c(kk),
-                      ir.Constant(ft, 1.0), ap, c(lda), bp, c(ldb), ir.Constant(ft, 0.0), cp,
-                      c(n)])
+                      alpha, ap, c(lda), bp, c(ldb), beta, cp, c(n)])
         if k.dtype.short == "bf16":
             _round_bf16_inplace(b, cp, m * n)
     b.ret_void()
@@ -88,3 +97,32 @@ def _round_bf16_inplace(b, ptr, count):
                    ir.Constant(I32, 0xFFFF0000))
         y = b.select(b.fcmp_unordered("uno", x, x), x, b.bitcast(r, F32))
         b.store(y, q)
+
+
+class _ScalarValue(ValueLowering):
+    """A 0-d value expression (an addmm's alpha: constants, loads of 0-d buffers and
+    elementwise ops over them) emitted once, before the GEMM calls."""
+
+    def __init__(self, mb, builder, buf_ptr, status):
+        self.mb, self.b, self.math = mb, builder, mb.math
+        self._buf_ptr, self._status = buf_ptr, status
+
+    def flag_error(self, bad, code: int):
+        b = self.b
+        b.store(b.select(bad, _c64(code), b.load(self._status, typ=I64)), self._status)
+
+    def index(self, x: K.Lin):
+        assert not x.atoms(), x   # a 0-d value has no loop variables
+        return _c64(x.const)
+
+    def value(self, v):
+        if isinstance(v, K.Const):
+            return self.const(v.value, v.dtype)
+        if isinstance(v, K.Load):
+            d = v.buffer.dtype
+            return self.to_compute(self.b.load(self._buf_ptr(v.buffer), typ=storage_type(d)), d)
+        if isinstance(v, K.Compute):
+            return self.compute(v, [self.value(a) for a in v.args])
+        if isinstance(v, K.RandValue):
+            return self.rand(v)
+        raise TypeError(f"GEMM alpha: unsupported scalar expression {v!r}")

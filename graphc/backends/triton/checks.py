@@ -523,6 +523,24 @@ def matmul_computed_operand(rng):
                 [data((4, 6), dt.float32, rng), data((6, 3), dt.float32, rng)], 1e-5, 1e-5)
 
 
+def matmul_update(rng):
+    """GEMMs that accumulate into their output (`addmm`): an SGD update of a weight from
+    its gradient, which the backends' lowering folds (w - lr * x^T @ g), and a batched
+    addmm node with an alpha computed from an input."""
+    x, g, w = inp((37, 20), dt.float32, "x"), inp((37, 12), dt.float32, "g"), \
+        inp((20, 12), dt.float32, "w")
+    lr = inp((), dt.float32, "lr")
+    grad = op("matmul", op("permute", x, dims=(1, 0)), g)
+    step = op("sub", w, op("mul", op("expand", op("reshape", lr, shape=(1, 1)),
+                                      shape=(20, 12)), grad))
+    c, a, b = inp((3, 5, 4), dt.float32, "c"), inp((3, 5, 9), dt.float32, "a"), \
+        inp((3, 9, 4), dt.float32, "b")
+    batched = op("addmm", c, a, b, op("neg", op("mul", lr, lr)))
+    shapes = [(37, 20), (37, 12), (20, 12), (), (3, 5, 4), (3, 5, 9), (3, 9, 4)]
+    return Case("matmul-update", graph([step, batched], [x, g, w, lr, c, a, b]),
+                [data(sh, dt.float32, rng) for sh in shapes], 1e-5, 1e-5)
+
+
 def matmul_f16_epilogue(rng, m=9, k=20, n=6):
     """A float16 matmul is a loop matmul for fusion: the GEMM form with epilogue."""
     a, b, c = inp((m, k), dt.float16, "a"), inp((k, n), dt.float16, "b"), \
@@ -615,7 +633,8 @@ def sort_rows(dtype, rng, shape, dim, descending):
 COVERED_OPS = set(UNARY_FLOAT) | set(UNARY_EXACT) | set(BINARY) | {
     "logical_not", "where", "cast", "const", "iota", "rand", "sum", "prod", "max", "min",
     "argmax", "argmin", "reshape", "permute", "expand", "slice", "pad", "concat", "flip",
-    "gather", "scatter_add", "matmul", "conv2d", "conv_transpose2d", "check", "argsort"}
+    "gather", "scatter_add", "matmul", "conv2d", "conv_transpose2d", "check", "argsort",
+    "addmm"}
 
 
 def corpus(seed=0):
@@ -651,7 +670,8 @@ def corpus(seed=0):
                                            dt.int32, dt.int64, dt.uint8, dt.bool_)]
     out += [matmul(d, rng) for d in (dt.float32, dt.float64, dt.bfloat16, dt.float16,
                                      dt.int32, dt.int64)]
-    out += [matmul_views(rng), matmul_computed_operand(rng), matmul_f16_epilogue(rng)]
+    out += [matmul_views(rng), matmul_computed_operand(rng), matmul_f16_epilogue(rng),
+            matmul_update(rng)]
     out += [matmul_sizes(rng, *s) for s in ((1, 1, 1), (7, 1, 3), (70, 3, 1), (4, 0, 3),
                                             (0, 3, 2))]
     out += [conv(c, rng) for c in range(len(CONV_CASES))]

@@ -39,7 +39,12 @@ def matmul_kernel(gen, k: K.MatmulKernel):
     if not k.dtype.is_floating:
         raise TritonUnsupported(f"triton backend: integer GEMM kernel {k.name}")
     out_index = tuple(K.lin(v) for v in bvars) + (K.lin(vm), K.lin(vn))
-    store = K.Store(k.out, out_index, (), K.AccRef("gemm_acc", k.dtype))
+    value = K.AccRef("gemm_acc", k.dtype)
+    if k.alpha is not None:
+        value = K.Compute("mul", (k.alpha, value), k.dtype)
+    if k.accumulate:   # an addmm: out holds the addend (BLAS's beta = 1)
+        value = K.Compute("add", (K.Load(k.out, out_index), value), k.dtype)
+    store = K.Store(k.out, out_index, (), value)
     dot = DotReduction("gemm_acc", view(a, vm, vk), view(b, vk, vn), acc_dtype, k.dtype,
                         vk)
     _emit_gemm(gen, k, bvars, vm, vn, vk, [dot], [store])
