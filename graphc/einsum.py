@@ -4,8 +4,10 @@ Operands are contracted left to right, two at a time. For a pair, each label is 
 label (in both operands and kept), a contracted label (in both, not kept), or a free
 label of one side; labels that appear in one operand only and are not kept are summed
 out first. The pair then becomes one batched matmul [B, M, K] @ [B, K, N]. `...` stands
-for broadcast dims: it becomes fresh labels, right-aligned across operands. Repeated
-labels within one operand (diagonals, `ii->i`) are not supported and raise.
+for broadcast dims: it becomes fresh labels, right-aligned across operands. A label
+repeated within one operand (`ii->i`, `ii`, `ij,jj->i`) first takes that operand's
+diagonal over those dims (moved last, as `diagonal` does), so each label then appears
+once per operand. A label repeated in the output raises, as in torch.
 """
 from __future__ import annotations
 
@@ -31,10 +33,14 @@ def _parse(equation, operands):
             counts[c] = counts.get(c, 0) + 1
         out = ellipsis + "".join(sorted(c for c, k in counts.items()
                                         if k == 1 and c not in ellipsis))
-    for s in ins + [out]:
-        if len(set(s)) != len(s):
-            raise at_user_line(ValueError, f"einsum: repeated label in {s!r} (diagonals) is "
-                                           "not supported")
+    missing = [c for c in out if c not in "".join(ins)]
+    if missing:
+        raise at_user_line(RuntimeError, f"einsum: output subscript {missing[0]!r} does not "
+                                         f"appear in the equation for any input operand")
+    if len(set(out)) != len(out):
+        c = next(c for c in out if out.count(c) > 1)
+        raise at_user_line(RuntimeError, f"einsum: output subscript {c!r} appears more than "
+                                         f"once in the output {out!r}")
     return ins, out
 
 
@@ -53,6 +59,24 @@ def _expand_ellipsis(ins, operands, eq):
     width = max(counts, default=0)
     labels = "".join(spare[:width])
     return [s.replace("...", labels[width - n:]) for s, n in zip(ins, counts)], labels
+
+
+def _diagonals(t, ls, k):
+    """Replace each label repeated in subscripts `ls` of operand `k` by one: take the
+    diagonal over its first two dims (it goes last), again while it still repeats."""
+    shape, given = list(t.shape), ls
+    for c in dict.fromkeys(ls):
+        while ls.count(c) > 1:
+            d1 = ls.index(c)
+            d2 = ls.index(c, d1 + 1)
+            if t.shape[d1] != t.shape[d2]:
+                raise at_user_line(RuntimeError, f"einsum: subscript {c!r} is repeated for "
+                                                 f"operand {k} but the sizes don't match, "
+                                                 f"{t.shape[d2]} != {t.shape[d1]} (operand "
+                                                 f"shape {shape}, subscripts {given!r})")
+            t = t.diagonal(0, d1, d2)
+            ls = ls[:d1] + ls[d1 + 1:d2] + ls[d2 + 1:] + c
+    return t, ls
 
 
 def _sum_out(t, labels, keep):
@@ -106,6 +130,8 @@ def einsum(equation, *operands):
         if t.ndim != len(ls):
             raise at_user_line(RuntimeError, f"einsum: operand with shape {list(t.shape)} does "
                                              f"not fit subscripts {ls!r}")
+    operands, ins = zip(*[_diagonals(t, ls, k)
+                          for k, (t, ls) in enumerate(zip(operands, ins))])
     cur, cl = operands[0], ins[0]
     for k in range(1, len(operands)):
         later = set(out).union(*[set(s) for s in ins[k + 1:]])

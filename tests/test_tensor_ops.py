@@ -485,6 +485,20 @@ LINALG = [
     case(lambda m, x, y: m.einsum("i...,...->i...", x, y), R(2, 3), R(3),
          id="einsum_ellipsis_uneven"),
     case(lambda m, x: m.einsum("...ij->...ji", x), R(2, 3, 4), id="einsum_ellipsis_transpose"),
+    case(lambda m, x: m.einsum("ii->i", x), R(3, 3), id="einsum_diagonal"),
+    case(lambda m, x: m.einsum("ii", x), R(3, 3), id="einsum_trace_implicit"),
+    case(lambda m, x: m.einsum("ii->", x), R(3, 3), id="einsum_trace"),
+    case(lambda m, x: m.einsum("bii->bi", x), R(2, 3, 3), id="einsum_batch_diagonal"),
+    case(lambda m, x: m.einsum("iij->j", x), R(3, 3, 4), id="einsum_diagonal_summed"),
+    case(lambda m, x: m.einsum("iji->ij", x), R(3, 4, 3), id="einsum_diagonal_apart"),
+    case(lambda m, x: m.einsum("iii->i", x), R(3, 3, 3), id="einsum_diagonal_three"),
+    case(lambda m, x: m.einsum("iijj->ij", x), R(2, 2, 3, 3), id="einsum_two_diagonals"),
+    case(lambda m, x, y: m.einsum("ij,jj->i", x, y), R(2, 3), R(3, 3),
+         id="einsum_diagonal_second"),
+    case(lambda m, x, y: m.einsum("ii,ij->ij", x, y), R(3, 3), R(3, 4),
+         id="einsum_diagonal_first"),
+    case(lambda m, x: m.einsum("...ii->...i", x), R(2, 4, 3, 3), id="einsum_ellipsis_diagonal"),
+    case(lambda m, x: m.einsum("i...i", x), R(3, 2, 3), id="einsum_ellipsis_trace"),
     case(lambda m, x, y: m.dot(x, y), R(4), R(4), id="dot"),
     case(lambda m, x, y: m.outer(x, y), R(3), R(2), id="outer"),
 ]
@@ -770,11 +784,47 @@ def test_shape_errors_name_shapes_and_caller_line(fn, a, b, names):
     assert f"test_tensor_ops.py:{fn.__code__.co_firstlineno}" in msg, msg
 
 
-def test_einsum_diagonal_is_refused_clearly():
-    with pytest.raises(ValueError, match="repeated label"):
-        gc.einsum("ii->i", gc.zeros(3, 3))
+EINSUM_DIAGONAL_ERRORS = [
+    pytest.param("ii->i", [(3, 4)], "subscript 'i' is repeated for operand 0", id="size"),
+    pytest.param("ii", [(3, 1)], "sizes don't match, 1 != 3", id="size_no_broadcast"),
+    pytest.param("ij,jj->i", [(2, 3), (3, 4)], "repeated for operand 1", id="size_second"),
+    pytest.param("ii->ii", [(3, 3)], "'i' appears more than once in the output",
+                 id="output_repeated"),
+    pytest.param("i->ii", [(3,)], "appears more than once in the output", id="output_only"),
+    pytest.param("ij->ik", [(2, 3)], "'k' does not appear in the equation for any input",
+                 id="output_label_unknown"),
+]
+
+
+@pytest.mark.parametrize("eq,shapes,message", EINSUM_DIAGONAL_ERRORS)
+def test_einsum_diagonal_errors_like_torch(eq, shapes, message):
+    with pytest.raises(RuntimeError):
+        torch.einsum(eq, *[torch.zeros(s) for s in shapes])
+    with pytest.raises(RuntimeError, match=message) as info:
+        gc.einsum(eq, *[gc.zeros(*s) for s in shapes])
+    assert "test_tensor_ops.py:" in str(info.value)
+
+
+def test_einsum_operand_count_is_checked():
     with pytest.raises(ValueError, match="names 2 operands"):
         gc.einsum("ij,jk->ik", gc.zeros(3, 3))
+
+
+@pytest.mark.parametrize("eq,shapes", [
+    ("ii->i", [(3, 3)]), ("ii", [(3, 3)]), ("bii->bi", [(2, 3, 3)]), ("iij->j", [(3, 3, 2)]),
+    ("iii->i", [(3, 3, 3)]), ("ij,jj->i", [(2, 3), (3, 3)]), ("...ii->...i", [(2, 3, 3)]),
+])
+def test_einsum_diagonal_gradients_match_torch(eq, shapes):
+    arrays = [R(*s).astype(np.float64) for s in shapes]
+    grads = []
+    for m in (torch, gc):
+        xs = [m.tensor(a, requires_grad=True) for a in arrays]
+        out = m.einsum(eq, *xs)
+        w = m.tensor(np.linspace(0.5, 1.5, out.numel()).reshape(tuple(out.shape)))
+        (out * w).sum().backward()
+        grads.append([x.grad.numpy() for x in xs])
+    for want, got in zip(*grads):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_error_raised_at_the_op_not_at_read():
