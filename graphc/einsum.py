@@ -110,6 +110,16 @@ def _contract(a, la, b, lb, keep):
         prod = lambda cs: _prod(size[c] for c in cs)
         return t.reshape(prod(batch), prod(first), prod(second))
 
+    if a.dtype is not b.dtype:
+        # as PyTorch's einsum: a pair it contracts goes through bmm, which refuses mixed
+        # dtypes; one it only multiplies elementwise promotes
+        from .tensor_ops import _TORCH_NAMES, result_type
+        if contract:
+            raise at_user_line(RuntimeError, f"expected scalar type "
+                                             f"{_TORCH_NAMES[a.dtype.name]} but found "
+                                             f"{_TORCH_NAMES[b.dtype.name]}")
+        d = result_type(a, b)
+        a, b = a._cast(d), b._cast(d)
     am = arrange(a, la, free_a, contract)
     bm = arrange(b, lb, contract, free_b)
     r = am @ bm

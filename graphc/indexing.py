@@ -20,7 +20,7 @@ import numpy as np
 from . import autograd, runtime
 from .ir import dtypes as dt
 from .ir.errors import at_user_line
-from .tensor import Tensor, _as_view, tensor
+from .tensor import Tensor, _as_view, _assigned_scalar, tensor
 
 
 def _is_index_tensor(k):
@@ -195,6 +195,7 @@ def _advanced(y: Tensor, adv):
 
 
 def setitem(x: Tensor, key, value):
+    value = _assigned_scalar(value, x.dtype)
     if isinstance(key, (list, np.ndarray)) and np.asarray(key).dtype == np.bool_:
         key = tensor(key)
     if isinstance(key, Tensor) and key.dtype is dt.bool_:

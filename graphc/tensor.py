@@ -53,7 +53,16 @@ class Size(tuple):
         return Size(item) if isinstance(key, slice) else item
 
     def __add__(self, other):
-        return Size(super().__add__(other))
+        if isinstance(other, tuple):
+            return Size(super().__add__(other))
+        # as PyTorch's Size: an operand that adds a tuple to itself does (a numpy array
+        # adds elementwise); anything else is PyTorch's TypeError (a tensor too)
+        radd = getattr(type(other), "__radd__", None)
+        out = NotImplemented if radd is None or isinstance(other, Tensor) else radd(other, self)
+        if out is NotImplemented:
+            raise at_user_line(TypeError, f"can only concatenate tuple (not "
+                                          f"{type(other).__name__}) to graphc.Size")
+        return out
 
     def __radd__(self, other):
         return Size(tuple(other) + tuple(self)) if isinstance(other, tuple) else NotImplemented
@@ -1130,20 +1139,32 @@ def scalar_input(value, dtype=None, source=None):
 # The C++ names PyTorch's Scalar conversion errors give the dtypes it range-checks.
 _SCALAR_TYPE_NAMES = {"uint8": "uint8_t", "int32": "int", "int64": "int64_t", "float32": "float"}
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+# float16 and bfloat16: the C++ name and largest finite value PyTorch's fill kernel checks
+# a value against (a one-element tensor is filled by another path, which overflows to inf)
+_HALF_FILL_LIMITS = {"float16": ("c10::Half", float(np.finfo(np.float16).max)),
+                     "bfloat16": ("c10::BFloat16", float.fromhex("0x1.fep127"))}
 
 
-def _checked_scalar(value, dtype):
+def _checked_scalar(value, dtype, numel=1):
     """Python or numpy number `value` as PyTorch's Scalar.to<dtype>() gives it (full,
-    fill_ and arange read their numbers so): an int beyond [-2**63, 2**64) is refused by
-    PyTorch's argument parser; integer dtypes and float32 refuse values beyond their range
-    (_checked_integer; float32 takes infinities and NaN); float16, bfloat16 and float64
-    overflow to inf, and bool takes any value."""
+    fill_ and arange read their numbers so, and so does x[key] = number): an int beyond
+    [-2**63, 2**64) is refused by PyTorch's argument parser; integer dtypes and float32
+    refuse values beyond their range (_checked_integer; float32 takes infinities and NaN);
+    float16 and bfloat16 refuse finite values beyond theirs when a fill writes `numel`
+    elements other than one (PyTorch's fill kernel checks them; its one-element path, and
+    the 0-d value x[key] = number writes, overflow to inf); float64 overflows to inf, and
+    bool takes any value."""
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, int) and value < -(1 << 63):
         raise at_user_line(OverflowError, "can't convert negative int to unsigned")
     if isinstance(value, int) and value >= 1 << 64:
         raise at_user_line(OverflowError, "int too big to convert")
+    if dtype.name in _HALF_FILL_LIMITS and numel != 1:
+        type_name, highest = _HALF_FILL_LIMITS[dtype.name]
+        if (isinstance(value, int) or math.isfinite(value)) and abs(value) > highest:
+            raise at_user_line(RuntimeError, f"value cannot be converted to type {type_name} "
+                                             f"without overflow")
     if dtype.name not in _SCALAR_TYPE_NAMES:
         return value
     type_name = _SCALAR_TYPE_NAMES[dtype.name]
@@ -1152,6 +1173,21 @@ def _checked_scalar(value, dtype):
     if isinstance(value, float) and math.isfinite(value) and abs(value) > _FLOAT32_MAX:
         raise at_user_line(RuntimeError, f"value cannot be converted to type {type_name} "
                                          f"without overflow")
+    return value
+
+
+def _assigned_scalar(value, dtype):
+    """Number `value` of `x[key] = value` as PyTorch's setitem reads it: an int or numpy
+    integer as a C long long (ValueError beyond it), then converted with Scalar's range
+    checks into the 0-d value of x's dtype that is written (_checked_scalar: float32 and
+    integer dtypes refuse what overflows them). Anything else (a tensor, a list) is
+    returned as it is."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if not -(1 << 63) <= int(value) < 1 << 63:
+            raise at_user_line(ValueError, "Overflow when unpacking long long")
+        return _checked_scalar(value, dtype)
+    if isinstance(value, float):   # numpy's float64 too
+        return _checked_scalar(value, dtype)
     return value
 
 
@@ -1165,7 +1201,7 @@ def full(size, fill_value, *, dtype=None, requires_grad=False, device=None):
             else dt.bool_
     dtype = dt.to_dtype(dtype)
     if not isinstance(fill_value, Tensor):  # a tensor is cast lazily, unchecked
-        fill_value = _checked_scalar(fill_value, dtype)
+        fill_value = _checked_scalar(fill_value, dtype, numel=math.prod(shape))
     t = _scalar_node(fill_value, dtype)._expand_to(shape)
     if requires_grad:
         t = t.detach().requires_grad_(True)

@@ -261,6 +261,11 @@ def where(condition, input=None, other=None):
         raise at_user_line(RuntimeError, "graphc.where(condition) needs the values of the "
                                          "condition (data-dependent shape); use "
                                          "condition.nonzero() on realized data instead")
+    if isinstance(condition, Tensor) and condition.dtype not in (dt.bool_, dt.uint8):
+        # PyTorch takes a bool condition (and, deprecated, a uint8 one), no other
+        raise at_user_line(RuntimeError, f"where expected condition to be a boolean tensor, "
+                                         f"but got a tensor with dtype "
+                                         f"{_TORCH_NAMES[condition.dtype.name]}")
     condition = _as_tensor_operand(condition)
     input, other = _as_tensor_operand(input), _as_tensor_operand(other)
     d = result_type(input, other)
@@ -643,7 +648,22 @@ def sum(input, dim=None, keepdim=False, *, dtype=None):
     return _reduce("sum", input, _all_dims_if_empty(dim), keepdim)
 
 
+def _one_dim(name, dim):
+    """The `dim` of an op that reduces or normalizes along one dim (prod, softmax,
+    log_softmax) as PyTorch's argument parser reads it: an int, a numpy integer or a 0-d
+    integer tensor; anything else (a tuple or list of dims, a float) is its TypeError."""
+    if isinstance(dim, (numbers.Integral, np.integer)) and not isinstance(dim, bool):
+        return int(dim)
+    if isinstance(dim, Tensor) and dim.ndim == 0 and not dim.dtype.is_floating and \
+            dim.dtype is not dt.bool_:
+        return int(dim)
+    raise at_user_line(TypeError, f"{name}(): argument 'dim' must be int, not "
+                                  f"{type(dim).__name__}")
+
+
 def prod(input, dim=None, keepdim=False, *, dtype=None):
+    if dim is not None:   # one dim: PyTorch's prod takes no tuple of dims
+        dim = _one_dim("prod", dim)
     if dtype is not None:
         input = input._cast(dt.to_dtype(dtype))
     elif not input.dtype.is_floating:
@@ -807,6 +827,7 @@ def _require_float(name, input):
 
 
 def softmax(input, dim, dtype=None):
+    dim = _one_dim("softmax", dim)
     if dtype is not None:
         input = input._cast(dt.to_dtype(dtype))
     _require_float("softmax", input)
@@ -823,6 +844,7 @@ def softmax(input, dim, dtype=None):
 
 
 def log_softmax(input, dim, dtype=None):
+    dim = _one_dim("log_softmax", dim)
     if dtype is not None:
         input = input._cast(dt.to_dtype(dtype))
     _require_float("log_softmax", input)
@@ -1916,10 +1938,42 @@ def _check_scatter_shapes(input, d, index, src):
 
 # ---------------------------------------------------------------------------- linear algebra
 
+# The C++ names PyTorch's mm gives dtypes in its error messages.
+_CPP_NAMES = {"float32": "float", "float64": "double", "float16": "c10::Half",
+              "bfloat16": "c10::BFloat16", "int32": "int", "int64": "long int",
+              "bool": "bool", "uint8": "unsigned char"}
+
+
+def _check_matmul_dtypes(input, other):
+    """PyTorch's matmul, mm, bmm and dot do not promote: operands of different dtypes are
+    a RuntimeError, in the words of the kernel PyTorch's matmul dispatches to (dot for
+    two vectors, addmv for a vector on the right, mm for a matrix on the right, bmm for
+    batches, which checks nothing when an operand is empty)."""
+    if input.dtype is other.dtype:
+        return
+    a, b = input.dtype.name, other.dtype.name
+    if input.ndim == 1 and other.ndim == 1:
+        message = (f"dot : expected both vectors to have same dtype, but found "
+                   f"{_TORCH_NAMES[a]} and {_TORCH_NAMES[b]}")
+    elif other.ndim == 1 or (input.ndim == 1 and other.numel() == 0):
+        message = (f"addmv input tensors must have the same dtype, but got "
+                   f"{_TORCH_NAMES[b]}, {_TORCH_NAMES[a]}, and {_TORCH_NAMES[b]}")
+    elif other.ndim == 2:
+        message = (f"expected m1 and m2 to have the same dtype, but got: {_CPP_NAMES[a]} != "
+                   f"{_CPP_NAMES[b]}")
+    elif input.numel() == 0 or other.numel() == 0:
+        return
+    else:
+        message = f"expected scalar type {_TORCH_NAMES[a]} but found {_TORCH_NAMES[b]}"
+    raise at_user_line(RuntimeError, message)
+
+
 def matmul(input, other):
     if input.ndim == 0 or other.ndim == 0:
         raise at_user_line(RuntimeError, "both arguments to matmul need to be at least 1D, but "
                                          f"they are {input.ndim}D and {other.ndim}D")
+    if input.ndim == 1 and other.ndim == 1:
+        _check_matmul_dtypes(input, other)   # dot checks the dtypes before the lengths
     d = result_type(input, other)
     a, b = input._cast(d), other._cast(d)
     a1, b1 = a.ndim == 1, b.ndim == 1
@@ -1937,6 +1991,7 @@ def matmul(input, other):
         raise at_user_line(ShapeError, f"matmul: the batch dims of shapes "
                                        f"{list(input.shape)} and {list(other.shape)} cannot "
                                        f"be broadcast together") from None
+    _check_matmul_dtypes(input, other)
     a = a._expand_to(batch + tuple(a.shape[-2:]))
     b = b._expand_to(batch + tuple(b.shape[-2:]))
     out = _apply("matmul", a, b)

@@ -755,7 +755,7 @@ def _prod_vjp(c, g):
     zero = x == 0
     zeros_n = zero.to(x.dtype).sum(dims, keepdim=True).expand(*x.shape)
     x_safe = T.where(zero, x * 0 + 1, x)
-    prod_nonzero = x_safe.prod(dims, keepdim=True).expand(*x.shape)
+    prod_nonzero = T._reduce("prod", x_safe, dims, True).expand(*x.shape)  # several dims
     none_zero = prod_nonzero / x_safe
     one_zero = T.where(zero, prod_nonzero, x * 0)
     local = T.where(zeros_n == 0, none_zero, T.where(zeros_n == 1, one_zero, x * 0))
