@@ -408,26 +408,43 @@ def logical_not(input):
     return _apply("logical_not", input._cast(dt.bool_))
 
 
-def _bitwise(op, name):
+def _bitwise(op):
+    """PyTorch's bitwise_and/or/xor: bool and integer operands, promoted (bool with an
+    int gives the int's dtype); on bools the logical op, on integers the bit op."""
     def f(input, other):
-        for x in (input, other):
-            if _dtype_of(x) is not dt.bool_:
-                raise at_user_line(DTypeError, f"{name} is supported on bool tensors only "
-                                               f"(got {_dtype_of(x) or type(x).__name__})")
-        return _elementwise(op, input, other)
+        operands = [_as_tensor_operand(x) for x in (input, other)]
+        d = result_type(*operands)
+        if d.is_floating:
+            raise at_user_line(NotImplementedError, f'"{op}_cpu" not implemented for '
+                                                    f"'{_TORCH_NAMES[d.name]}'")
+        logical = {"bitwise_and": "logical_and", "bitwise_or": "logical_or",
+                   "bitwise_xor": "logical_xor"}[op]
+        return _elementwise(logical if d is dt.bool_ else op, *operands)
+    f.__name__ = op
     return f
 
 
-bitwise_and = _bitwise("logical_and", "&")
-bitwise_or = _bitwise("logical_or", "|")
-bitwise_xor = _bitwise("logical_xor", "^")
+bitwise_and = _bitwise("bitwise_and")
+bitwise_or = _bitwise("bitwise_or")
+bitwise_xor = _bitwise("bitwise_xor")
 
 
 def bitwise_not(input):
-    if input.dtype is not dt.bool_:
-        raise at_user_line(DTypeError, f"~ is supported on bool tensors only (got "
-                                       f"{input.dtype.name})")
-    return logical_not(input)
+    """~x: logical not of a bool tensor, two's complement not of an integer one."""
+    if input.dtype.is_floating:
+        raise at_user_line(NotImplementedError, f'"bitwise_not_cpu" not implemented for '
+                                                f"'{_TORCH_NAMES[input.dtype.name]}'")
+    if input.dtype is dt.bool_:
+        return logical_not(input)
+    return _apply("bitwise_not", input)
+
+
+def _invert(input):
+    """~x: PyTorch's operator refuses a float tensor before bitwise_not sees it."""
+    if input.dtype.is_floating:
+        raise at_user_line(TypeError, "~ (operator.invert) is only implemented on integer "
+                                      "and Boolean-type tensors")
+    return bitwise_not(input)
 
 
 # ---------------------------------------------------------------------------- unary math
@@ -2400,7 +2417,7 @@ Tensor.__rmatmul__ = _rev(matmul)
 Tensor.__neg__ = neg
 Tensor.__pos__ = lambda self: self
 Tensor.__abs__ = abs
-Tensor.__invert__ = bitwise_not
+Tensor.__invert__ = _invert
 Tensor.__and__ = bitwise_and
 Tensor.__rand__ = _rev(bitwise_and)
 Tensor.__or__ = bitwise_or

@@ -79,7 +79,8 @@ UNARY_FLOAT = {"exp": "any", "log": "pos", "log1p": "gt-1", "expm1": "any", "sqr
                "tan": "any", "asin": "unit", "acos": "unit", "atan": "any", "sinh": "any",
                "cosh": "any", "asinh": "any", "acosh": "ge1", "atanh": "unit", "log2": "pos",
                "log10": "pos", "exp2": "any"}
-UNARY_EXACT = ["neg", "abs", "sign", "relu", "floor", "ceil", "round", "isnan", "isfinite"]
+UNARY_EXACT = ["neg", "abs", "sign", "relu", "floor", "ceil", "round", "isnan", "isfinite",
+               "bitwise_not"]
 MATH_UNARY = ["tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh",
               "log2", "log10", "exp2"]
 
@@ -115,6 +116,8 @@ def test_gelu_tanh_approximation(rng):
 
 
 def _exact_unary_ok(name, dtype):
+    if name == "bitwise_not":
+        return not dtype.is_floating and not dtype.is_bool
     if dtype.is_bool and name in ("floor", "ceil", "round", "neg", "sign"):
         return False   # not defined on bool (numpy raises)
     return dtype.is_floating or name not in ("floor", "ceil", "round")
@@ -137,7 +140,7 @@ def test_logical_not(rng):
 
 BINARY = ["add", "sub", "mul", "div", "floordiv", "mod", "pow", "maximum", "minimum",
           "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor",
-          "fmod", "atan2", "hypot", "copysign"]
+          "fmod", "atan2", "hypot", "copysign", "bitwise_and", "bitwise_or", "bitwise_xor"]
 BINARY_TRANSCENDENTAL = ("pow", "atan2", "hypot")   # libm routines; the others are exact
 
 

@@ -243,6 +243,11 @@ def integer_ops(a, b, i32, j32):
             Tensor._apply("isnan", a), Tensor._apply("isfinite", a))
 
 
+def bitwise_ops(a, b, i32, j32):
+    """Integer bit operations: ONNX opset 18 (Bitwise*); earlier opsets refuse them."""
+    return (a & b, a | b, a ^ b, ~a, i32 & j32, ~i32)
+
+
 def float_arith(x, y):
     return (x // y, x % y, x ** 2, x.abs() ** y, x / y, gc.maximum(x, y), gc.minimum(x, y))
 
@@ -348,6 +353,8 @@ def _op_inputs(rng):
         (unary_float, [np.concatenate([halves, f(8)]).reshape(4, 4)]),
         (special_values, [special]),
         (integer_ops, [a, b, i32, j32]),
+        (bitwise_ops, [np.array([7, -7, 0, -1, np.iinfo(np.int64).min, 5], np.int64), b,
+                       i32, j32]),
         (float_arith, [f(8) * 3, np.abs(f(8)) + 0.5]),
         # PyTorch's fmod-based // and %: zero and infinite divisors, signed zeros
         (floor_divmod_edges, [np.array(e, np.float32) for e in zip(*DIVMOD_EDGES)]),
@@ -367,6 +374,10 @@ def test_every_lowering_matches_graphc(opset, rng):
     for fn, arrays in _op_inputs(rng):
         traced = gc.jit.trace(fn, tuple(_t(a) for a in arrays))
         traced_ops |= {n.op for n in traced.graph.nodes}
+        if fn is bitwise_ops and opset < 18:
+            with pytest.raises(graphc.onnx.UnsupportedOperatorError, match="opset 18"):
+                graphc.onnx.export(traced, opset_version=opset)
+            continue
         proto = graphc.onnx.export(traced, opset_version=opset)
         try:
             assert_matches_graphc(traced, proto, arrays)

@@ -198,6 +198,19 @@ OPERATORS = [
     case(lambda m, x, y: x | y, B(2, 3), B(3), id="or"),
     case(lambda m, x, y: x ^ y, B(2, 3), B(3), id="xor"),
     case(lambda m, x: ~x, B(2, 3), id="invert"),
+    case(lambda m, x, y: x & y, I(2, 3, low=-40, high=40), I(3, low=-40, high=40),
+         id="and_int"),
+    case(lambda m, x, y: x | y, I(2, 3, low=-40, high=40, dtype=np.int32),
+         I(3, low=-40, high=40), id="or_int32_int64"),
+    case(lambda m, x, y: x ^ y, I(4, low=0, high=256, dtype=np.uint8),
+         I(4, low=0, high=256, dtype=np.uint8), id="xor_uint8"),
+    case(lambda m, x, y: x & y, B(2, 3), I(3, low=-9, high=9), id="and_bool_int"),
+    case(lambda m, x: ~x, I(2, 3, low=-40, high=40), id="invert_int"),
+    case(lambda m, x: ~x, I(5, low=0, high=256, dtype=np.uint8), id="invert_uint8"),
+    case(lambda m, x: (x & 6) | (3 ^ x), I(6, low=-9, high=9, dtype=np.int32),
+         id="bitwise_int_scalars"),
+    case(lambda m, x, y: m.bitwise_and(x, y), I(4, low=-9, high=9), I(4, low=-9, high=9),
+         id="bitwise_and_fn"),
     case(lambda m, x, y: (x > 0) & (y < 0), R(4), R(4), id="and_of_comparisons"),
     case(lambda m, x, y: m.logical_and(x, y), R(4), I(4, low=0, high=2), id="logical_and"),
     case(lambda m, x: m.logical_not(x), I(5, low=0, high=2), id="logical_not"),
@@ -218,11 +231,32 @@ def test_operators(fn, inputs, atol, rtol):
     run_both(fn, *inputs, atol=atol, rtol=rtol)
 
 
-def test_bitwise_ops_reject_non_bool():
-    with pytest.raises(TypeError, match="bool"):
-        gc.tensor([1, 2]) & gc.tensor([1, 0])
-    with pytest.raises(TypeError, match="bool"):
-        ~gc.tensor([1.0])
+def test_bitwise_ops_reject_floats_like_torch():
+    for fn in (lambda m: m.tensor([1.0]) & m.tensor([1.0]), lambda m: m.tensor([1, 2]) | 1.5,
+               lambda m: ~m.tensor([1.0]), lambda m: m.bitwise_not(m.tensor([1.0])),
+               lambda m: m.tensor([True]) ^ m.tensor([0.5])):
+        with pytest.raises(Exception) as want:
+            fn(torch)
+        with pytest.raises(want.type) as got:
+            fn(gc)
+        assert type(got.value) is want.type
+        assert str(got.value).startswith(str(want.value)), (got.value, want.value)
+
+
+def test_bitwise_ops_at_the_edges_of_integer_ranges():
+    """Two's complement across the whole range, int32/int64/uint8, lazy and compiled."""
+    edges = {np.int32: [-2**31, -1, 0, 1, 2**31 - 1], np.int64: [-2**63, -1, 0, 2**63 - 1],
+             np.uint8: [0, 1, 127, 128, 255]}
+    for npd, vals in edges.items():
+        a = np.array(vals, npd)
+        b = a[::-1].copy()
+        for fn in (lambda m, x, y: x & y, lambda m, x, y: x | y, lambda m, x, y: x ^ y,
+                   lambda m, x, y: ~x):
+            want = fn(torch, torch.from_numpy(a), torch.from_numpy(b)).numpy()
+            np.testing.assert_array_equal(fn(gc, gc.tensor(a), gc.tensor(b)).numpy(), want)
+            step = gc.compile(lambda x, y: fn(gc, x, y))
+            for _ in range(3):
+                np.testing.assert_array_equal(step(gc.tensor(a), gc.tensor(b)).numpy(), want)
 
 
 def test_integer_to_negative_integer_power_raises_like_torch():

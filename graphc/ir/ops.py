@@ -197,6 +197,8 @@ def _binary(name, fn, vjp, out_bool=False, kinds="any"):
             raise _dtype_err(f"{name}: expected bool operands, got {t.dtype.name}")
         if kinds == "numeric" and t.dtype.is_bool:
             raise _dtype_err(f"{name}: bool operands are not supported")
+        if kinds == "integer" and (t.dtype.is_floating or t.dtype.is_bool):
+            raise _dtype_err(f"{name}: expected integer operands, got {t.dtype.name}")
         return TensorType(t.shape, dt.bool_) if out_bool else t
 
     register(OpDef(name, infer, lambda attrs, a, b: fn(a, b), vjp, F.ELEMENTWISE, 2))
@@ -343,6 +345,21 @@ for _name, _fn in [("eq", np.equal), ("ne", np.not_equal), ("lt", np.less),
 _binary("logical_and", np.logical_and, None, kinds="bool")
 _binary("logical_or", np.logical_or, None, kinds="bool")
 _binary("logical_xor", np.logical_xor, None, kinds="bool")
+# integer bit operations (two's complement; bool operands use the logical ops)
+_binary("bitwise_and", np.bitwise_and, None, kinds="integer")
+_binary("bitwise_or", np.bitwise_or, None, kinds="integer")
+_binary("bitwise_xor", np.bitwise_xor, None, kinds="integer")
+
+
+def _bitwise_not_infer(types, attrs):
+    (t,) = types
+    if t.dtype.is_floating or t.dtype.is_bool:
+        raise _dtype_err(f"bitwise_not: expected an integer operand, got {t.dtype.name}")
+    return t
+
+
+register(OpDef("bitwise_not", _bitwise_not_infer, lambda attrs, x: np.invert(x), None,
+               F.ELEMENTWISE, 1, "~x of an integer tensor (two's complement)"))
 
 
 def _where_infer(types, attrs):

@@ -78,6 +78,16 @@ for _graphc, _onnx in {"neg": "Neg", "abs": "Abs", "exp": "Exp", "log": "Log",
     LOWERINGS[_graphc] = _simple(_onnx)
 
 
+@lowering("bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not")
+def _bitwise(b, node, args):
+    if b.opset < 18:
+        raise Unsupported("integer bit operations need ONNX opset 18 or later (BitwiseAnd, "
+                          "BitwiseOr, BitwiseXor, BitwiseNot); export with opset_version=18")
+    name = {"bitwise_and": "BitwiseAnd", "bitwise_or": "BitwiseOr",
+            "bitwise_xor": "BitwiseXor", "bitwise_not": "BitwiseNot"}[node.op]
+    return b.op(name, args)
+
+
 @lowering("log2", "log10")
 def _log_base(b, node, args):
     base = 2 if node.op == "log2" else 10

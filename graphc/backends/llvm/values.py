@@ -317,7 +317,11 @@ class ValueLowering:
             return b.select(b.icmp_signed(">", x, zero), x, zero) if signed else x
         if op in ("floor", "ceil", "round"):
             return x
+        if op == "bitwise_not":
+            return b.xor(x, ir.Constant(t, -1))
         y = args[1]
+        if op in ("bitwise_and", "bitwise_or", "bitwise_xor"):
+            return {"bitwise_and": b.and_, "bitwise_or": b.or_, "bitwise_xor": b.xor}[op](x, y)
         if d.is_bool:
             if op in ("add", "maximum"):
                 return b.or_(x, y)

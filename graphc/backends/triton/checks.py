@@ -48,10 +48,11 @@ UNARY_FLOAT = {"exp": "any", "log": "pos", "log1p": "gt-1", "expm1": "any", "sqr
                "tan": "any", "asin": "unit", "acos": "unit", "atan": "any", "sinh": "any",
                "cosh": "any", "asinh": "any", "acosh": "ge1", "atanh": "unit", "log2": "pos",
                "log10": "pos", "exp2": "any"}
-UNARY_EXACT = ["neg", "abs", "sign", "relu", "floor", "ceil", "round", "isnan", "isfinite"]
+UNARY_EXACT = ["neg", "abs", "sign", "relu", "floor", "ceil", "round", "isnan", "isfinite",
+               "bitwise_not"]
 BINARY = ["add", "sub", "mul", "div", "floordiv", "mod", "pow", "maximum", "minimum",
           "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor",
-          "fmod", "atan2", "hypot", "copysign"]
+          "fmod", "atan2", "hypot", "copysign", "bitwise_and", "bitwise_or", "bitwise_xor"]
 # binary ops computed by libm/libdevice routines (compared within transcendental
 # tolerances); every other binary op is exact
 BINARY_TRANSCENDENTAL = ("pow", "atan2", "hypot")
@@ -191,6 +192,8 @@ def unary_exact(dtype, rng, shape=(5, 9)):
         if name in ("floor", "ceil", "round") and not dtype.is_floating:
             continue
         if name in ("neg", "sign") and dtype.is_bool:
+            continue
+        if name == "bitwise_not" and (dtype.is_floating or dtype.is_bool):
             continue
         outs.append(op(name, x))
     if dtype.is_bool:

@@ -563,7 +563,13 @@ class Scope:
             return e(f"tl.maximum({x}, {zero})") if signed else x
         if op in ("floor", "ceil", "round"):
             return x
+        if op == "bitwise_not":   # x ^ all ones: Triton 3.6's interpreter overflows ~ on uint8
+            ones = self.const(-1 if signed else (1 << (8 * d.itemsize)) - 1, d)
+            return e(f"{x} ^ {ones}")
         y = args[1]
+        if op in ("bitwise_and", "bitwise_or", "bitwise_xor"):
+            sym = {"bitwise_and": "&", "bitwise_or": "|", "bitwise_xor": "^"}[op]
+            return e(f"{x} {sym} {y}")
         if d.is_bool:
             if op in ("add", "maximum"):
                 return e(f"{x} | {y}")
