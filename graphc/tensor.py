@@ -1152,8 +1152,9 @@ def _checked_scalar(value, dtype, numel=1):
     refuse values beyond their range (_checked_integer; float32 takes infinities and NaN);
     float16 and bfloat16 refuse finite values beyond theirs when a fill writes `numel`
     elements other than one (PyTorch's fill kernel checks them; its one-element path, and
-    the 0-d value x[key] = number writes, overflow to inf); float64 overflows to inf, and
-    bool takes any value."""
+    the 0-d value x[key] = number writes, overflow to inf; `numel=None`: checked whatever
+    the count, as masked_fill's kernel does); float64 overflows to inf, and bool takes any
+    value."""
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, int) and value < -(1 << 63):

@@ -25,8 +25,9 @@ from . import autograd, runtime
 from .einsum import einsum as _einsum
 from .ir import dtypes as dt
 from .ir.errors import DTypeError, ShapeError, at_user_line
-from .tensor import (_ALIAS, Size, Tensor, _as_view, _contiguous_strides, _norm_dim, _norm_dims,
-                     _scalar_node, broadcast_shapes, full, full_like, tensor, zeros)
+from .tensor import (_ALIAS, Size, Tensor, _as_view, _checked_scalar, _contiguous_strides,
+                     _norm_dim, _norm_dims, _scalar_node, broadcast_shapes, full, full_like,
+                     tensor, zeros)
 from .tensor import rand as _rand, randn as _randn
 
 _apply = Tensor._apply
@@ -1753,6 +1754,8 @@ def masked_fill(input, mask, value):
                                          f"dimension(s).")
     if isinstance(value, Tensor):
         value = value._cast(input.dtype)
+    else:   # PyTorch's kernel range-checks a number (a 0-d tensor's value is not checked)
+        value = _checked_scalar(value, input.dtype, numel=None)
     return where(mask, value if isinstance(value, Tensor) else
                  _scalar_node(value, input.dtype), input)
 

@@ -176,3 +176,23 @@ def test_size_plus_non_tuple_raises_like_torch(other):
     # an operand that adds a Size itself does so: a numpy array, elementwise
     np.testing.assert_array_equal(gc.Size([2, 3]) + np.array([4, 5]),
                                   torch.Size([2, 3]) + np.array([4, 5]))
+
+
+# ----------------------------------------------------------------------------- masked_fill
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "int32", "int64",
+                                   "uint8", "bool"])
+@pytest.mark.parametrize("value", [1e300, 2 ** 40, 300, -1, 1e38])
+def test_masked_fill_range_checks_a_number_like_torch(dtype, value):
+    """PyTorch's masked_fill checks a number against the dtype whatever the tensor's size
+    (a one-element float16 tensor too, unlike full)."""
+    def make(m, n=3):
+        mask = m.tensor([True, False, True][:n])
+        return m.zeros(n, dtype=getattr(m, dtype)).masked_fill(mask, value)
+    try:
+        make(torch)
+    except RuntimeError:
+        assert_raises_like_torch(make)
+        assert_raises_like_torch(lambda m: make(m, 1))
+        return
+    assert_same_values(make)
