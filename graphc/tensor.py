@@ -689,7 +689,9 @@ class Tensor:
                     and not builtins_any(link._view_wb is _ALIAS for link in links):
                 raise at_user_line(RuntimeError, "a view of a leaf Variable that requires grad "
                                                  "is being used in an in-place operation.")
-            if builtins_any(st == 0 and n > 1 for st, n in zip(self._strides(), self.shape)):
+            if _may_overlap(self.shape, self._strides()):
+                # expanded dims, overlapping unfold windows: PyTorch's result depends on
+                # its loop order there (x[key] = v into such a view: __setitem__)
                 raise at_user_line(RuntimeError, "unsupported operation: more than one element "
                                                  "of the written-to tensor refers to a single "
                                                  "memory location. Please clone() the tensor "
@@ -736,7 +738,40 @@ class Tensor:
 
     def __setitem__(self, key, value):
         from .indexing import setitem
+        if self._base is not None and _may_overlap(self.shape, self._strides()):
+            return self._setitem_overlapping(key, value)
         self._assign(setitem(self, key, value))
+
+    def _setitem_overlapping(self, key, value):
+        """x[key] = value into a view that names some base elements more than once
+        (overlapping unfold windows, an expanded dim): write the base positions x[key]
+        names, the last write winning, as PyTorch's sequential kernel does. Rewriting the
+        whole view instead would also write the other windows' old copies of the shared
+        elements."""
+        from .indexing import getitem, write_positions
+        if isinstance(key, Tensor) and key.dtype is dt.bool_:
+            raise at_user_line(RuntimeError, "graphc: a boolean-mask write into a view whose "
+                                             "elements overlap (unfold, expand) is not "
+                                             "supported; clone() the view first")
+        root, links = self._view_chain()
+        alias = builtins_any(link._view_wb is _ALIAS for link in links)
+        if autograd.is_grad_enabled() and self.requires_grad and root._is_leaf and \
+                root.requires_grad and not alias:
+            raise at_user_line(RuntimeError, "a view of a leaf Variable that requires grad "
+                                             "is being used in an in-place operation.")
+        pos = Tensor._apply("iota", shape=(root.numel(),), dim=0, dtype=dt.int64)
+        pos = pos._apply("reshape", pos, shape=tuple(root.shape))
+        for link in reversed(links):
+            pos = link._view_fn(pos)
+        value = _assigned_scalar(value, self.dtype)
+        new = write_positions(root, getitem(pos, key), value, unique=False)
+        if runtime.tracer is not None:
+            runtime.tracer.on_assign(root)
+        if alias:
+            root._set_data(new)
+        else:
+            root._set_node(new)
+        root._refresh_views()
 
     def __getitem__(self, key):
         from .indexing import getitem
@@ -780,6 +815,18 @@ def _detached_node(t):
             runtime.tracer.on_read(t, c)
         return c
     return Node("reshape", (n,), {"shape": n.type.shape}, n.type, n.loc)
+
+
+def _may_overlap(shape, stride) -> bool:
+    """Whether a view of this shape and these strides (in elements of its base) may name
+    one element twice. False when, taking the dims by increasing stride, each stride
+    steps past everything the smaller dims reach (the usual sufficient test)."""
+    reach = 0
+    for st, n in sorted((abs(st), n) for st, n in zip(stride, shape) if n > 1):
+        if st <= reach:
+            return True
+        reach += st * (n - 1)
+    return False
 
 
 def _as_view(base, out, fwd, wb, stride):

@@ -379,12 +379,17 @@ def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
 
 
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
-    d = abs(input - other)
-    ok = d <= atol + rtol * abs(other)
-    ok = logical_or(ok, eq(input, other))
+    """PyTorch's rule: equal values are close (infinities only to themselves), NaNs with
+    equal_nan, and otherwise |input - other| <= atol + rtol * |other| where that
+    difference is finite (so a finite value is never close to an infinity)."""
+    if isinstance(input, Tensor) and isinstance(other, Tensor) and input.dtype is not other.dtype:
+        raise at_user_line(RuntimeError, f"{_TORCH_NAMES[input.dtype.name]} did not match "
+                                         f"{_TORCH_NAMES[other.dtype.name]}")
+    ok = eq(input, other)
     if equal_nan:
         ok = logical_or(ok, logical_and(isnan(input), isnan(other)))
-    return ok
+    d = abs(input - other)
+    return logical_or(ok, logical_and(isfinite(d), d <= atol + abs(rtol * other)))
 
 
 def _logical(op):

@@ -1280,7 +1280,47 @@ NEW_PARITY = [
                  id="meshgrid_stride"),
     pytest.param(lambda m: m.diagonal(m.zeros(3, 4, 5), 1, 2, 0).stride(), id="diagonal_stride"),
     pytest.param(lambda m: m.zeros(3, 8).unfold(1, 3, 2).stride(), id="unfold_stride"),
+    # writes into views that name a base element twice: only the elements written change
+    pytest.param(lambda m: (lambda x: (x.unfold(0, 3, 1).__setitem__(1, m.tensor(
+        [10., 20., 30.])), x)[1])(m.arange(5.)), id="setitem_overlapping_unfold"),
+    pytest.param(lambda m: (lambda x: (x.unfold(1, 2, 1).__setitem__((0, 0, 1), -1.), x)[1])(
+        m.arange(6.).reshape(2, 3)), id="setitem_overlapping_unfold_element"),
+    pytest.param(lambda m: (lambda x: (x.unfold(0, 3, 1).__setitem__(
+        (slice(None), 0), 7.), x)[1])(m.arange(5.)), id="setitem_overlapping_unfold_column"),
+    pytest.param(lambda m: (lambda x: (x.expand(2, 3).__setitem__((0, 0), 5.), x)[1])(
+        m.zeros(1, 3)), id="setitem_expanded_element"),
+    pytest.param(lambda m: [m.isclose(m.tensor(a), m.tensor(b), equal_nan=e) for e in
+                            (False, True) for a, b in
+                            [([-np.inf, 1., 1e30, np.inf, np.nan, 1., 0., -0., 1e-9],
+                              [np.inf, np.inf, np.inf, np.inf, np.nan, 1.00001, 1e-8, 0., 0.])]]
+                 + [m.allclose(m.tensor([1.]), m.tensor([np.inf])),
+                    m.isclose(m.tensor([1, 2, 3]), m.tensor([1, 3, 3]))], id="isclose_inf_nan"),
 ]
+
+
+def test_gradient_through_a_write_into_an_overlapping_view_matches_torch():
+    grads = []
+    for m in (torch, gc):
+        x = m.arange(5., requires_grad=True)
+        y = x * 1
+        y.unfold(0, 3, 1)[0, 2] = 0.
+        (y * m.arange(1., 6.)).sum().backward()
+        grads.append((y.detach().numpy(), x.grad.numpy()))
+    np.testing.assert_array_equal(grads[1][0], grads[0][0])
+    np.testing.assert_array_equal(grads[1][1], grads[0][1])
+
+
+def test_in_place_op_on_an_overlapping_view_is_refused():
+    """PyTorch's result there depends on its loop order; graphc raises its error."""
+    with pytest.raises(RuntimeError, match="single memory location"):
+        gc.arange(5.).unfold(0, 3, 1).add_(1)
+
+
+def test_isclose_of_different_dtypes_raises_like_torch():
+    with pytest.raises(RuntimeError, match="Float did not match Double"):
+        torch.isclose(torch.ones(1), torch.ones(1, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="Float did not match Double"):
+        gc.isclose(gc.ones(1), gc.ones(1, dtype=gc.float64))
 
 
 @pytest.mark.parametrize("fn", NEW_PARITY)
