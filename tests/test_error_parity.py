@@ -196,3 +196,57 @@ def test_masked_fill_range_checks_a_number_like_torch(dtype, value):
         assert_raises_like_torch(lambda m: make(m, 1))
         return
     assert_same_values(make)
+
+
+# ----------------------------------------------------------------------------- nn.functional
+
+@pytest.mark.parametrize("make", [
+    lambda m: m.nn.functional.pad(m.tensor([[1, 2]]), (1, 1), value=2.7),
+    lambda m: m.nn.functional.pad(m.tensor([[1, 2]]), (1, 1), value=-2.7),
+    lambda m: m.nn.functional.pad(m.tensor([[True, False]]), (1, 1), value=1),
+    lambda m: m.nn.functional.pad(m.tensor([[1., 2.]]), (0, 2), value=1.5),
+], ids=lambda f: "")
+def test_constant_pad_keeps_the_input_dtype(make):
+    """PyTorch converts the pad value to the input's dtype (an int64 padded with 2.7
+    gets 2); graphc promoted (float32 with 2.7 in it)."""
+    assert_same_values(make)
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: m.nn.functional.pad(m.tensor([[1., 2.]], dtype=m.float16), (1, 1), value=1e6),
+], ids=lambda f: "")
+def test_constant_pad_range_checks_its_value(make):
+    assert_raises_like_torch(make)
+
+
+def _bce_weights(m, fn, key):
+    x = m.tensor([[0.1, 0.7]])
+    w = m.tensor([1., 2.], dtype=m.float64)
+    F = m.nn.functional
+    if fn == "bce":
+        return F.binary_cross_entropy(m.sigmoid(x), m.tensor([[1., 0.]]), weight=w)
+    return F.binary_cross_entropy_with_logits(x, m.tensor([[1., 0.]]), **{key: w})
+
+
+@pytest.mark.parametrize("fn, key", [("bce", "weight"), ("logits", "weight"),
+                                     ("logits", "pos_weight")])
+def test_bce_keeps_the_input_dtype_with_float64_weights(fn, key):
+    want, got = _bce_weights(torch, fn, key), _bce_weights(gc, fn, key)
+    assert str(got.dtype).split(".")[-1] == str(want.dtype).split(".")[-1] == "float32"
+    np.testing.assert_allclose(got.item(), want.item(), rtol=1e-6)
+
+
+def test_class_weight_of_another_dtype_raises_like_torch():
+    def make(m, loss):
+        x = m.tensor(np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3))
+        w = m.tensor([1., 2., 3.], dtype=m.float64)
+        return getattr(m.nn.functional, loss)(x, m.tensor([0, 1, 2, 1]), weight=w)
+    assert_raises_like_torch(lambda m: make(m, "cross_entropy"))
+    assert_raises_like_torch(lambda m: make(m, "nll_loss"))
+
+
+def test_functional_embedding_checks_padding_idx():
+    assert_raises_like_torch(lambda m: m.nn.functional.embedding(
+        m.tensor([0, 1]), m.ones(3, 2), padding_idx=5))
+    assert_same_values(lambda m: m.nn.functional.embedding(
+        m.tensor([0, 1]), m.ones(3, 2), padding_idx=-1))

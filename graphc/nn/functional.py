@@ -27,7 +27,8 @@ from ..autograd import literal_scalars, no_grad
 from ..ir import dtypes as dt
 from ..ir import ops_nn
 from ..ir.errors import ShapeError, at_user_line
-from ..tensor import Tensor, broadcast_shapes, ones, ones_like, rand, tensor, zeros_like
+from ..tensor import (Tensor, _checked_scalar, _scalar_node, broadcast_shapes, ones, ones_like,
+                      rand, tensor, zeros_like)
 
 
 def _ntuple(v, n, name="argument"):
@@ -368,6 +369,8 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
                                          f"one of the following scalar types: Long, Int; but "
                                          f"got {input.dtype.name} instead")
     num, dim = weight.shape
+    if padding_idx is not None and not -num <= padding_idx < num:
+        raise AssertionError("Padding_idx must be within num_embeddings")
     flat = input.reshape(-1)
     if max_norm is not None:
         _renorm_rows_(weight, flat, max_norm, norm_type)
@@ -438,8 +441,11 @@ def _pad_constant(x, pairs, value):
     out = x._pad(low, high, [0] * x.ndim)
     if value is None or value == 0:
         return out
+    # PyTorch converts the value to x's dtype (range-checked; 2.7 pads an int64 with 2):
+    # the result keeps x's dtype
+    fill = _scalar_node(_checked_scalar(value, x.dtype, numel=None), x.dtype)
     inside = ones_like(x, dtype=dt.bool_)._pad(low, high, [0] * x.ndim)
-    return T.where(inside, out, value)
+    return T.where(inside, out, fill)
 
 
 def _slice_dim(x, d, start, stop):
@@ -1114,7 +1120,11 @@ def _class_targets(input, target, name):
     return input, target, unbatched
 
 
-def _check_class_weight(weight, classes):
+def _check_class_weight(weight, classes, input=None):
+    if weight is not None and input is not None and weight.dtype is not input.dtype:
+        names = T._TORCH_NAMES
+        raise at_user_line(RuntimeError, f"expected scalar type {names[input.dtype.name]} but "
+                                         f"found {names[weight.dtype.name]}")
     if weight is not None and (weight.ndim != 1 or weight.numel() != classes):
         raise at_user_line(RuntimeError, f"weight tensor should be defined either for all "
                                          f"{classes} classes or no classes but got weight "
@@ -1139,7 +1149,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
     input, target, unbatched = _class_targets(input, target, "nll_loss")
-    _check_class_weight(weight, input.shape[1])
+    _check_class_weight(weight, input.shape[1], input)
     safe, w, valid = _target_weights(target, weight, ignore_index, input.dtype)
     picked = input.gather(1, safe.unsqueeze(1)).squeeze(1)
     loss = T.where(valid, -picked * w, zeros_like(picked))
@@ -1232,8 +1242,8 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
         if input.requires_grad:
             g = T.where(steep, (x_val - target.detach()) / 1e-12, zeros_like(x_val))
             loss = loss + (input - x_val) * g
-    if weight is not None:
-        loss = loss * weight
+    if weight is not None:   # PyTorch multiplies in place: the loss keeps input's dtype
+        loss = (loss * weight).to(input.dtype)
     return _reduce(loss, reduction)
 
 
@@ -1248,9 +1258,9 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
         neg_log_sig = -logsigmoid(input)
         if pos_weight is not None:
             neg_log_sig = neg_log_sig * ((pos_weight - 1) * target + 1)
-        loss = (1 - target) * input + neg_log_sig
-    if weight is not None:
-        loss = loss * weight
+        loss = ((1 - target) * input + neg_log_sig).to(input.dtype)
+    if weight is not None:   # PyTorch's kernel works in place: input's dtype throughout
+        loss = (loss * weight).to(input.dtype)
     return _reduce(loss, reduction)
 
 
