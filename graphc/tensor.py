@@ -1433,6 +1433,11 @@ def _random(size, normal, dtype, generator, requires_grad, device=None):
         _device(device)._check_usable()
     shape = _shape_arg(size)
     dtype = dt.to_dtype(dtype) if dtype is not None else dt.DEFAULT_FLOAT
+    if not dtype.is_floating:   # PyTorch's kernels are floating-point only
+        kernel = "normal_kernel_cpu" if normal else "check_uniform_bounds"
+        names = {"int64": "Long", "int32": "Int", "uint8": "Byte", "bool": "Bool"}
+        raise at_user_line(NotImplementedError, f'"{kernel}" not implemented for '
+                                                f"'{names.get(dtype.name, dtype.name)}'")
     gen = generator or default_generator
     seed_t, off_t = gen.draw(Size(shape).numel())
     if normal or dtype.itemsize > 2:

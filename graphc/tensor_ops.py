@@ -122,7 +122,23 @@ def _scalar_opmath(op, input, other):
 
 # ---------------------------------------------------------------------------- arithmetic
 
+def _check_alpha(input, other, alpha):
+    """PyTorch's alpha rules: a float alpha needs a floating result, a bool one a bool
+    result."""
+    if type(alpha) is int:   # the default 1, and any int
+        return
+    d = result_type(_as_tensor_operand(input), _as_tensor_operand(other))
+    if isinstance(alpha, bool) or isinstance(alpha, np.bool_):
+        if d is not dt.bool_:
+            raise at_user_line(RuntimeError, "Boolean alpha only supported for Boolean "
+                                             "results.")
+    elif isinstance(alpha, (float, np.floating)) and not d.is_floating:
+        raise at_user_line(RuntimeError, "For integral input tensors, argument alpha must "
+                                         "not be a floating point number.")
+
+
 def add(input, other, *, alpha=1):
+    _check_alpha(input, other, alpha)
     if alpha != 1:
         if _dtype_of(input) is dt.bool_ and _dtype_of(other) is dt.bool_:
             alpha = bool(alpha)   # PyTorch: a bool add reads alpha as a bool
@@ -131,6 +147,7 @@ def add(input, other, *, alpha=1):
 
 
 def sub(input, other, *, alpha=1):
+    _check_alpha(input, other, alpha)
     if alpha != 1:
         other = mul(other, alpha)
     # PyTorch refuses subtraction as soon as either operand is bool, not only both.
@@ -614,6 +631,9 @@ def nan_to_num(input, nan=0.0, posinf=None, neginf=None):
 
 
 def lerp(input, end, weight):
+    if isinstance(input, Tensor) and isinstance(end, Tensor) and end.dtype is not input.dtype:
+        raise at_user_line(RuntimeError, f"expected dtype {_CPP_NAMES[input.dtype.name]} for "
+                                         f"`end` but got dtype {_CPP_NAMES[end.dtype.name]}")
     if isinstance(input, Tensor) and input.dtype in _REDUCED_FLOATS:
         # float32 intermediates, one rounding (the weight is not rounded to the half type)
         w = weight._cast(dt.float32) if isinstance(weight, Tensor) else weight
@@ -740,7 +760,8 @@ def _minmax(kind, input, dim=None, keepdim=False):
             return input.clone()
         return _apply(kind, input, dims=tuple(range(input.ndim)), keepdim=False, nan_grad=True)
     d = _norm_dim(dim, input.ndim)
-    idx = (argmax if kind == "max" else argmin)(input, d, keepdim=True)
+    # max(dim) of a bool tensor is fine in PyTorch though argmax of one is refused
+    idx = _argminmax("arg" + kind, input, d, True, bool_ok=True)
     values = input.gather(d, idx) if input.ndim else input
     if not keepdim and input.ndim:
         values, idx = values.squeeze(d), idx.squeeze(d)
@@ -755,7 +776,9 @@ def min(input, dim=None, keepdim=False):
     return _minmax("min", input, dim, keepdim)
 
 
-def _argminmax(op, input, dim, keepdim):
+def _argminmax(op, input, dim, keepdim, bool_ok=False):
+    if input.dtype is dt.bool_ and not bool_ok:
+        raise at_user_line(RuntimeError, f"{op}(): does not support bool input")
     _check_nonempty(op, input, dim)
     if dim is None:
         flat = input.reshape(-1)

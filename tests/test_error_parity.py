@@ -250,3 +250,32 @@ def test_functional_embedding_checks_padding_idx():
         m.tensor([0, 1]), m.ones(3, 2), padding_idx=5))
     assert_same_values(lambda m: m.nn.functional.embedding(
         m.tensor([0, 1]), m.ones(3, 2), padding_idx=-1))
+
+
+# ----------------------------------------------------------------------------- arguments
+
+@pytest.mark.parametrize("make", [
+    lambda m: m.tensor([1, 2, 3]).add(m.tensor([1, 1, 1]), alpha=2.5),
+    lambda m: m.tensor([1, 2, 3]).sub(m.tensor([1, 1, 1]), alpha=2.5),
+    lambda m: m.tensor([True]).add(m.tensor([True]), alpha=2.5),
+    lambda m: m.tensor([1., 2.]).add(m.tensor([1., 1.]), alpha=True),
+    lambda m: m.rand(2, dtype=m.int64),
+    lambda m: m.randn(2, dtype=m.int32),
+    lambda m: m.rand(2, dtype=m.bool),
+    lambda m: m.lerp(m.zeros(2), m.zeros(2, dtype=m.float64), 0.5),
+    lambda m: m.tensor([False, True]).argmax(),
+    lambda m: m.tensor([[False, True]]).argmin(dim=1),
+], ids=lambda f: "")
+def test_arguments_torch_refuses(make):
+    assert_raises_like_torch(make)
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: m.tensor([1, 2, 3]).add(1.5, alpha=2),
+    lambda m: m.tensor([1., 2.]).add(m.tensor([1., 1.]), alpha=0.5),
+    lambda m: m.tensor([1, 2]).sub(m.tensor([1, 1]), alpha=3),
+    lambda m: m.tensor([True]).add(m.tensor([True]), alpha=True),
+    lambda m: m.lerp(m.zeros(2), m.ones(2), 0.25),
+], ids=lambda f: "")
+def test_arguments_torch_takes(make):
+    assert_same_values(make)

@@ -703,7 +703,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
         plane = ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype)
         real = _windows(plane, k, s, p, d, ceil_mode, None)[0] > 0   # [1, 1, Ho, Wo, K]
         top = stacked.amax(-1, keepdim=True)
-        first_max = (real & (stacked == top)).argmax(-1, keepdim=True)
+        first_max = (real & (stacked == top)).to(dt.uint8).argmax(-1, keepdim=True)
     else:
         first_max = stacked.argmax(-1, keepdim=True)
     with literal_scalars():
