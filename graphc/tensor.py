@@ -516,18 +516,8 @@ class Tensor:
                     new = link._view_wb(link._base, new)
         else:
             from .indexing import write_positions
-            pos = Tensor._apply("iota", shape=(root.numel(),), dim=0, dtype=dt.int64)
-            pos = pos._apply("reshape", pos, shape=tuple(root.shape))
-            for link in reversed(links):
-                pos = link._view_fn(pos)
-            new = write_positions(root, pos, new, unique=True)
-        if runtime.tracer is not None:
-            runtime.tracer.on_assign(root)
-        if alias:
-            root._set_data(new)
-        else:
-            root._set_node(new)
-        root._refresh_views()
+            new = write_positions(root, _base_positions(root, links), new, unique=True)
+        _rebind_root(root, new, alias)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         from .passes.autodiff import backward_nodes
@@ -759,19 +749,10 @@ class Tensor:
                 root.requires_grad and not alias:
             raise at_user_line(RuntimeError, "a view of a leaf Variable that requires grad "
                                              "is being used in an in-place operation.")
-        pos = Tensor._apply("iota", shape=(root.numel(),), dim=0, dtype=dt.int64)
-        pos = pos._apply("reshape", pos, shape=tuple(root.shape))
-        for link in reversed(links):
-            pos = link._view_fn(pos)
         value = _assigned_scalar(value, self.dtype)
-        new = write_positions(root, getitem(pos, key), value, unique=False)
-        if runtime.tracer is not None:
-            runtime.tracer.on_assign(root)
-        if alias:
-            root._set_data(new)
-        else:
-            root._set_node(new)
-        root._refresh_views()
+        new = write_positions(root, getitem(_base_positions(root, links), key), value,
+                              unique=False)
+        _rebind_root(root, new, alias)
 
     def __getitem__(self, key):
         from .indexing import getitem
@@ -780,6 +761,27 @@ class Tensor:
 
 _ALIAS = "alias"   # a view link that shares values but not autograd history (detach)
 builtins_any = any
+
+
+def _base_positions(root, links):
+    """The flat position in `root` of each element of the view `links` lead to."""
+    pos = Tensor._apply("iota", shape=(root.numel(),), dim=0, dtype=dt.int64)
+    pos = pos._apply("reshape", pos, shape=tuple(root.shape))
+    for link in reversed(links):
+        pos = link._view_fn(pos)
+    return pos
+
+
+def _rebind_root(root, new, alias):
+    """Give a view chain's root its new value (without autograd history through a
+    detach alias) and recompute its views."""
+    if runtime.tracer is not None:
+        runtime.tracer.on_assign(root)
+    if alias:
+        root._set_data(new)
+    else:
+        root._set_node(new)
+    root._refresh_views()
 
 
 def _contiguous_strides(shape):
