@@ -226,3 +226,50 @@ def test_cell_errors_like_torch(rng):
                                                                      "hidden_size: got 6")]:
         with pytest.raises((ValueError, RuntimeError), match=match):
             cell(gc.tensor(bad_x), None if bad_h is None else gc.tensor(bad_h))
+
+
+# ----------------------------------------------------------------------------- pad_sequence
+
+def _pad_both(make_seqs, **kw):
+    out = []
+    for m in (torch, gc):
+        seqs = make_seqs(m)
+        out.append(m.nn.utils.rnn.pad_sequence(seqs, **kw))
+    return out
+
+
+@pytest.mark.parametrize("kw", [{}, {"batch_first": True}, {"padding_value": -1.5},
+                                {"batch_first": True, "padding_side": "left"},
+                                {"padding_side": "left", "padding_value": 7}])
+def test_pad_sequence_matches_torch(kw):
+    rng = np.random.default_rng(3)
+    arrays = [rng.standard_normal((n, 2, 3)).astype(np.float32) for n in (4, 1, 3)]
+    want, got = _pad_both(lambda m: [m.tensor(a) for a in arrays], **kw)
+    assert tuple(got.shape) == tuple(want.shape)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_pad_sequence_gradient_and_dtype_match_torch():
+    grads = []
+    for m in (torch, gc):
+        xs = [m.tensor(np.arange(n, dtype=np.float64) + 1, requires_grad=True) for n in (3, 1)]
+        out = m.nn.utils.rnn.pad_sequence(xs, batch_first=True)
+        (out * m.tensor(np.arange(6.).reshape(2, 3))).sum().backward()
+        grads.append([x.grad.numpy() for x in xs])
+    for g, t in zip(*grads[::-1]):
+        np.testing.assert_array_equal(g, t)
+    # the first sequence's dtype, as in torch: an int64 first makes 3.7 a 3
+    want, got = _pad_both(lambda m: [m.tensor([1, 2]), m.tensor([3.7])])
+    assert str(got.dtype).split(".")[-1] == str(want.dtype).split(".")[-1] == "int64"
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_pad_sequence_errors_and_packed_sequences():
+    for bad in ([], [(2, 3), (2, 4)]):
+        with pytest.raises(RuntimeError) as want:
+            torch.nn.utils.rnn.pad_sequence([torch.ones(*s) for s in bad])
+        with pytest.raises(RuntimeError) as got:
+            gc.nn.utils.rnn.pad_sequence([gc.ones(*s) for s in bad])
+        assert str(got.value).startswith(str(want.value))
+    with pytest.raises(AttributeError, match="packed sequences are not supported"):
+        gc.nn.utils.rnn.pack_padded_sequence
