@@ -273,3 +273,9 @@ def test_pad_sequence_errors_and_packed_sequences():
         assert str(got.value).startswith(str(want.value))
     with pytest.raises(AttributeError, match="packed sequences are not supported"):
         gc.nn.utils.rnn.pack_padded_sequence
+
+
+def test_a_packed_or_tuple_input_is_refused_clearly():
+    lstm = gc.nn.LSTM(3, 4)
+    with pytest.raises(TypeError, match="packed sequences are not supported"):
+        lstm((gc.ones(5, 2, 3), gc.tensor([5, 3])))

@@ -14,7 +14,8 @@ import math
 import warnings
 
 from .. import tensor_ops as T
-from ..tensor import empty, zeros
+from ..ir.errors import at_user_line
+from ..tensor import Tensor, empty, zeros
 from . import functional as F
 from . import init
 from .module import Module
@@ -102,6 +103,11 @@ class RNNBase(Module):
     def forward(self, input, hx=None):
         lstm = self.mode == "LSTM"
         batch_dim = 0 if self.batch_first else 1
+        if not isinstance(input, Tensor):   # a PackedSequence, or (data, lengths)
+            raise at_user_line(TypeError, f"{type(self).__name__}: expected a padded input "
+                                          f"tensor, got {type(input).__name__}; packed "
+                                          f"sequences are not supported (pad the batch, "
+                                          f"nn.utils.rnn.pad_sequence)")
         if input.dim() not in (2, 3):
             raise ValueError(f"{type(self).__name__}: Expected input to be 2D or 3D, got "
                              f"{input.dim()}D instead")
