@@ -111,8 +111,12 @@ def test_random_chains_never_overlap_live_buffers(steps, n):
         for b in kern.writes():
             assert mem.lifetimes.get(b, (k, k))[0] == k or b.kind != "temp"
     a = np.random.default_rng(n).standard_normal((n, n)).astype(np.float32) * 0.2
-    np.testing.assert_allclose(L.compile(g)([a])[0], interp.compile(g)([a])[0],
-                               rtol=1e-4, atol=1e-4)
+    want = interp.compile(g)([a])[0]
+    # row sums and column maxima grow the values (to 5e5 in 7 steps); an element left
+    # small by cancellation carries the rounding of the large ones it came from, so the
+    # absolute tolerance scales with the largest (a reused buffer gives garbage anyway)
+    np.testing.assert_allclose(L.compile(g)([a])[0], want, rtol=1e-4,
+                               atol=1e-4 + 1e-5 * float(np.abs(want).max(initial=0)))
 
 
 def stacked_steps_graph(steps=4, n=16, stack_is_output=False):
