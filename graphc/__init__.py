@@ -11,7 +11,7 @@ from .autograd import (enable_grad, inference_mode, is_grad_enabled,  # noqa: F4
 from .device import device  # noqa: F401
 from . import cuda  # noqa: F401
 from .tensor import (Generator, Size, Tensor, arange, empty, empty_like, eye,  # noqa: F401
-                     from_numpy, full, full_like, initial_seed, linspace, manual_seed, ones,
+                     from_numpy, full, full_like, initial_seed, linspace, logspace, manual_seed, ones,
                      ones_like, rand, rand_like, randint, randn, randn_like, randperm, seed,
                      tensor, zeros, zeros_like, default_generator)
 from . import tensor_ops as _ops
@@ -56,6 +56,7 @@ def set_default_dtype(d):
 def promote_types(a, b):
     return _dt.promote_types(a, b)
 from .compile import compile  # noqa: E402,F401
+from .dtype_info import finfo, iinfo  # noqa: E402,F401
 from .serialization import save, load  # noqa: E402,F401
 from . import jit  # noqa: E402,F401
 from . import optim, utils  # noqa: E402,F401

@@ -1367,6 +1367,15 @@ def linspace(start, end, steps, *, dtype=None, requires_grad=False, device=None)
     return tensor(arr, dtype=dtype, requires_grad=requires_grad, device=device)
 
 
+def logspace(start, end, steps, base=10.0, *, dtype=None, requires_grad=False, device=None):
+    """base ** linspace(start, end, steps): the exponents by linspace's two-halves formula
+    and the powers in float64, rounded once to `dtype`."""
+    exponents = linspace(start, end, steps, dtype=dt.float64).numpy()
+    values = np.power(np.float64(base), exponents)
+    return tensor(values, dtype=dt.to_dtype(dtype) if dtype is not None else dt.DEFAULT_FLOAT,
+                  requires_grad=requires_grad, device=device)
+
+
 def eye(n, m=None, *, dtype=None, requires_grad=False, device=None):
     m = n if m is None else m
     for name, v in (("n", n), ("m", m)):

@@ -724,6 +724,14 @@ def _count(input, dim):
     return n
 
 
+def nansum(input, dim=None, keepdim=False, *, dtype=None):
+    """sum, NaNs counted as zero (their gradient is zero too, as PyTorch's)."""
+    if input.dtype.is_floating:
+        with autograd.literal_scalars():
+            input = where(isnan(input), full_like(input, 0), input)
+    return sum(input, dim, keepdim, dtype=dtype)
+
+
 def mean(input, dim=None, keepdim=False, *, dtype=None):
     if dtype is not None:
         input = input._cast(dt.to_dtype(dtype))
@@ -2322,7 +2330,8 @@ _METHODS = dict(
     ge=ge, logical_and=logical_and, logical_or=logical_or, logical_xor=logical_xor,
     logical_not=logical_not, gelu=gelu, relu=relu, abs=abs, sign=sign, floor=floor,
     ceil=ceil, round=round, trunc=trunc, isnan=isnan, isfinite=isfinite, isinf=isinf,
-    square=square, sum=sum, prod=prod, mean=mean, amax=amax, amin=amin, max=max, min=min,
+    square=square, sum=sum, nansum=nansum, prod=prod, mean=mean, amax=amax, amin=amin,
+    max=max, min=min,
     argmax=argmax, argmin=argmin, var=var, std=std, logsumexp=logsumexp, softmax=softmax,
     log_softmax=log_softmax, norm=norm, all=all, any=any, reshape=reshape, view=view,
     view_as=view_as, reshape_as=reshape_as, flatten=flatten, unflatten=unflatten,

@@ -1536,3 +1536,39 @@ def _axis_story(L):
 def test_numpys_axis_is_an_alias_of_dim():
     """PyTorch's bound functions take numpy's axis= for dim=."""
     assert _axis_story(gc) == _axis_story(torch)
+
+
+@pytest.mark.parametrize("name", ["float32", "float64", "float16", "bfloat16", "int32",
+                                  "int64", "uint8"])
+def test_finfo_iinfo_match_torch(name):
+    floating = name.startswith(("float", "bfloat"))
+    info = "finfo" if floating else "iinfo"
+    mine, theirs = getattr(gc, info)(getattr(gc, name)), getattr(torch, info)(getattr(torch, name))
+    fields = ["bits", "eps", "max", "min", "tiny", "smallest_normal", "resolution"] \
+        if floating else ["bits", "max", "min"]
+    for f in fields + ["dtype"]:
+        assert getattr(mine, f) == getattr(theirs, f), f
+    assert repr(mine) == repr(theirs)
+    with pytest.raises(TypeError):
+        getattr(gc, "iinfo" if floating else "finfo")(getattr(gc, name))
+    assert repr(gc.finfo()) == repr(torch.finfo())
+
+
+@pytest.mark.parametrize("args", [(0, 2, 5), (0, 2, 5, 2), (-1, 1, 7), (1, 3, 1), (0, 1, 0),
+                                  (0, 10, 101)])
+def test_logspace_matches_torch(args):
+    _same(lambda m: m.logspace(*args))
+    _same(lambda m: m.logspace(*args, dtype=m.float64))
+
+
+def test_nansum_values_and_gradient_match_torch():
+    a = np.array([[1., np.nan, 2.], [np.nan, np.nan, 3.]])
+    out = []
+    for m in (torch, gc):
+        x = m.tensor(a, requires_grad=True)
+        s = [m.nansum(x), x.nansum(1), m.nansum(x, dim=0, keepdim=True)]
+        (s[0] + s[1].sum() * 2 + s[2].sum() * 3).backward()
+        out.append([v.detach().numpy() for v in s] + [x.grad.numpy()])
+    for g, t in zip(out[1], out[0]):
+        np.testing.assert_array_equal(g, t)
+    _same(lambda m: m.nansum(m.tensor([1, 2, 3])))
