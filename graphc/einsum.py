@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import string
 
+from .ir import dtypes as dt
 from .ir.errors import at_user_line
 
 
@@ -113,11 +114,11 @@ def _contract(a, la, b, lb, keep):
     if a.dtype is not b.dtype:
         # as PyTorch's einsum: a pair it contracts goes through bmm, which refuses mixed
         # dtypes; one it only multiplies elementwise promotes
-        from .tensor_ops import _TORCH_NAMES, result_type
+        from .tensor_ops import result_type
         if contract:
             raise at_user_line(RuntimeError, f"expected scalar type "
-                                             f"{_TORCH_NAMES[a.dtype.name]} but found "
-                                             f"{_TORCH_NAMES[b.dtype.name]}")
+                                             f"{dt.TORCH_NAMES[a.dtype.name]} but found "
+                                             f"{dt.TORCH_NAMES[b.dtype.name]}")
         d = result_type(a, b)
         a, b = a._cast(d), b._cast(d)
     am = arrange(a, la, free_a, contract)

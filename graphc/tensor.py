@@ -28,6 +28,7 @@ import weakref
 import numpy as np
 
 from . import autograd, runtime
+from .dtype_info import finfo
 from .ir import dtypes as dt
 from .ir.errors import ShapeError, at_user_line, user_location
 from .ir.graph import Node, TensorType
@@ -1190,8 +1191,8 @@ _SCALAR_TYPE_NAMES = {"uint8": "uint8_t", "int32": "int", "int64": "int64_t", "f
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 # float16 and bfloat16: the C++ name and largest finite value PyTorch's fill kernel checks
 # a value against (a one-element tensor is filled by another path, which overflows to inf)
-_HALF_FILL_LIMITS = {"float16": ("c10::Half", float(np.finfo(np.float16).max)),
-                     "bfloat16": ("c10::BFloat16", float.fromhex("0x1.fep127"))}
+_HALF_FILL_LIMITS = {"float16": ("c10::Half", finfo(dt.float16).max),
+                     "bfloat16": ("c10::BFloat16", finfo(dt.bfloat16).max)}
 
 
 def _checked_scalar(value, dtype, numel=1):
@@ -1446,9 +1447,8 @@ def _random(size, normal, dtype, generator, requires_grad, device=None):
     dtype = dt.to_dtype(dtype) if dtype is not None else dt.DEFAULT_FLOAT
     if not dtype.is_floating:   # PyTorch's kernels are floating-point only
         kernel = "normal_kernel_cpu" if normal else "check_uniform_bounds"
-        names = {"int64": "Long", "int32": "Int", "uint8": "Byte", "bool": "Bool"}
         raise at_user_line(NotImplementedError, f'"{kernel}" not implemented for '
-                                                f"'{names.get(dtype.name, dtype.name)}'")
+                                                f"'{dt.TORCH_NAMES[dtype.name]}'")
     gen = generator or default_generator
     seed_t, off_t = gen.draw(Size(shape).numel())
     if normal or dtype.itemsize > 2:

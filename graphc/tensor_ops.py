@@ -283,7 +283,7 @@ def where(condition, input=None, other=None):
         # PyTorch takes a bool condition (and, deprecated, a uint8 one), no other
         raise at_user_line(RuntimeError, f"where expected condition to be a boolean tensor, "
                                          f"but got a tensor with dtype "
-                                         f"{_TORCH_NAMES[condition.dtype.name]}")
+                                         f"{dt.TORCH_NAMES[condition.dtype.name]}")
     condition = _as_tensor_operand(condition)
     input, other = _as_tensor_operand(input), _as_tensor_operand(other)
     d = result_type(input, other)
@@ -400,8 +400,8 @@ def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
     equal_nan, and otherwise |input - other| <= atol + rtol * |other| where that
     difference is finite (so a finite value is never close to an infinity)."""
     if isinstance(input, Tensor) and isinstance(other, Tensor) and input.dtype is not other.dtype:
-        raise at_user_line(RuntimeError, f"{_TORCH_NAMES[input.dtype.name]} did not match "
-                                         f"{_TORCH_NAMES[other.dtype.name]}")
+        raise at_user_line(RuntimeError, f"{dt.TORCH_NAMES[input.dtype.name]} did not match "
+                                         f"{dt.TORCH_NAMES[other.dtype.name]}")
     ok = eq(input, other)
     if equal_nan:
         ok = logical_or(ok, logical_and(isnan(input), isnan(other)))
@@ -439,7 +439,7 @@ def _bitwise(op):
         d = result_type(*operands)
         if d.is_floating:
             raise at_user_line(NotImplementedError, f'"{op}_cpu" not implemented for '
-                                                    f"'{_TORCH_NAMES[d.name]}'")
+                                                    f"'{dt.TORCH_NAMES[d.name]}'")
         logical = {"bitwise_and": "logical_and", "bitwise_or": "logical_or",
                    "bitwise_xor": "logical_xor"}[op]
         return _elementwise(logical if d is dt.bool_ else op, *operands)
@@ -456,7 +456,7 @@ def bitwise_not(input):
     """~x: logical not of a bool tensor, two's complement not of an integer one."""
     if input.dtype.is_floating:
         raise at_user_line(NotImplementedError, f'"bitwise_not_cpu" not implemented for '
-                                                f"'{_TORCH_NAMES[input.dtype.name]}'")
+                                                f"'{dt.TORCH_NAMES[input.dtype.name]}'")
     if input.dtype is dt.bool_:
         return logical_not(input)
     return _apply("bitwise_not", input)
@@ -1800,7 +1800,7 @@ def take_along_dim(input, indices, dim=None):
     if not isinstance(indices, Tensor) or indices.dtype is not dt.int64:
         got = indices.dtype.name if isinstance(indices, Tensor) else type(indices).__name__
         raise at_user_line(RuntimeError, f"torch.take_along_dim(): dtype of indices should be "
-                                         f"Long but got {_TORCH_NAMES.get(got, got)}")
+                                         f"Long but got {dt.TORCH_NAMES.get(got, got)}")
     if dim is None:
         return gather(input.reshape(-1), 0, indices.reshape(-1))   # PyTorch: no -1 here
     if input.ndim != indices.ndim:
@@ -1818,9 +1818,6 @@ def take_along_dim(input, indices, dim=None):
     return gather(input._expand_to(tuple(shape)), d, idx)
 
 
-_TORCH_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half",
-                "bfloat16": "BFloat16", "int32": "Int", "int64": "Long", "bool": "Bool",
-                "uint8": "Byte"}
 
 
 def _index_vector(name, input, dim, index):
@@ -1828,11 +1825,11 @@ def _index_vector(name, input, dim, index):
     if not isinstance(index, Tensor) or index.dtype not in (dt.int32, dt.int64):
         got = index.dtype.name if isinstance(index, Tensor) else type(index).__name__
         raise at_user_line(RuntimeError, f"{name}(): Expected dtype int32/int64 for index but "
-                                         f"got: {_TORCH_NAMES.get(got, got)}")
+                                         f"got: {dt.TORCH_NAMES.get(got, got)}")
     if index.ndim > 1:
         raise at_user_line(IndexError, f"{name}(): Index is supposed to be a vector, but got "
                                        f"dim: {index.ndim} with type: "
-                                       f"{_TORCH_NAMES[index.dtype.name]} and size: "
+                                       f"{dt.TORCH_NAMES[index.dtype.name]} and size: "
                                        f"{list(index.shape)}")
     return _norm_dim(dim, input.ndim), index.reshape(-1)._cast(dt.int64)
 
@@ -1843,8 +1840,8 @@ def _check_source(name, input, d, index, source):
                                          f"excluding the specified dimension. Got self.shape "
                                          f"= [] source.shape = {list(source.shape)}")
     if source.dtype is not input.dtype:
-        raise at_user_line(RuntimeError, f"{name}(): self ({_TORCH_NAMES[input.dtype.name]}) "
-                                         f"and source ({_TORCH_NAMES[source.dtype.name]}) must "
+        raise at_user_line(RuntimeError, f"{name}(): self ({dt.TORCH_NAMES[input.dtype.name]}) "
+                                         f"and source ({dt.TORCH_NAMES[source.dtype.name]}) must "
                                          f"have the same scalar type")
     n = source.shape[d] if source.ndim else 1
     if n != index.shape[0]:
@@ -1884,8 +1881,8 @@ def index_copy(input, dim, index, source):
     if source.dtype is not input.dtype:
         raise at_user_line(RuntimeError, f"index_copy_(): self and source expected to have "
                                          f"the same dtype, but got (self) "
-                                         f"{_TORCH_NAMES[input.dtype.name]} and (source) "
-                                         f"{_TORCH_NAMES[source.dtype.name]}")
+                                         f"{dt.TORCH_NAMES[input.dtype.name]} and (source) "
+                                         f"{dt.TORCH_NAMES[source.dtype.name]}")
     _check_source("index_copy_", input, d, index, source)
     from .indexing import write_positions
     pos = _positions(input)
@@ -1928,9 +1925,9 @@ def index_put(input, indices, values, accumulate=False):
     values = values if isinstance(values, Tensor) else tensor(values, dtype=input.dtype)
     if values.dtype is not input.dtype:
         raise at_user_line(RuntimeError, f"Index put requires the source and destination "
-                                         f"dtypes match, got {_TORCH_NAMES[input.dtype.name]} "
+                                         f"dtypes match, got {dt.TORCH_NAMES[input.dtype.name]} "
                                          f"for the destination and "
-                                         f"{_TORCH_NAMES[values.dtype.name]} for the source.")
+                                         f"{dt.TORCH_NAMES[values.dtype.name]} for the source.")
     key = tuple(indices) if len(indices) != 1 else indices[0]
     if not accumulate:
         from .indexing import setitem
@@ -2010,17 +2007,17 @@ def _check_matmul_dtypes(input, other):
     a, b = input.dtype.name, other.dtype.name
     if input.ndim == 1 and other.ndim == 1:
         message = (f"dot : expected both vectors to have same dtype, but found "
-                   f"{_TORCH_NAMES[a]} and {_TORCH_NAMES[b]}")
+                   f"{dt.TORCH_NAMES[a]} and {dt.TORCH_NAMES[b]}")
     elif other.ndim == 1 or (input.ndim == 1 and other.numel() == 0):
         message = (f"addmv input tensors must have the same dtype, but got "
-                   f"{_TORCH_NAMES[b]}, {_TORCH_NAMES[a]}, and {_TORCH_NAMES[b]}")
+                   f"{dt.TORCH_NAMES[b]}, {dt.TORCH_NAMES[a]}, and {dt.TORCH_NAMES[b]}")
     elif other.ndim == 2:
         message = (f"expected m1 and m2 to have the same dtype, but got: {_CPP_NAMES[a]} != "
                    f"{_CPP_NAMES[b]}")
     elif input.numel() == 0 or other.numel() == 0:
         return
     else:
-        message = f"expected scalar type {_TORCH_NAMES[a]} but found {_TORCH_NAMES[b]}"
+        message = f"expected scalar type {dt.TORCH_NAMES[a]} but found {dt.TORCH_NAMES[b]}"
     raise at_user_line(RuntimeError, message)
 
 
@@ -2150,7 +2147,7 @@ def _type(self, dtype=None, non_blocking=False, **kwargs):
 def _require_float_fill(name, self):
     if not self.dtype.is_floating:
         raise at_user_line(NotImplementedError, f'"{name}" not implemented for '
-                                                f"'{_TORCH_NAMES[self.dtype.name]}'")
+                                                f"'{dt.TORCH_NAMES[self.dtype.name]}'")
 
 
 def _from_to(args, kwargs, default_to):

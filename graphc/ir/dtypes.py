@@ -67,6 +67,11 @@ _BY_NP = {np.dtype(np.bool_): bool_, np.dtype(np.uint8): uint8, np.dtype(np.int3
           np.dtype(np.float32): float32, np.dtype(np.float64): float64}
 
 DEFAULT_FLOAT = float32
+
+# PyTorch's scalar-type names (torch.float32 is "Float"), which its error messages use
+TORCH_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half",
+               "bfloat16": "BFloat16", "int32": "Int", "int64": "Long", "bool": "Bool",
+               "uint8": "Byte"}
 DEFAULT_INT = int64
 
 

@@ -7,6 +7,7 @@ import operator
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
+from ..ir import dtypes as dt
 from ..tensor import Tensor
 from .module import Module
 from .parameter import Parameter
@@ -277,9 +278,7 @@ class ParameterList(Module):
 
 
 def _typename(t):
-    names = {"float32": "Float", "float64": "Double", "float16": "Half", "bfloat16": "BFloat16",
-             "int64": "Long", "int32": "Int", "bool": "Bool"}
-    return f"graphc.{names.get(t.dtype.name, t.dtype.name)}Tensor"
+    return f"graphc.{dt.TORCH_NAMES.get(t.dtype.name, t.dtype.name)}Tensor"
 
 
 class ParameterDict(Module):

@@ -275,17 +275,13 @@ def softmin(input, dim=None, _stacklevel=3, dtype=None):
 
 # ============================================================================ linear, dropout
 
-_TORCH_DTYPE_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half",
-                      "bfloat16": "BFloat16", "int64": "Long", "int32": "Int", "bool": "Bool"}
-
-
 def _check_same_dtype(input, weight, bias):
     """PyTorch's linear refuses operands of different dtypes (float64 data into a
     float32 model, integer tokens into a Linear); graphc's matmul would promote them
     and silently compute in another precision."""
     for other, what in ((weight, "mat2"), (bias, "bias")):
         if other is not None and other.dtype != input.dtype:
-            names = [_TORCH_DTYPE_NAMES.get(d.name, d.name) for d in (input.dtype, other.dtype)]
+            names = [dt.TORCH_NAMES.get(d.name, d.name) for d in (input.dtype, other.dtype)]
             raise at_user_line(RuntimeError, f"linear: mat1 and {what} must have the same "
                                              f"dtype, but got {names[0]} and {names[1]} "
                                              f"(input {list(input.shape)}, {what} "
@@ -322,7 +318,7 @@ def _check_conv_dtypes(input, weight, bias):
     """PyTorch's convolutions need the weight and bias in the input's dtype."""
     for what, t in (("weight", weight), ("bias", bias)):
         if t is not None and t.dtype != input.dtype:
-            names = [_TORCH_DTYPE_NAMES.get(d.name, d.name).lower() for d in (input.dtype, t.dtype)]
+            names = [dt.TORCH_NAMES.get(d.name, d.name).lower() for d in (input.dtype, t.dtype)]
             raise at_user_line(RuntimeError, f"Input type ({names[0]}) and {what} type "
                                              f"({names[1]}) should be the same (input "
                                              f"{list(input.shape)}, {what} {list(t.shape)})")
@@ -1122,7 +1118,7 @@ def _class_targets(input, target, name):
 
 def _check_class_weight(weight, classes, input=None):
     if weight is not None and input is not None and weight.dtype is not input.dtype:
-        names = T._TORCH_NAMES
+        names = dt.TORCH_NAMES
         raise at_user_line(RuntimeError, f"expected scalar type {names[input.dtype.name]} but "
                                          f"found {names[weight.dtype.name]}")
     if weight is not None and (weight.ndim != 1 or weight.numel() != classes):

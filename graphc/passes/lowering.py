@@ -38,6 +38,8 @@ interpreter at the tolerance of a reduction.
 """
 from __future__ import annotations
 
+import math
+
 from ..ir.graph import Graph, Node
 from ..ir.registry import make_node as _mk
 
@@ -337,18 +339,11 @@ def fold_matmul_updates(graph: Graph) -> Graph:
 def _scalar_base(x, new=None):
     """The 0-d value that `x` (one element, maybe reshaped and expanded) repeats, from
     the rewritten graph when `new` is given; None when x is not a repeated scalar."""
-    while x.op in ("expand", "reshape") and _numel(x.inputs[0].shape) == 1:
+    while x.op in ("expand", "reshape") and math.prod(x.inputs[0].shape) == 1:
         x = x.inputs[0]
-    if _numel(x.shape) != 1:
+    if math.prod(x.shape) != 1:
         return None
     if new is None:
         return x
     x = new[id(x)]
     return x if x.shape == () else _mk("reshape", x, shape=())
-
-
-def _numel(shape):
-    n = 1
-    for s in shape:
-        n *= s
-    return n
