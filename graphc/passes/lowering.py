@@ -45,7 +45,9 @@ from ..ir.registry import make_node as _mk
 
 
 def lower_for_backends(graph: Graph) -> Graph:
-    return fold_matmul_updates(transpose_matmul_outputs(combine_sums(graph)))
+    from .orientation import orient_matrix_regions
+    return fold_matmul_updates(transpose_matmul_outputs(
+        orient_matrix_regions(combine_sums(graph))))
 
 
 def rebuild(graph: Graph, replace) -> Graph:

@@ -544,6 +544,21 @@ def matmul_update(rng):
                 [data(sh, dt.float32, rng) for sh in shapes], 1e-5, 1e-5)
 
 
+def matmul_orientation(rng, m=32, k=48, n=128, out=64):
+    """An MLP layer the backends' lowering computes feature-major (passes/orientation.py):
+    `relu(x @ w1^T + b)` as `relu(w1 @ x^T + b)`, read by the next layer's GEMM through a
+    transpose flag and by a bias-gradient-like column sum turned into a row sum."""
+    x, w1, b, w2 = inp((m, k), dt.float32, "x"), inp((n, k), dt.float32, "w1"), \
+        inp((n,), dt.float32, "b"), inp((out, n), dt.float32, "w2")
+    bias = op("expand", op("reshape", b, shape=(1, n)), shape=(m, n))
+    h = op("relu", op("add", op("matmul", x, op("permute", w1, dims=(1, 0))), bias))
+    y = op("matmul", h, op("permute", w2, dims=(1, 0)))
+    col = op("sum", h, dims=(0,), keepdim=False)
+    return Case("matmul-orientation", graph([y, col], [x, w1, b, w2]),
+                [data(sh, dt.float32, rng) for sh in ((m, k), (n, k), (n,), (out, n))],
+                1e-4, 1e-4)
+
+
 def matmul_f16_epilogue(rng, m=9, k=20, n=6):
     """A float16 matmul is a loop matmul for fusion: the GEMM form with epilogue."""
     a, b, c = inp((m, k), dt.float16, "a"), inp((k, n), dt.float16, "b"), \
@@ -674,7 +689,7 @@ def corpus(seed=0):
     out += [matmul(d, rng) for d in (dt.float32, dt.float64, dt.bfloat16, dt.float16,
                                      dt.int32, dt.int64)]
     out += [matmul_views(rng), matmul_computed_operand(rng), matmul_f16_epilogue(rng),
-            matmul_update(rng)]
+            matmul_update(rng), matmul_orientation(rng)]
     out += [matmul_sizes(rng, *s) for s in ((1, 1, 1), (7, 1, 3), (70, 3, 1), (4, 0, 3),
                                             (0, 3, 2))]
     out += [conv(c, rng) for c in range(len(CONV_CASES))]
