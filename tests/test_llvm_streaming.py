@@ -111,24 +111,24 @@ def test_in_place_input_buffers_never_stream():
 
 def test_output_blocks_are_aligned_and_placed_in_their_page():
     pool = []
-    small = Executable._output_array(pool, (3, 5), np.float32)
+    small = Executable._output_array(pool, (3, 5), np.float32, 60)
     assert small.ctypes.data % executor.ALIGN == 0
     big_shape = (executor.PAGE_OFFSET_MIN_BYTES // 4 + 7,)
-    big = Executable._output_array([], big_shape, np.float32)
+    big = Executable._output_array([], big_shape, np.float32, big_shape[0] * 4)
     assert big.ctypes.data % executor.PAGE == executor.PAGE_OFFSET
     assert big.shape == big_shape and big.flags.c_contiguous and big.flags.writeable
 
 
 def test_output_pool_reuses_only_unreferenced_blocks():
     pool = []
-    a = Executable._output_array(pool, (4, 4), np.float32)
+    a = Executable._output_array(pool, (4, 4), np.float32, 64)
     a[:] = 1
     row = a[0]          # a view keeps the block alive through its base
     del a
-    b = Executable._output_array(pool, (4, 4), np.float32)
+    b = Executable._output_array(pool, (4, 4), np.float32, 64)
     assert not np.shares_memory(b, row)
     del row, b
-    c = Executable._output_array(pool, (4, 4), np.float32)
+    c = Executable._output_array(pool, (4, 4), np.float32, 64)
     assert any(np.shares_memory(c, aligned) for _, aligned in pool)
     assert len(pool) <= executor.OUTPUT_POOL_DEPTH
 
