@@ -162,10 +162,10 @@ def _key_of(spec):
     if spec[0] == "t":
         return "t"
     if spec[0] == "namedtuple":
-        return ("namedtuple", repr(spec[1]), tuple(_key_of(x) for x in spec[2]))
+        return ("namedtuple", spec[1], tuple(_key_of(x) for x in spec[2]))
     if spec[0] is dict:
         return ("dict", tuple((repr(k), _key_of(v)) for k, v in spec[1]))
-    return (repr(spec[0]), tuple(_key_of(x) for x in spec[1]))
+    return (spec[0], tuple(_key_of(x) for x in spec[1]))    # list or tuple (a type)
 
 
 def _rebuild(spec, tensors):
@@ -187,14 +187,22 @@ def _rebuild(spec, tensors):
 def _signature_of(tensors, spec, extra):
     # the default float dtype (set_default_dtype) decides the dtype of every float the
     # step creates, so it selects the program too
-    return (tuple((tuple(t.shape), t.dtype.short) for t in tensors), _key_of(spec),
+    # (a TensorType is its shape and dtype, hashable: computed before every replay)
+    return (tuple(t._node.type for t in tensors), _key_of(spec),
             autograd.is_grad_enabled(), dtypes.DEFAULT_FLOAT.short, extra)
 
 
-def _data_node(value, like: Node) -> Node:
-    n = Node("input", (), {"name": "data"}, like.type, like.loc)
+def _data_node(value, type, loc=None) -> Node:
+    n = Node("input", (), {"name": "data"}, type, loc)
     n.data = value
     return n
+
+
+def _config_version(module) -> int:
+    """How often a module's plain attributes were assigned (`Module.__setattr__` keeps
+    the count in the instance dict; read there, a module that has none does not go
+    through Module.__getattr__'s failing lookup on every replay)."""
+    return module.__dict__.get("_config_version", 0)
 
 
 class _ModuleModes:
@@ -212,7 +220,7 @@ class _ModuleModes:
     def __init__(self):
         self.called: dict[int, tuple] = {}    # id -> (weakref module, flag when called)
         self.switched: dict[int, tuple] = {}  # id -> (weakref module, final flag)
-        self.configs: dict[int, int] = {}     # id -> _config_version after the trace
+        self.expected: list[tuple] = []       # (weakref module, flag, config version)
 
     @contextlib.contextmanager
     def recording(self):
@@ -249,14 +257,15 @@ class _ModuleModes:
                     del switched[k]
                 else:
                     switched[k] = (ref, m.training)
-            # the plain attributes of every module called, as the trace leaves them
-            self.configs = {k: getattr(ref(), "_config_version", 0)
-                            for k, (ref, _) in called.items() if ref() is not None}
+            # (module, flag when called, its plain attributes' version as the trace
+            # leaves them): what `mismatch` compares, one list for every replay
+            self.expected = [(ref, flag, _config_version(ref()))
+                             for ref, flag in called.values() if ref() is not None]
 
     def mismatch(self):
         """Why the program does not fit the current modes, or None."""
-        # `called` holds only modules called before the step switched them (if it did)
-        for k, (ref, flag) in self.called.items():
+        # `expected` holds only modules called before the step switched them (if it did)
+        for ref, flag, config in self.expected:
             m = ref()
             if m is None:
                 continue
@@ -264,7 +273,7 @@ class _ModuleModes:
                 return (f"{type(m).__name__} is in {'training' if m.training else 'eval'} "
                         f"mode, the step was traced in {'training' if flag else 'eval'} "
                         "mode")
-            if getattr(m, "_config_version", 0) != self.configs.get(k, 0):
+            if _config_version(m) != config:
                 return (f"{type(m).__name__}.{getattr(m, '_config_changed', '?')} (a "
                         "plain attribute the step read as a constant) was assigned")
         return None
@@ -274,6 +283,38 @@ class _ModuleModes:
             m = ref()
             if m is not None:
                 object.__setattr__(m, "training", flag)
+
+
+class _Guards:
+    """What a replay checks first (module docstring, "Guards"), kept as plain lists and
+    checked in one method: this runs before every replay, where a closure per check
+    cost more than the checks. Each failed check names its reason."""
+
+    def __init__(self):
+        self.states: list[tuple] = []      # (weakref tensor, traced type)
+        self.flags: list[tuple] = []       # (weakref tensor, requires_grad when traced)
+        self.optimizers: list[tuple] = []  # (weakref optimizer, its _structure())
+        self.grads: list[tuple] = []       # (weakref tensor, whether it had a .grad)
+
+    def check(self):
+        for ref, ty in self.states:
+            t = ref()
+            if t is None or (t._node.type is not ty and t._node.type != ty):
+                return "a tensor the step reads was freed or changed shape/dtype"
+        for ref, flag in self.flags:
+            t = ref()
+            if t is not None and t._node.requires_grad != flag:
+                return "a tensor the step reads changed requires_grad"
+        for ref, structure in self.optimizers:
+            opt = ref()
+            if opt is not None and opt._structure() != structure:
+                return (f"{type(opt).__name__}: its param groups changed (parameters, or "
+                        "an option that changes the update's structure)")
+        for ref, had in self.grads:
+            t = ref()
+            if t is None or (t._grad is not None) != had:
+                return "a parameter's .grad changed between None and a tensor"
+        return None
 
 
 class _Program:
@@ -293,14 +334,10 @@ class _Program:
         # the traced types: a value's array does not say its graph dtype (bfloat16 is
         # held as float32)
         self.result_types = result_types
-        self.guards = guards              # callables returning a failure reason or None
+        self.guards = guards              # _Guards
 
     def check(self):
-        for g in self.guards:
-            reason = g()
-            if reason:
-                return reason
-        return None
+        return self.guards.check()
 
     def run(self, arg_arrays):
         inputs = [b(arg_arrays) for b in self.bindings]
@@ -316,9 +353,9 @@ class _Program:
             t = ref()
             if t is None:
                 continue
-            leaf_rg = t._is_leaf and t._node.requires_grad
-            node = _data_node(outs[k], t._node)
-            if leaf_rg:
+            old = t._node
+            node = _data_node(outs[k], old.type, old.loc)
+            if t._is_leaf and old.requires_grad:
                 node.requires_grad = True
                 node.leaf = weakref.ref(t)
             t._node = node
@@ -329,11 +366,11 @@ class _Program:
             if k is None:
                 t._grad = None
             elif t._grad is not None:
-                t._grad._node = _data_node(outs[k], t._grad._node)
+                old = t._grad._node
+                t._grad._node = _data_node(outs[k], old.type, old.loc)
             else:   # a gradient has its parameter's type
-                t._grad = Tensor._wrap(_data_node(outs[k], Node("input", (), {}, t._node.type)),
-                                       is_leaf=True)
-        results = [Tensor._wrap(_data_node(outs[k], Node("input", (), {}, ty)), is_leaf=True)
+                t._grad = Tensor._wrap(_data_node(outs[k], t._node.type), is_leaf=True)
+        results = [Tensor._wrap(_data_node(outs[k], ty), is_leaf=True)
                    for k, ty in enumerate(self.result_types)]
         return _rebuild(self.result_spec, results)
 
@@ -447,24 +484,13 @@ class CompiledFunction:
                 grad_writes.append((weakref.ref(t), len(outputs)))
                 outputs.append(t._grad._node)
         graph, boundary = Graph.from_outputs(outputs, boundary=lambda n: n.data is not None)
-        bindings, guards = [], []
+        bindings, guards = [], _Guards()
         for n in boundary:
             bindings.append(self._binding_for(n, arg_nodes, tracer, guards))
-        for ref, structure in tracer.optimizers.values():
-            guards.append(lambda ref=ref, structure=structure: None if ref() is None or
-                          ref()._structure() == structure else
-                          f"{type(ref()).__name__}: its param groups changed (parameters, or "
-                          "an option that changes the update's structure)")
-        for t, had in tracer.grad_set.values():
-            ref = weakref.ref(t)
-            guards.append(lambda ref=ref, had=had: None if ref() is not None and
-                          (ref()._grad is not None) == had else
-                          "a parameter's .grad changed between None and a tensor")
-        for t, entry in tracer.requires_grad_at_entry.values():
-            ref = weakref.ref(t)
-            guards.append(lambda ref=ref, entry=entry: None if ref() is None or
-                          ref().requires_grad == entry else
-                          "a tensor the step reads changed requires_grad")
+        guards.optimizers += tracer.optimizers.values()
+        guards.grads += [(weakref.ref(t), had) for t, had in tracer.grad_set.values()]
+        guards.flags += [(weakref.ref(t), entry)
+                         for t, entry in tracer.requires_grad_at_entry.values()]
         flags = [(weakref.ref(t), t.requires_grad)
                  for t, entry in tracer.requires_grad_at_entry.values()
                  if t.requires_grad != entry]
@@ -499,15 +525,11 @@ class CompiledFunction:
                     runtime.realize(t)
                 return t._node.data
 
-            guards.append(lambda ref=ref, ty=ty: None if ref() is not None and
-                          ref()._node.type == ty else
-                          "a tensor the step reads was freed or changed shape/dtype")
+            guards.states.append((ref, ty))
             # requires_grad decides which gradients backward() computes (unfreezing a
             # layer must not replay the program that kept it frozen)
             if rg is not None:
-                guards.append(lambda ref=ref, rg=rg: None if ref() is None or
-                              ref().requires_grad == rg else
-                              "a tensor the step reads changed requires_grad")
+                guards.flags.append((ref, rg))
             return state
         value = n.data   # a value made outside any live tensor: fixed in the program
         return lambda args, value=value: value
