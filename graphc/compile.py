@@ -169,6 +169,8 @@ def _key_of(spec):
 
 
 def _rebuild(spec, tensors):
+    if spec[0] == "t":          # a step returning one tensor (its loss): every replay
+        return tensors[0]
     it = iter(tensors)
 
     def go(s):
@@ -291,16 +293,19 @@ class _Guards:
     cost more than the checks. Each failed check names its reason."""
 
     def __init__(self):
-        self.states: list[tuple] = []      # (weakref tensor, traced type)
-        self.flags: list[tuple] = []       # (weakref tensor, requires_grad when traced)
+        # (weakref tensor, traced type, requires_grad when traced or None: not checked)
+        self.states: list[tuple] = []
+        self.flags: list[tuple] = []       # (weakref tensor, requires_grad at entry)
         self.optimizers: list[tuple] = []  # (weakref optimizer, its _structure())
         self.grads: list[tuple] = []       # (weakref tensor, whether it had a .grad)
 
     def check(self):
-        for ref, ty in self.states:
+        for ref, ty, flag in self.states:
             t = ref()
             if t is None or (t._node.type is not ty and t._node.type != ty):
                 return "a tensor the step reads was freed or changed shape/dtype"
+            if flag is not None and t._node.requires_grad != flag:
+                return "a tensor the step reads changed requires_grad"
         for ref, flag in self.flags:
             t = ref()
             if t is not None and t._node.requires_grad != flag:
@@ -525,11 +530,9 @@ class CompiledFunction:
                     runtime.realize(t)
                 return t._node.data
 
-            guards.states.append((ref, ty))
             # requires_grad decides which gradients backward() computes (unfreezing a
             # layer must not replay the program that kept it frozen)
-            if rg is not None:
-                guards.flags.append((ref, rg))
+            guards.states.append((ref, ty, rg))
             return state
         value = n.data   # a value made outside any live tensor: fixed in the program
         return lambda args, value=value: value
