@@ -15,9 +15,10 @@ by row reads with a stride (the MLP step's bias + relu readers of a transposed p
 went from 0.054 to 0.159 ms). So the choice is made for a whole region, not one
 product:
 
-  * **Regions.** Rank-2 elementwise nodes, and the matmuls whose results they read, are
-    joined along elementwise edges (union-find). Every value of a region is stored in
-    one orientation, so its kernels read and write straight through either way.
+  * **Regions.** Rank-2 elementwise nodes, the slices, pads and concats (which commute
+    with a transpose, their per-dim attrs swapped), and the matmuls whose results they
+    read, are joined along their edges (union-find). Every value of a region is stored
+    in one orientation, so its kernels read and write straight through either way.
   * **Legality.** A region may flip only if no transpose has to be made in memory:
       - no value of the region is a graph output (its layout is the caller's);
       - every operand it reads from outside is cheap to read transposed: a broadcast
@@ -45,6 +46,9 @@ from __future__ import annotations
 
 from ..ir.graph import Graph, Node
 from ..ir.registry import FusionClass, get_op, make_node as _mk
+from .lowering import rebuild
+
+_MODELLED_DTYPES = ("f32", "f64")
 
 # reductions whose dims can be renamed through a transpose
 _REDUCTIONS = ("sum", "max", "min", "prod")
@@ -74,7 +78,6 @@ def orient_matrix_regions(graph: Graph) -> Graph:
                                     len(n.shape) == 2])
     if not flipped_ids:
         return graph
-    from .lowering import rebuild
     flipped: dict[int, Node] = {}     # id(old node) -> its transposed replacement
 
     def transposed_operand(i, new):
@@ -104,8 +107,8 @@ def orient_matrix_regions(graph: Graph) -> Graph:
 
 def _is_member(n):
     """A rank-2 node a region holds besides its matmuls: elementwise, or a movement op
-    that commutes with a transpose (the gate slices of an LSTM, their gradients'
-    pads and concats)."""
+    that commutes with a transpose (column slices of a product, as an LSTM cell takes
+    its gates; the pads and concats of their gradients)."""
     return len(n.shape) == 2 and n.op != "input" and (
         n.op in _TRANSPOSED_ATTRS or get_op(n.op).fusion is FusionClass.ELEMENTWISE)
 
@@ -133,7 +136,10 @@ def _regions(graph):
     groups: dict[int, list[Node]] = {}
     for k, n in by_id.items():
         groups.setdefault(find(k), []).append(n)
-    return [g for g in groups.values() if any(n.op == "matmul" for n in g)]
+    # the cost model is OpenBLAS's sgemm/dgemm: regions whose products are all float32
+    # or float64 (a float16 or integer product is a loop kernel with an epilogue)
+    return [g for g in groups.values() if any(n.op == "matmul" for n in g) and
+            all(n.dtype.short in _MODELLED_DTYPES for n in g if n.op == "matmul")]
 
 
 def _may_flip(members, users, outputs) -> bool:
