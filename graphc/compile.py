@@ -194,8 +194,8 @@ def _signature_of(tensors, spec, extra):
             autograd.is_grad_enabled(), dtypes.DEFAULT_FLOAT.short, extra)
 
 
-def _data_node(value, type, loc=None) -> Node:
-    n = Node("input", (), {"name": "data"}, type, loc)
+def _data_node(value, ty, loc=None) -> Node:
+    n = Node("input", (), {"name": "data"}, ty, loc)
     n.data = value
     return n
 

@@ -45,7 +45,10 @@ from ..ir.registry import make_node as _mk
 
 
 def lower_for_backends(graph: Graph) -> Graph:
-    from .orientation import orient_matrix_regions
+    """The four rewrites above, with the choice of GEMM orientations
+    (passes/orientation.py) after the sums are combined and before a matmul read only
+    transposed is turned round."""
+    from .orientation import orient_matrix_regions   # it imports `rebuild` from here
     return fold_matmul_updates(transpose_matmul_outputs(
         orient_matrix_regions(combine_sums(graph))))
 
