@@ -152,15 +152,21 @@ def test_a_small_gain_is_not_taken():
     assert orient_matrix_regions(g) is g
 
 
-def test_compiled_nn_step_with_flipped_layers_matches_torch(monkeypatch):
-    torch = pytest.importorskip("torch")
-    flips = []
+@pytest.fixture
+def flips(monkeypatch):
+    """Whether each graph the backends lowered was flipped, in order."""
+    seen = []
 
     def counting(graph):
         out = orient_matrix_regions(graph)
-        flips.append(out is not graph)
+        seen.append(out is not graph)
         return out
     monkeypatch.setattr(orientation, "orient_matrix_regions", counting)
+    return seen
+
+
+def test_compiled_nn_step_with_flipped_layers_matches_torch(flips):
+    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1)
     sizes = (FEATURES, 256, HIDDEN, 10)
     state = {}
@@ -240,3 +246,28 @@ def test_random_layer_stacks_flipped_or_not_match_the_interpreter(data):
     after = orient_matrix_regions(fwd_bwd)
     after.lint()
     matches_interp(fwd_bwd, ins + seeds, rtol=1e-4 if dtype == np.float32 else 1e-9)
+
+
+def test_dropout_masks_do_not_block_and_draw_the_same_numbers(flips):
+    """A dropout mask is a `rand` node, computed from the element's index: the flipped
+    layers read it transposed and draw exactly the mask the eager step drew."""
+    rng = np.random.default_rng(0)
+    x = gc.from_numpy(rng.standard_normal((BATCH, FEATURES)).astype(np.float32))
+    y = gc.from_numpy(rng.integers(0, 10, BATCH))
+
+    def run(compiled):
+        gc.manual_seed(0)
+        nn = gc.nn
+        model = nn.Sequential(nn.Linear(FEATURES, HIDDEN), nn.ReLU(), nn.Dropout(0.3),
+                              nn.Linear(HIDDEN, 256), nn.ReLU(), nn.Dropout(0.2),
+                              nn.Linear(256, 10))
+        step = train_step(gc, model, gc.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
+        step = gc.compile(step) if compiled else step
+        losses = [float(step(x, y).detach().numpy()) for _ in range(4)]
+        return losses, [p.detach().numpy() for p in model.parameters()]
+    eager_losses, eager_params = run(False)
+    losses, params = run(True)
+    assert any(flips)
+    np.testing.assert_allclose(losses, eager_losses, rtol=1e-5)
+    for a, b in zip(params, eager_params):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

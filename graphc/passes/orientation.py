@@ -22,8 +22,9 @@ product:
   * **Legality.** A region may flip only if no transpose has to be made in memory:
       - no value of the region is a graph output (its layout is the caller's);
       - every operand it reads from outside is cheap to read transposed: a broadcast
-        (`expand` of something with a unit dim) or itself a transpose (its input is
-        then read as it is stored);
+        (`expand` of something with a unit dim), a value computed from its index
+        (`rand`, so a dropout mask does not block a layer), or itself a transpose (its
+        input is then read as it is stored);
       - every reader outside the region takes the flip for free: a matmul (a
         transpose flag), a transpose (it becomes the flipped value itself), or a
         sum/max/min/prod reduction (its dims are swapped).
@@ -227,8 +228,12 @@ def _choose(regions, matmuls) -> set[int]:
 
 def _cheap_transposed(i):
     """Whether reading `i` transposed costs no strided pass over memory: a transpose
-    (read as stored) or a broadcast of something with a unit dim (a bias row)."""
+    (read as stored), a broadcast of something with a unit dim (a bias row), or a value
+    computed from its index, not loaded (`rand`: a dropout mask draws the same number
+    for an element in either orientation; `iota`)."""
     if _is_swap(i):
+        return True
+    if i.op != "input" and get_op(i.op).fusion is FusionClass.SOURCE:
         return True
     return i.op == "expand" and (len(i.inputs[0].shape) < 2 or 1 in i.inputs[0].shape)
 

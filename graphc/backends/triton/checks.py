@@ -546,17 +546,25 @@ def matmul_update(rng):
 
 def matmul_orientation(rng, m=32, k=48, n=128, out=64):
     """An MLP layer the backends' lowering computes feature-major (passes/orientation.py):
-    `relu(x @ w1^T + b)` as `relu(w1 @ x^T + b)`, read by the next layer's GEMM through a
-    transpose flag and by a bias-gradient-like column sum turned into a row sum."""
+    `relu(x @ w1^T + b)` as `relu(w1 @ x^T + b)`, masked by a dropout draw (`rand`, read
+    at the transposed index: the same number for each element), read by the next
+    layer's GEMM through a transpose flag and by a bias-gradient-like column sum turned
+    into a row sum."""
     x, w1, b, w2 = inp((m, k), dt.float32, "x"), inp((n, k), dt.float32, "w1"), \
         inp((n,), dt.float32, "b"), inp((out, n), dt.float32, "w2")
+    seed, offset = inp((), dt.int64, "seed"), inp((), dt.int64, "offset")
     bias = op("expand", op("reshape", b, shape=(1, n)), shape=(m, n))
     h = op("relu", op("add", op("matmul", x, op("permute", w1, dims=(1, 0))), bias))
+    def splat(v):
+        c = op("const", value=v, dtype=dt.float32)
+        return op("expand", op("reshape", c, shape=(1, 1)), shape=(m, n))
+    keep = op("ge", op("rand", seed, offset, shape=(m, n), dtype=dt.float32), splat(0.25))
+    h = op("where", keep, h, splat(0.0))
     y = op("matmul", h, op("permute", w2, dims=(1, 0)))
     col = op("sum", h, dims=(0,), keepdim=False)
-    return Case("matmul-orientation", graph([y, col], [x, w1, b, w2]),
-                [data(sh, dt.float32, rng) for sh in ((m, k), (n, k), (n,), (out, n))],
-                1e-4, 1e-4)
+    arrays = [data(sh, dt.float32, rng) for sh in ((m, k), (n, k), (n,), (out, n))]
+    return Case("matmul-orientation", graph([y, col], [x, w1, b, w2, seed, offset]),
+                arrays + [np.array(7, np.int64), np.array(1000, np.int64)], 1e-4, 1e-4)
 
 
 def matmul_f16_epilogue(rng, m=9, k=20, n=6):
