@@ -325,8 +325,8 @@ def test_math_unary_domain_edges():
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: d.name)
 def test_odd_functions_and_roundings_keep_the_sign_of_zero(dtype):
-    """neg(+0.0) is -0.0, tanh(-0.0) -0.0, ceil(-0.5) and round(-0.4) -0.0, as in torch
-    (the Triton corpus has the same case: checks.signed_zero_unary)."""
+    """neg(+0.0) is -0.0, tanh(-0.0) -0.0, ceil(-0.5) and round(-0.4) -0.0, relu(-0.0)
+    -0.0, as in torch (the Triton corpus has the same case: checks.signed_zero_unary)."""
     from graphc.backends.triton.checks import SIGNED_ZERO_UNARY, signed_zero_unary
     case = signed_zero_unary(dtype)
     (a,) = case.inputs

@@ -135,7 +135,13 @@ _unary("sin", np.sin, lambda c, g: (g * c.inputs[0].cos(),))
 _unary("cos", np.cos, lambda c, g: (-g * c.inputs[0].sin(),))
 _unary("tanh", np.tanh, lambda c, g: (g * (1 - c.out * c.out),))
 _unary("sigmoid", _sigmoid_np, lambda c, g: (g * c.out * (1 - c.out),))
-_unary("relu", lambda x: np.maximum(x, 0).astype(x.dtype), _relu_vjp, float_only=False)
+def _relu_np(x):
+    """x < 0 ? 0 : x, as PyTorch: -0.0 stays -0.0 and NaN stays NaN (np.maximum(x, 0)
+    would give +0.0 for -0.0)."""
+    return np.where(x < 0, np.zeros((), x.dtype), x).astype(x.dtype)
+
+
+_unary("relu", _relu_np, _relu_vjp, float_only=False)
 _unary("gelu", _gelu_np, _gelu_vjp)
 _unary("silu", lambda x: (x * _sigmoid_np(x)).astype(x.dtype), _silu_vjp)
 _unary("erf", _erf_np,

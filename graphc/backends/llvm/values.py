@@ -234,10 +234,9 @@ class ValueLowering:
                 return m.call(b, "gelu", x)
             e = b.call(m.libm("erf", t), [b.fmul(x, ir.Constant(t, 1 / math.sqrt(2)))])
             return b.fmul(b.fmul(ir.Constant(t, 0.5), x), b.fadd(one, e))
-        if op == "relu":
+        if op == "relu":   # x < 0 ? 0 : x keeps -0.0 and NaN, as PyTorch does
             z = ir.Constant(t, 0.0)
-            return b.select(b.fcmp_ordered(">", x, z), x,
-                            b.select(b.fcmp_unordered("uno", x, x), x, z))
+            return b.select(b.fcmp_ordered("<", x, z), z, x)
         if op in ("floor", "ceil"):
             return intr("llvm." + op, x)
         if op == "round":

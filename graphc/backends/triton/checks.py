@@ -144,12 +144,13 @@ def math_unary_edges(dtype):
 
 
 SIGNED_ZERO_UNARY = ["neg", "tanh", "sin", "tan", "sinh", "asinh", "atanh", "atan", "erf",
-                     "expm1", "log1p", "sqrt", "floor", "ceil", "round"]
+                     "expm1", "log1p", "sqrt", "floor", "ceil", "round", "relu"]
 
 
 def signed_zero_unary(dtype):
     """Odd functions and roundings keep the sign of a zero (neg(+0.0) is -0.0, ceil(-0.5)
-    is -0.0), as C99 and PyTorch do; Triton before 3.7 lowers unary minus to 0 - x."""
+    is -0.0), as C99 and PyTorch do; Triton before 3.7 lowers unary minus to 0 - x. relu
+    passes -0.0 and NaN through, as PyTorch's does (x < 0 ? 0 : x)."""
     vals = np.array([0.0, -0.0, 0.5, -0.5, -0.4, 0.4, 1e-30, -1e-30, np.inf, -np.inf,
                      np.nan, 2.5, -2.5], np.float64)
     x = inp(vals.shape, dtype)

@@ -524,8 +524,8 @@ class Scope:
             if v.attr("approximate", "none") == "tanh":
                 return e(f"_gc_gelu_tanh({x})")
             return e(f"_gc_gelu({x})")
-        if op == "relu":
-            return e(f"tl.where({x} > 0, {x}, tl.where({x} != {x}, {x}, {zero}))")
+        if op == "relu":   # x < 0 ? 0 : x keeps -0.0 and NaN, as PyTorch does
+            return e(f"tl.where({x} < 0, {zero}, {x})")
         y = args[1] if len(args) > 1 else None
         if op in ("add", "sub", "mul"):
             return e(f"{x} {'+' if op == 'add' else '-' if op == 'sub' else '*'} {y}")
