@@ -47,7 +47,8 @@ from __future__ import annotations
 
 from ..ir.graph import Graph, Node
 from ..ir.registry import FusionClass, get_op, make_node as _mk
-from .lowering import rebuild
+# the transpose helpers of the other lowering rewrites (rank 2 here)
+from .lowering import _swaps_last_two as _is_swap, _transposed, rebuild
 
 _MODELLED_DTYPES = ("f32", "f64")
 
@@ -236,12 +237,3 @@ def _cheap_transposed(i):
     if i.op != "input" and get_op(i.op).fusion is FusionClass.SOURCE:
         return True
     return i.op == "expand" and (len(i.inputs[0].shape) < 2 or 1 in i.inputs[0].shape)
-
-
-def _is_swap(n):
-    return n.op == "permute" and tuple(n.attrs["dims"]) == (1, 0)
-
-
-def _transposed(x):
-    """x (rank 2) with its dims swapped, undoing a swap rather than stacking one."""
-    return x.inputs[0] if _is_swap(x) else _mk("permute", x, dims=(1, 0))
