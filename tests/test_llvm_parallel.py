@@ -101,3 +101,27 @@ def test_a_forked_child_does_not_use_its_parents_workers(monkeypatch):
     parallel._give_back(taken)
     for w in inherited[1:]:   # really this process's: close what the test dropped
         w.close()
+
+
+def test_workers_ignore_modules_in_the_working_directory(monkeypatch, tmp_path):
+    """A worker started from a directory holding a script named like a module it
+    imports runs graphc's imports, not that script (which here would write into the
+    answer pipe)."""
+    (tmp_path / "llvmlite.py").write_text("import sys\nsys.stdout.write('garbage' * 9)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GRAPHC_COMPILE_WORKERS", "1")
+    w = parallel.Worker()
+    try:
+        w.send("")
+        assert w.receive() is not None   # an (empty) object file, not a protocol error
+    finally:
+        w.close()
+
+
+def test_an_answer_that_is_not_one_is_a_worker_failure():
+    class Garbage:
+        stdout = __import__("io").BytesIO(b"garbage" * 9)
+    w = parallel.Worker.__new__(parallel.Worker)
+    w.proc = Garbage()
+    with pytest.raises(RuntimeError, match="not an answer"):
+        w.receive()

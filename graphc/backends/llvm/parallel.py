@@ -66,10 +66,14 @@ class Worker:
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         env["GRAPHC_COMPILE_WORKERS"] = "0"
         self.owner = os.getpid()
+        # `-m` puts the working directory first on the worker's sys.path: started from a
+        # directory holding a script named like a module it imports (types.py, cfg.py),
+        # the worker imported that and wrote garbage into the pipe. From the directory
+        # graphc is imported from, the worker imports what its parent does.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "graphc.backends.llvm.compile_worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=env)
+            env=env, cwd=root)
 
     def send(self, text: str):
         data = text.encode()
@@ -80,6 +84,8 @@ class Worker:
         head = self.proc.stdout.read(9)
         if len(head) < 9:
             raise RuntimeError("the compile worker exited")
+        if head[:1] not in (b"\0", b"\1"):   # not an answer: something else wrote there
+            raise RuntimeError(f"the compile worker wrote {head!r}, not an answer")
         payload = self.proc.stdout.read(int.from_bytes(head[1:], "little"))
         if head[:1] != b"\0":
             raise RuntimeError(payload.decode(errors="replace"))
