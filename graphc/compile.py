@@ -23,6 +23,12 @@ it is realized by the reference interpreter rather than compiled (a tier-0 run: 
   * what `fn` returns.
 The graph of all those outputs is compiled once (through the runtime's cache) and every
 later call with the same signature replays it: bind inputs, run native code, write back.
+Where the backend can (LLVM), a state's new value is stored over its old array
+(passes/donation.py): the update runs in place, as `optimizer.step()` does in PyTorch,
+and the write-back has nothing to do. That needs an array nobody else can observe:
+`_donatable` binds the tensor's own array when only its data node refers to it (no
+other tensor, pending lazy value or numpy view), else a copy, which the tensor then
+keeps.
 
 Guards: the input signature (shapes, dtypes, non-tensor arguments, grad mode, and the
 train/eval mode of a compiled module) selects the program, and so does the train/eval
@@ -53,6 +59,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import sys
 import warnings
 import weakref
 
@@ -198,6 +205,39 @@ def _data_node(value, ty, loc=None) -> Node:
     n = Node("input", (), {"name": "data"}, ty, loc)
     n.data = value
     return n
+
+
+def _refcounts(node):
+    """References to a data node and to its array, counted from here: the caller must
+    hold neither in a variable of its own (as `_donatable` does not)."""
+    a = node.data
+    return sys.getrefcount(node), sys.getrefcount(a)
+
+
+def _donatable(t):
+    """Tensor `t`'s array if a kernel may overwrite it: it owns its memory, is
+    writable, nothing but `t`'s data node refers to it, and nothing but `t` to that
+    node (the counts are a probe's, held the same way, so they do not depend on the
+    Python version); else a copy of it, which the write-back makes `t`'s own."""
+    exclusive = _refcounts(t._node) == _EXCLUSIVE_REFCOUNTS
+    a = t._node.data
+    if exclusive and type(a) is np.ndarray and a.base is None and a.flags.writeable:
+        return a
+    return np.array(a, order="C")
+
+
+class _Holder:
+    """Holds a data node as a Tensor does (in `_node`), for `_EXCLUSIVE_REFCOUNTS`."""
+    __slots__ = ("_node",)
+
+
+def _probe_refcounts():
+    holder = _Holder()
+    holder._node = _data_node(np.zeros(2), None)
+    return _refcounts(holder._node)
+
+
+_EXCLUSIVE_REFCOUNTS = _probe_refcounts()
 
 
 def _config_version(module) -> int:
@@ -359,6 +399,8 @@ class _Program:
             if t is None:
                 continue
             old = t._node
+            if outs[k] is old.data:    # updated in place (a donated input)
+                continue
             node = _data_node(outs[k], old.type, old.loc)
             if t._is_leaf and old.requires_grad:
                 node.requires_grad = True
@@ -499,13 +541,31 @@ class CompiledFunction:
         flags = [(weakref.ref(t), t.requires_grad)
                  for t, entry in tracer.requires_grad_at_entry.values()
                  if t.requires_grad != entry]
-        exe = runtime.compiled_for(graph, self.backend)
+        # a state written back may be updated in place (module docstring)
+        state_input = {id(tracer.readers[id(n)]()): i for i, n in enumerate(boundary)
+                       if bindings[i].__name__ == "state"}
+        donate = [(state_input[id(ref())], k) for ref, k in writes
+                  if id(ref()) in state_input]
+        exe = runtime.compiled_for(graph, self.backend, donate=donate)
+        inputs = [n.data for n in boundary]
+        for i in exe.donated:
+            bindings[i] = self._donated_binding(tracer.readers[id(boundary[i])])
+            inputs[i] = np.array(inputs[i], order="C")   # the trace's nodes still hold it
         prog = _Program(exe, bindings, writes, grad_writes, result_spec,
                         [t._node.type for t in res_tensors], guards, modes, flags)
         progs = self._programs.setdefault(key, [])
         progs.append(prog)
         del progs[:-_MAX_PROGRAMS_PER_SIGNATURE]
-        return prog._finish(exe([n.data for n in boundary]))
+        return prog._finish(exe(inputs))
+
+    @staticmethod
+    def _donated_binding(ref):
+        def state(args, ref=ref):
+            t = ref()
+            if t._node.data is None:
+                runtime.realize(t)
+            return _donatable(t)
+        return state
 
     @staticmethod
     def _binding_for(n: Node, arg_nodes, tracer: Tracer, guards):

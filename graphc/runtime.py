@@ -119,16 +119,22 @@ def capture():
         _captures -= 1
 
 
-def compiled_for(graph, backend_name=None, structure_key=None):
+def compiled_for(graph, backend_name=None, structure_key=None, donate=()):
     """The cached executable for `graph`, compiling it on a miss.
 
     `graph` may be a callable that builds the graph: with the `structure_key` the
-    caller already has, a cache hit then never builds it."""
+    caller already has, a cache hit then never builds it. `donate`: (input index,
+    output index) pairs whose output may be stored over the input's array, for a
+    caller that binds arrays it owns there (graphc.compile); a backend that can
+    (`DONATES_INPUTS`) accepts the legal ones, and the executable's `donated` says
+    which (an empty dict elsewhere)."""
     from . import backends
     backend_name = backend_name or backends.default_backend_name()
     if structure_key is None:
         structure_key = graph.structure_key()
-    key = (backend_name, structure_key)
+    donate = tuple(donate) if getattr(get_backend(backend_name), "DONATES_INPUTS", False) \
+        else ()
+    key = (backend_name, structure_key) + ((donate,) if donate else ())
     exe = _cache.get(key)
     if exe is not None:
         stats["cache_hits"] += 1
@@ -143,7 +149,11 @@ def compiled_for(graph, backend_name=None, structure_key=None):
     t0 = time.perf_counter()
     from .passes.pipeline import optimize  # keeps inputs and outputs, in order
     graph = optimize(graph)
-    exe = _on_deep_stack(get_backend(backend_name).compile, graph)
+    if donate:
+        exe = _on_deep_stack(get_backend(backend_name).compile, graph, donate)
+    else:
+        exe = _on_deep_stack(get_backend(backend_name).compile, graph)
+        exe.donated = {}
     exe.compile_seconds = time.perf_counter() - t0
     stats["compiles"] += 1
     _cache[key] = exe

@@ -7,6 +7,7 @@ See docs/backends.md.
 """
 from __future__ import annotations
 
+from ...passes.donation import donate_inputs
 from ...passes.fusion import fuse
 from ...passes.memory import plan_memory
 from .. import kernel_ir as K
@@ -116,8 +117,17 @@ def _calls(plan, steps):
     return out
 
 
-def compile(graph):
-    return compile_plan(fuse(graph))
+# graphc.compile may let outputs overwrite inputs (passes/donation.py); the executable's
+# `donated` says which pairs it accepted.
+DONATES_INPUTS = True
+
+
+def compile(graph, donate=()):
+    plan = fuse(graph)
+    donated = donate_inputs(plan, donate) if donate else {}
+    exe = compile_plan(plan)
+    exe.donated = donated
+    return exe
 
 
 def llvm_ir(graph) -> str:

@@ -191,6 +191,9 @@ class Executable:
         self.plan = plan
         self.memory = memory
         self._loaded = loaded          # keeps the machine code alive
+        # {input index: output index} whose output is stored over the input's array
+        # (passes/donation.py): the caller binds arrays it may overwrite there
+        self.donated = {}
         self._lock = threading.Lock()
         self.table = np.zeros(max(len(memory.slots), 1), np.uint64)
         self.status = np.zeros(1, np.int64)
