@@ -406,6 +406,8 @@ class _Program:
                 node.requires_grad = True
                 node.leaf = weakref.ref(t)
             t._node = node
+            if t._views:    # views of it (p.detach()) see the update, as after eager steps
+                t._refresh_views()
         for ref, k in self.grad_writes:
             t = ref()
             if t is None:

@@ -189,24 +189,50 @@ def test_compiled_step_updates_parameters_in_place_with_the_lazy_numbers():
                                    rtol=1e-5, atol=1e-6)
 
 
-def test_values_a_user_holds_do_not_change_when_the_step_replays():
+def _held_after_a_step(compiled: bool):
+    """What a user's detached view, numpy array and pending lazy value of a weight hold
+    after one more step, run compiled or eagerly."""
     x, y = data(1)
     model, _, step = make_step(1)
+    run = gc.compile(step, backend="llvm") if compiled else step
+    for _ in range(4):
+        run(x, y)
+    w = model[0].weight
+    before = w.detach().numpy().copy()
+    held = w.detach()            # shares the values (PyTorch's detach)
+    row = w.detach()[1]          # a view of a view
+    as_numpy = w.detach().numpy()
+    pending = w * 2              # lazy, not computed yet
+    run(x, y)
+    after = w.detach().numpy()
+    assert not np.allclose(after, before)
+    return before, after, held.numpy(), row.numpy(), as_numpy, pending.detach().numpy()
+
+
+def test_values_a_user_holds_change_as_after_an_eager_step():
+    before, after, held, row, as_numpy, pending = _held_after_a_step(compiled=True)
+    np.testing.assert_array_equal(held, after)          # views follow the parameter
+    np.testing.assert_array_equal(row, after[1])
+    np.testing.assert_array_equal(as_numpy, before)     # what numpy() returned stays
+    np.testing.assert_array_equal(pending, 2 * before)  # computed from the old value
+    for got, want in zip((before, after, held, row, as_numpy, pending),
+                         _held_after_a_step(compiled=False)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_in_place_again_once_nothing_else_holds_the_array():
+    x, y = data(3)
+    model, _, step = make_step(3)
     compiled = gc.compile(step, backend="llvm")
     for _ in range(4):
         compiled(x, y)
     w = model[0].weight
-    before = w.detach().numpy().copy()
-    held = w.detach()            # shares the node's values
-    as_numpy = w.detach().numpy()
-    pending = w * 2              # lazy, not computed yet
+    held = w.detach()
     compiled(x, y)
-    after = w.detach().numpy()
-    assert not np.allclose(after, before)
-    np.testing.assert_array_equal(held.numpy(), before)
-    np.testing.assert_array_equal(as_numpy, before)
-    np.testing.assert_array_equal(pending.detach().numpy(), 2 * before)
-    del held, as_numpy, pending
+    array = id(w._node.data)
+    compiled(x, y)
+    assert id(w._node.data) != array      # a view holds it: copied, then written back
+    del held
     compiled(x, y)
     array = id(w._node.data)
     compiled(x, y)
