@@ -829,6 +829,11 @@ def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
 
 
 def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    if input.dtype is dt.float32:
+        # PyTorch accumulates a float32 variance in double and takes the root there: the
+        # std of values near 1e20 is finite though their variance is past float32's range
+        wide = std(input.to(dt.float64), dim, unbiased, keepdim, correction=correction)
+        return wide.to(dt.float32)
     return _root_zero_grad_at_zero(var(input, dim, unbiased, keepdim, correction=correction))
 
 

@@ -325,6 +325,9 @@ REDUCTIONS = [
     case(lambda m, x: x.std(0, keepdim=True), X, id="std_dim"),
     case(lambda m, x: m.std(x, (1, 2), correction=0), X, id="std_correction0"),
     case(lambda m, x: x.std(unbiased=False), X, id="std_biased"),
+    # squares past float32's range: PyTorch takes a float32 std in double
+    case(lambda m, x: x.std(1), np.array([[1e20, -1e20, 3e19], [1, 2, 4]], np.float32),
+         id="std_float32_squares_overflow"),
     case(lambda m, x: m.var_mean(x, 1), X, id="var_mean"),
     case(lambda m, x: m.logsumexp(x, 1), X, id="logsumexp"),
     case(lambda m, x: m.logsumexp(x, (0, 2), keepdim=True), X, id="logsumexp_tuple"),
