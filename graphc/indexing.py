@@ -45,9 +45,40 @@ def _is_full_slice(k) -> bool:
         k.step in (None, 1)
 
 
+def _constant_masks_as_indices(x, key: tuple) -> tuple:
+    """Bool masks given as lists or numpy arrays select positions known now, so the
+    result has a static shape: each becomes the index arrays of its nonzero positions
+    (what PyTorch's mask indexing selects), checked against the dims it covers. A mask
+    tensor's positions are data (see the refusal in `_expand_key`)."""
+    def is_mask(k):
+        return isinstance(k, (list, np.ndarray)) and np.ndim(k) > 0 and \
+            np.asarray(k).dtype == np.bool_
+
+    def dims_of(keys):
+        return sum(np.ndim(k) if is_mask(k) else int(_consumes_dim(k)) for k in keys)
+    out = []
+    for pos, k in enumerate(key):
+        if not is_mask(k):
+            out.append(k)
+            continue
+        mask = np.asarray(k)
+        start = x.ndim - dims_of(key[pos:]) if any(e is Ellipsis for e in key[:pos]) \
+            else dims_of(key[:pos])
+        covered = tuple(x.shape[start:start + mask.ndim])
+        for d, size in enumerate(mask.shape):
+            if d >= len(covered) or covered[d] != size:
+                raise at_user_line(IndexError, f"The shape of the mask {list(mask.shape)} "
+                                               f"at index {d} does not match the shape of the "
+                                               f"indexed tensor {list(x.shape)} at index "
+                                               f"{start + d}")
+        out.extend(tensor(positions.astype(np.int64)) for positions in np.nonzero(mask))
+    return tuple(out)
+
+
 def _expand_key(x, key):
     if not isinstance(key, tuple):
         key = (key,)
+    key = _constant_masks_as_indices(x, key)
     for k in key:
         if not (k is None or k is Ellipsis or isinstance(k, (slice, Tensor, list, np.ndarray,
                                                              int, np.integer))):
@@ -85,7 +116,20 @@ def _expand_key(x, key):
     return out
 
 
+def _sequence_as_tuple(key):
+    """PyTorch's (and old numpy's) reading of a list index: a short list holding a
+    sequence, tensor, slice, `...` or None is a tuple of indices (x[[[0, 1]]] is
+    x[[0, 1]], x[[0, slice(None)]] is x[0, :]); any other list is one index array."""
+    if type(key) is not list or len(key) >= 32:
+        return key
+    for k in key:
+        if k is None or k is Ellipsis or isinstance(k, (list, tuple, np.ndarray, Tensor, slice)):
+            return tuple(key)
+    return key
+
+
 def getitem(x: Tensor, key):
+    key = _sequence_as_tuple(key)
     items = _expand_key(x, key)
     starts, stops, steps = [], [], []
     out_shape = []          # shape after the basic part, before advanced indexing
@@ -195,6 +239,7 @@ def _advanced(y: Tensor, adv):
 
 
 def setitem(x: Tensor, key, value):
+    key = _sequence_as_tuple(key)
     value = _assigned_scalar(value, x.dtype)
     if isinstance(key, (list, np.ndarray)) and np.asarray(key).dtype == np.bool_:
         key = tensor(key)

@@ -101,6 +101,19 @@ GET_KEYS = [
     pytest.param((Ellipsis, A([0, 1]), Ellipsis), id="ellipsis_array_ellipsis"),
     pytest.param((Ellipsis, 0, Ellipsis, slice(None), slice(None)), id="full_slices_past_end"),
     pytest.param((0, Ellipsis, 1, 2, Ellipsis), id="ellipses_of_no_dims"),
+    # a short list holding a sequence, slice, `...` or None is a tuple of indices
+    pytest.param([[0, 2]], id="list_of_a_list_is_a_tuple"),
+    pytest.param([[0, 2], [1, 4]], id="list_of_lists_is_a_tuple"),
+    pytest.param([0, slice(1, 3)], id="list_with_a_slice_is_a_tuple"),
+    pytest.param([Ellipsis, None, 1], id="list_with_ellipsis_is_a_tuple"),
+    # bool masks given as lists or numpy arrays: positions known when indexing
+    pytest.param([True, False, False, True], id="bool_list"),
+    pytest.param(np.array([False, True, True, False]), id="bool_numpy_mask"),
+    pytest.param((slice(None), [True, False, True, False, True]), id="slice_bool_list"),
+    pytest.param((Ellipsis, np.arange(6) % 4 == 1), id="ellipsis_bool_mask_last_dim"),
+    pytest.param(np.arange(20).reshape(4, 5) % 3 == 0, id="bool_mask_2d"),
+    pytest.param((1, np.arange(30).reshape(5, 6) % 7 == 2), id="int_then_2d_mask"),
+    pytest.param(([False] * 4,), id="bool_list_none_selected"),
 ]
 
 
@@ -159,6 +172,15 @@ def test_bool_index_broadcast_mismatch_raises_like_torch():
     for m in (torch, gc):
         with pytest.raises((IndexError, RuntimeError)):
             m.zeros(2, 3)[:, False, [0, 1]]
+
+
+@pytest.mark.parametrize("key", [[True, False], (slice(None), np.ones(4, bool)),
+                                 (Ellipsis, np.ones((5, 5), bool))],
+                         ids=["first_dim", "second_dim", "last_two_dims"])
+def test_bool_mask_of_the_wrong_shape_raises_like_torch(key):
+    for m in (torch, gc):
+        with pytest.raises(IndexError, match="shape of the mask"):
+            m.zeros(4, 5, 6)[key]
 
 
 def test_bool_mask_read_is_refused_with_advice():
