@@ -77,7 +77,8 @@ def test_two_stores_each_over_what_the_other_reads_accept_one():
 
 
 @pytest.mark.parametrize("case", ["read later", "other index", "reduction", "accumulate",
-                                  "output read", "input returned", "shape"])
+                                  "output read", "input returned", "shape",
+                                  "holds a piece"])
 def test_refused(case):
     p, new = buf("p", "input"), buf("new", "output")
     kernels = [K.Kernel("w", (i,), [store(new, add(load(p), load(p)))])]
@@ -104,9 +105,15 @@ def test_refused(case):
         outputs.append(p)
     elif case == "shape":
         new.shape = (N // 2, 2)
+    elif case == "holds a piece":
+        piece = K.Buffer("piece", (N // 2,), dt.float32, "temp", within=(new, 0))
+        kernels.insert(0, K.Kernel("w0", (K.Var("h", N // 2),),
+                                   [K.Store(piece, (K.lin(K.Var("h", N // 2)),), (),
+                                            K.Const(1.0, dt.float32))]))
     pl = plan(kernels, [p], outputs)
     assert donate_inputs(pl, [(0, 0)]) == {}
-    assert kernels[0].stages[-1].buffer is new
+    writer = next(k for k in kernels if k.name == "w")
+    assert writer.stages[-1].buffer is new
 
 
 def test_a_gemm_never_writes_over_its_operand():

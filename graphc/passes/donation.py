@@ -23,7 +23,8 @@ and accepts a pair only when aliasing cannot change any value the plan computes:
     computes the same whatever the order of its stages, so its stages are reordered to
     put each donated store after the stages that still read the old value (the momentum
     update stores the new buffer and the new parameter, and both read the old buffer);
-  * the input is not itself an output and the output appears once among the outputs.
+  * the input is not itself an output, the output appears once among the outputs, and
+    no buffer lives inside the output (a concatenation's pieces, `Buffer.within`).
 
 An accepted pair becomes one buffer: W's store targets the input's Buffer and the plan's
 output list names the input, which the executor returns (its "output that is an input"
@@ -53,7 +54,8 @@ def donate_inputs(plan, candidates) -> dict:
                 or dst.shape != src.shape or dst.dtype != src.dtype:
             continue
         writer = _sole_writer(plan.kernels, dst)
-        if writer is None or not _reads_before(plan.kernels, src, writer):
+        if writer is None or not _reads_before(plan.kernels, src, writer) \
+                or _holds_pieces(plan.kernels, dst):
             continue
         kernel = plan.kernels[writer]
         order = _stage_order(kernel, src, dst)
@@ -81,6 +83,13 @@ def _sole_writer(kernels, buf):
     if len(stores) != 1 or stores[0].accumulate or stores[0].inner:
         return None
     return writers[0]
+
+
+def _holds_pieces(kernels, buf) -> bool:
+    """Whether some buffer lives inside `buf` (`Buffer.within`: fusion places concat
+    pieces in temps only today; a container cannot move into an input's memory)."""
+    return any(b.within is not None and b.within[0] is buf
+               for kern in kernels for b in kern.reads() + kern.writes())
 
 
 def _reads_before(kernels, buf, writer) -> bool:
