@@ -674,8 +674,17 @@ def _reduce(op, input, dim, keepdim):
     _check_dims(dim, input.ndim)
     dims = _norm_dims(dim, input.ndim)
     if input.ndim == 0:
-        return input.clone()
+        return _plus_zero(input) if op == "sum" else input.clone()
     return _apply(op, input, dims=dims, keepdim=bool(keepdim))
+
+
+def _plus_zero(x):
+    """x + 0.0: a sum of one element, which PyTorch starts from +0.0 (-0.0 becomes
+    +0.0, nothing else changes)."""
+    if not x.dtype.is_floating:
+        return x.clone()
+    with autograd.literal_scalars():
+        return x + 0.0
 
 
 def _all_dims_if_empty(dim):
@@ -1017,6 +1026,8 @@ def _cumulative(input, dim, dtype, reduce, identity):
     d = _norm_dim(dim, input.ndim)
     x = input._cast(_cum_dtype(input, dtype))
     if x.ndim == 0 or x.shape[d] <= 1:
+        if reduce == "sum" and x.ndim:   # PyTorch's 0-d cumsum is a copy (-0.0 stays)
+            return _plus_zero(x)
         return x.clone() if x is input else x
     # PyTorch's CPU kernels accumulate float32 in double (half types in float) and round
     # each output once; accumulating in that type gives its values bit for bit, where

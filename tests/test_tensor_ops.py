@@ -1575,3 +1575,32 @@ def test_nansum_values_and_gradient_match_torch():
     for g, t in zip(out[1], out[0]):
         np.testing.assert_array_equal(g, t)
     _same(lambda m: m.nansum(m.tensor([1, 2, 3])))
+
+
+SIGNED_ZERO_SUMS = {
+    "all": lambda m: m.tensor([-0.0, -0.0]).sum(),
+    "one": lambda m: m.tensor([-0.0]).sum(),
+    "zero_dim": lambda m: m.tensor(-0.0).sum(),
+    "long": lambda m: m.tensor([-0.0] * 3000).sum(),
+    "dim": lambda m: m.tensor([[-0.0, -0.0], [-0.0, 2.0]]).sum(1),
+    "size_one_dim": lambda m: m.tensor([[-0.0], [1.0]]).sum(1),
+    "float64_keepdim": lambda m: m.tensor([[-0.0, -0.0]], dtype=m.float64).sum(1, keepdim=True),
+    "mean": lambda m: m.tensor([-0.0, -0.0]).mean(),
+    "cumsum": lambda m: m.cumsum(m.tensor([[-0.0, -0.0, 1.0]]), 1),
+    "cumsum_one": lambda m: m.cumsum(m.tensor([-0.0]), 0),
+    "cumsum_zero_dim": lambda m: m.cumsum(m.tensor(-0.0), 0),     # a copy in torch
+    "nll_loss": lambda m: m.nn.functional.nll_loss(m.tensor([[0.0, -1.0]]), m.tensor([0])),
+}
+
+
+@pytest.mark.parametrize("backend", ["llvm", "interp"])
+@pytest.mark.parametrize("name", list(SIGNED_ZERO_SUMS))
+def test_sums_start_from_positive_zero_as_torch_does(name, backend):
+    """PyTorch's sums start from +0.0, so a sum of -0.0s is +0.0 (a loss of exactly
+    zero prints as 0., not -0.); a 0-d cumsum is a copy."""
+    from graphc import runtime
+    want = SIGNED_ZERO_SUMS[name](torch).numpy()
+    with runtime.realizing_on(backend):
+        got = SIGNED_ZERO_SUMS[name](gc).numpy()
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))

@@ -1298,6 +1298,9 @@ def _unrolled_reduction_stages(kp, stages):
             return None
         elems = [K.bind(value, env) for env in points]
         acc = elems[0]
+        if st.op == "sum" and src.is_floating:
+            # from +0.0, as the loop (and PyTorch) starts: a sum of -0.0s is +0.0
+            acc = K.Compute("add", (K.Const(0.0, src), acc), src)
         for x in elems[1:]:     # in loop order: the sum adds in the loop's order
             acc = K.Compute(_UNROLLED[st.op], (acc, x), src)
         table[K.AccRef(st.acc, st.dtype)] = acc

@@ -160,6 +160,21 @@ def signed_zero_unary(dtype):
                 [round_to_bfloat16(a) if dtype.short == "bf16" else a], *tol(dtype, True),
                 signed_zeros=True)
 
+def signed_zero_sums():
+    """Sums of -0.0 are +0.0 (PyTorch's sums start from +0.0): over rows short enough to
+    be unrolled into adds (fusion) and long enough to loop, and a column sum."""
+    x = inp((4, 3), dt.float32)
+    y = inp((2, 300), dt.float32)
+    a = np.array([[-0.0, -0.0, -0.0], [-0.0, 1.0, -1.0], [-0.0, -0.0, 2.0],
+                  [-0.0, -0.0, -0.0]], np.float32)
+    b = np.full((2, 300), -0.0, np.float32)
+    b[1, 7] = 3.0
+    outs = [op("sum", x, dims=(1,), keepdim=False), op("sum", x, dims=(0,), keepdim=False),
+            op("sum", y, dims=(1,), keepdim=False)]
+    return Case("signed-zero-sums", graph(outs, [x, y]), [a, b], *tol(dt.float32),
+                signed_zeros=True)
+
+
 def math_binary_edges(dtype, exact):
     """fmod/copysign (exact: `exact`) or atan2/hypot over every pair of MATH_SPECIALS:
     signed zeros and infinities in both places, nan, fmod by zero."""
@@ -683,6 +698,7 @@ def corpus(seed=0):
     out += [int_pow_negative(d) for d in (dt.int32, dt.int64)]
     out += [math_unary_edges(d) for d in FLOATS]
     out += [signed_zero_unary(d) for d in FLOATS]
+    out.append(signed_zero_sums())
     out += [math_binary_edges(d, exact) for d in FLOATS for exact in (True, False)]
     out += [int_fmod(d) for d in (dt.int32, dt.int64)]
     out.append(sources(rng))
