@@ -17,6 +17,7 @@ import graphc as gc
 from graphc.backends import interp, kernel_ir as K
 from graphc.backends import llvm as L
 from graphc.ir import dtypes as dt
+from graphc.benchsuite.workloads.nn_training import train_step
 from graphc.passes.donation import donate_inputs
 
 from conftest import tensor_graph
@@ -78,7 +79,7 @@ def test_two_stores_each_over_what_the_other_reads_accept_one():
 
 @pytest.mark.parametrize("case", ["read later", "other index", "reduction", "accumulate",
                                   "output read", "input returned", "shape",
-                                  "holds a piece"])
+                                  "stored again per point", "holds a piece"])
 def test_refused(case):
     p, new = buf("p", "input"), buf("new", "output")
     kernels = [K.Kernel("w", (i,), [store(new, add(load(p), load(p)))])]
@@ -105,6 +106,9 @@ def test_refused(case):
         outputs.append(p)
     elif case == "shape":
         new.shape = (N // 2, 2)
+    elif case == "stored again per point":
+        j = K.Var("j", 2)
+        kernels[0] = K.Kernel("w", (i, j), [store(new, add(load(p), load(p)))])
     elif case == "holds a piece":
         piece = K.Buffer("piece", (N // 2,), dt.float32, "temp", within=(new, 0))
         kernels.insert(0, K.Kernel("w0", (K.Var("h", N // 2),),
@@ -159,15 +163,7 @@ def make_step(seed=0):
     gc.manual_seed(seed)
     model = gc.nn.Sequential(gc.nn.Linear(12, 32), gc.nn.ReLU(), gc.nn.Linear(32, 5))
     opt = gc.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    loss_fn = gc.nn.CrossEntropyLoss()
-
-    def step(x, y):
-        opt.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-    return model, opt, step
+    return model, opt, train_step(gc, model, opt)
 
 
 def data(seed=0):

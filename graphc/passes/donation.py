@@ -13,7 +13,8 @@ and accepts a pair only when aliasing cannot change any value the plan computes:
 
   * the output is stored by exactly one kernel W, a loop kernel (a GEMM or a sort never
     writes over an operand), with a plain store (no accumulation) of the input's shape
-    and dtype, and no kernel reads the output (the new value is not used again);
+    and dtype, one element per point of W's outer loops, and no kernel reads the
+    output (the new value is not used again);
   * every other kernel that reads the input runs before W;
   * inside W, every load of the input has exactly the store's index, in a stage without
     inner loops: each element is read only to compute its own new value, so the order
@@ -82,7 +83,12 @@ def _sole_writer(kernels, buf):
     stores = [st for st in kern.stages if isinstance(st, K.Store) and st.buffer is buf]
     if len(stores) != 1 or stores[0].accumulate or stores[0].inner:
         return None
-    return writers[0]
+    # one element per outer point, each written once (a store that every point of some
+    # outer loop repeated would read the input after overwriting it)
+    points = 1
+    for v in kern.outer:
+        points *= v.extent
+    return writers[0] if points == buf.numel else None
 
 
 def _holds_pieces(kernels, buf) -> bool:
