@@ -533,9 +533,12 @@ class CompiledFunction:
                 grad_writes.append((weakref.ref(t), len(outputs)))
                 outputs.append(t._grad._node)
         graph, boundary = Graph.from_outputs(outputs, boundary=lambda n: n.data is not None)
-        bindings, guards = [], _Guards()
-        for n in boundary:
-            bindings.append(self._binding_for(n, arg_nodes, tracer, guards))
+        bindings, state_input, guards = [], {}, _Guards()
+        for i, n in enumerate(boundary):
+            binding, state = self._binding_for(n, arg_nodes, tracer, guards)
+            bindings.append(binding)
+            if state is not None:
+                state_input[id(state)] = i
         guards.optimizers += tracer.optimizers.values()
         guards.grads += [(weakref.ref(t), had) for t, had in tracer.grad_set.values()]
         guards.flags += [(weakref.ref(t), entry)
@@ -544,14 +547,12 @@ class CompiledFunction:
                  for t, entry in tracer.requires_grad_at_entry.values()
                  if t.requires_grad != entry]
         # a state written back may be updated in place (module docstring)
-        state_input = {id(tracer.readers[id(n)]()): i for i, n in enumerate(boundary)
-                       if bindings[i].__name__ == "state"}
         donate = [(state_input[id(ref())], k) for ref, k in writes
                   if id(ref()) in state_input]
         exe = runtime.compiled_for(graph, self.backend, donate=donate)
         inputs = [n.data for n in boundary]
         for i in exe.donated:
-            bindings[i] = self._donated_binding(tracer.readers[id(boundary[i])])
+            bindings[i] = _state_binding(tracer.readers[id(boundary[i])], donated=True)
             inputs[i] = np.array(inputs[i], order="C")   # the trace's nodes still hold it
         prog = _Program(exe, bindings, writes, grad_writes, result_spec,
                         [t._node.type for t in res_tensors], guards, modes, flags)
@@ -561,46 +562,42 @@ class CompiledFunction:
         return prog._finish(exe(inputs))
 
     @staticmethod
-    def _donated_binding(ref):
-        def state(args, ref=ref):
-            t = ref()
-            if t._node.data is None:
-                runtime.realize(t)
-            return _donatable(t)
-        return state
-
-    @staticmethod
     def _binding_for(n: Node, arg_nodes, tracer: Tracer, guards):
+        """(how to bind input `n` at replay, the tensor whose state it reads or None)."""
         if id(n) in arg_nodes:
             k = arg_nodes[id(n)]
-            return lambda args, k=k: args[k]
+            return (lambda args, k=k: args[k]), None
         if n.source is not None:
             src, npd = n.source, n.type.dtype.np
-            return lambda args, src=src, npd=npd: np.asarray(src(), dtype=npd)
+            return (lambda args, src=src, npd=npd: np.asarray(src(), dtype=npd)), None
         if id(n) in tracer.old_grads:
             owner = weakref.ref(tracer.old_grads[id(n)])
-            return lambda args, owner=owner: _grad_value(owner())
+            return (lambda args, owner=owner: _grad_value(owner())), None
         ref = tracer.readers.get(id(n))
         if ref is not None and ref() is not None:
             ty, rg = n.type, n.requires_grad
             if id(ref()) in tracer.requires_grad_at_entry:
                 rg = None   # its flag at entry is guarded in _trace
-
-            def state(args, ref=ref):
-                t = ref()
-                if t._node.data is None:
-                    runtime.realize(t)
-                return t._node.data
-
             # requires_grad decides which gradients backward() computes (unfreezing a
             # layer must not replay the program that kept it frozen)
             guards.states.append((ref, ty, rg))
-            return state
+            return _state_binding(ref), ref()
         value = n.data   # a value made outside any live tensor: fixed in the program
-        return lambda args, value=value: value
+        return (lambda args, value=value: value), None
 
 
 _MAX_PROGRAMS_PER_SIGNATURE = 8
+
+
+def _state_binding(ref, donated=False):
+    """Binds the current value of the tensor `ref` names: its own array, or for an
+    input the program may overwrite (`donated`), one nobody else sees (`_donatable`)."""
+    def state(args, ref=ref):
+        t = ref()
+        if t._node.data is None:
+            runtime.realize(t)
+        return _donatable(t) if donated else t._node.data
+    return state
 
 
 def _needs_autograd(results, tracer) -> bool:

@@ -635,6 +635,17 @@ class Store:
         return f"{loops}{self.buffer.name}[{', '.join(map(repr, self.index))}] {op} {self.value!r}"
 
 
+def stage_loads(st) -> list:
+    """The loads of a stage: of its value, then of a data-dependent store index."""
+    loads = [v for v in walk_values(st.value) if isinstance(v, Load)]
+    if isinstance(st, Store):
+        for i in st.index:
+            for a in i.atoms():
+                if isinstance(a, ValueIndex):
+                    loads += [v for v in walk_values(a.value) if isinstance(v, Load)]
+    return loads
+
+
 @dataclass
 class Kernel:
     name: str
@@ -648,16 +659,9 @@ class Kernel:
     def reads(self):
         out = []
         for st in self.stages:
-            for v in walk_values(st.value):
-                if isinstance(v, Load) and v.buffer not in out:
-                    out.append(v.buffer)
-            if isinstance(st, Store):
-                for i in st.index:
-                    for a in i.atoms():
-                        if isinstance(a, ValueIndex):
-                            for v in walk_values(a.value):
-                                if isinstance(v, Load) and v.buffer not in out:
-                                    out.append(v.buffer)
+            for ld in stage_loads(st):
+                if ld.buffer not in out:
+                    out.append(ld.buffer)
         return out
 
     def writes(self):

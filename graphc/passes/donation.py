@@ -102,28 +102,13 @@ def _reads_before(kernels, buf, writer) -> bool:
     return not any(buf in kern.reads() for kern in kernels[writer + 1:])
 
 
-def _loads(value):
-    return [v for v in K.walk_values(value) if isinstance(v, K.Load)]
-
-
-def _stage_loads(st):
-    """Loads of a stage, those inside a data-dependent store index included."""
-    loads = _loads(st.value)
-    if isinstance(st, K.Store):
-        for i in st.index:
-            for a in i.atoms():
-                if isinstance(a, K.ValueIndex):
-                    loads += _loads(a.value)
-    return loads
-
-
 def _stage_order(kernel, src, dst):
     """The kernel's stages in an order where storing over `src` (where `dst` was
     stored) comes after every read of `src`, or None when no such order is legal."""
     store = next(st for st in kernel.stages if isinstance(st, K.Store) and st.buffer is dst)
     readers = []
     for st in kernel.stages:
-        loads = [ld for ld in _stage_loads(st) if ld.buffer is src]
+        loads = [ld for ld in K.stage_loads(st) if ld.buffer is src]
         if not loads:
             continue
         if isinstance(st, K.Reduce) or st.inner or any(ld.index != store.index for ld in loads):
@@ -145,7 +130,7 @@ def _stage_order(kernel, src, dst):
         ready = [st for st in pending
                  if not any(ld.buffer is stores_over[id(st)]
                             for other in pending if other is not st
-                            for ld in _stage_loads(other))]
+                            for ld in K.stage_loads(other))]
         if not ready:
             return None     # two stores each over what the other reads
         placed.append(ready[0])
@@ -164,4 +149,4 @@ def _stages_commute(kernel) -> bool:
             return False
         if st.buffer.kind != "input":
             written.add(id(st.buffer))
-    return not any(id(ld.buffer) in written for st in kernel.stages for ld in _stage_loads(st))
+    return not any(id(ld.buffer) in written for st in kernel.stages for ld in K.stage_loads(st))
